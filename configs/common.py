@@ -1,0 +1,37 @@
+"""Defaults shared by every system's config: data loading, optimiser, mesh, checkpoints, logging, evaluation."""
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.system = ""
+    config.seed = 0
+    config.init_from = ""            # directory written by `python -m imujax.convert` (or another run's checkpoint)
+
+    config.data = ml_collections.ConfigDict(dict(
+        name="",                     # TFDS name, e.g. "synthetic_egomotion/default"
+        data_dir="",                 # empty: <workdir>/data
+        auto_build=False,            # build the embedded dataset on first use (synthetic data only)
+        train_split="train", eval_split="test",
+        worker_count=2,              # grain worker processes (keep fixed across a run: the iterator state depends on it)
+        shuffle_seed=0, imu_channels=(), num_frames=16, frame_stride=4))
+
+    config.batch_size = 16           # global batch over all hosts and devices
+    config.num_epochs = 1            # used when total_steps is 0
+    config.total_steps = 0
+
+    config.optimizer = ml_collections.ConfigDict(dict(
+        name="adam",                 # adam: L2 decay added to the gradient (torch.optim.Adam); adamw: decoupled
+        learning_rate=1e-4, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0,
+        schedule="constant",         # constant | multistep | cosine
+        milestones_epochs=(), gamma=0.1, warmup_steps=0, min_learning_rate=0.0, grad_clip_norm=0.0))
+
+    config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+
+    config.checkpoint = ml_collections.ConfigDict(dict(every_steps=1000, keep=3, use_async=True))
+    config.log_every_steps = 50
+    config.eval_every_steps = 0      # 0: evaluate only at the end
+    config.eval = ml_collections.ConfigDict(dict(
+        retrieval=True, linear_probe=True, probe_train_examples=2048, probe_l2=1e-2, batch_size=0))
+    return config

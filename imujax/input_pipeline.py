@@ -1,0 +1,105 @@
+"""tfds.data_source -> grain -> per-host numpy batches (the loop makes them global arrays).
+
+Training: each host reads its own slice of the records, shuffles with a seed (reshuffled every epoch), applies the
+system's transform with a per-record RNG derived from the seed and the record's position (so batches do not depend
+on the worker count), prefetches in worker processes and batches after the prefetch. The iterator is checkpointable
+(grain state saved with the model), which is what makes resume exact.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+import os
+
+import grain
+import ml_collections
+import numpy as np
+import tensorflow_datasets as tfds
+
+
+class DatasetNotBuiltError(FileNotFoundError):
+    """The TFDS dataset named in the config has not been prepared in the data directory."""
+
+
+# Datasets shipped with imujax that can be generated on the fly (no download): TFDS name -> builder package.
+EMBEDDED_BUILDERS = {"synthetic_egomotion": "data_builders.synthetic_egomotion"}
+
+
+def data_dir(config: ml_collections.ConfigDict, workdir: str) -> str:
+    return config.data.data_dir or os.path.join(workdir, "data")
+
+
+def _split_name(name: str) -> tuple[str, str | None]:
+    dataset, _, builder_config = name.partition("/")
+    return dataset, builder_config or None
+
+
+def ensure_built(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Build an embedded dataset on first use when the config asks for it (no-op when it already exists)."""
+    dataset, builder_config = _split_name(config.data.name)
+    if not config.data.auto_build:
+        return
+    if dataset not in EMBEDDED_BUILDERS:
+        raise ValueError(f"config.data.auto_build is set but {dataset!r} is not an embedded dataset "
+                         f"(embedded: {sorted(EMBEDDED_BUILDERS)})")
+    module = importlib.import_module(EMBEDDED_BUILDERS[dataset])
+    module.build(data_dir(config, workdir), builder_config or "default")
+
+
+def open_source(config: ml_collections.ConfigDict, workdir: str, split: str):
+    """Random-access source of decoded records for one split; a clear error when the dataset is not built."""
+    directory = data_dir(config, workdir)
+    dataset, builder_config = _split_name(config.data.name)
+    try:
+        return tfds.data_source(config.data.name, data_dir=directory, split=split)
+    except Exception as e:  # tfds raises several types (DatasetNotFoundError, AssertionError, FileNotFoundError)
+        if isinstance(e, (KeyError, ValueError)) and "split" in str(e).lower():
+            raise
+        package = EMBEDDED_BUILDERS.get(dataset, f"data_builders/{dataset}").replace(".", "/")
+        command = f"tfds build {package} --data_dir={directory}"
+        if builder_config:
+            command += f" --config={builder_config}"
+        raise DatasetNotBuiltError(
+            f"dataset {config.data.name!r} (split {split!r}) is not built in {directory}: {type(e).__name__}: {e}\n"
+            f"Build it first with:\n  {command}") from e
+
+
+def host_slice(num_records: int, process_index: int, process_count: int) -> slice:
+    return slice(process_index, num_records, process_count)
+
+
+def train_dataset(source, preprocess, *, per_host_batch: int, seed: int, worker_count: int,
+                  process_index: int = 0, process_count: int = 1) -> grain.IterDataset:
+    """Infinite, shuffled, transformed, batched per-host training stream."""
+    ds = grain.MapDataset.source(source)[host_slice(len(source), process_index, process_count)]
+    if len(ds) < per_host_batch:
+        raise ValueError(f"training split has {len(ds)} records on this host, fewer than one batch of {per_host_batch}")
+    ds = ds.shuffle(seed=seed).repeat(None).random_map(preprocess, seed=seed + 1)
+    it = ds.to_iter_dataset()
+    if worker_count > 0:
+        it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
+    return it.batch(per_host_batch, drop_remainder=True)
+
+
+def eval_batches(source, preprocess, *, per_host_batch: int, process_index: int = 0, process_count: int = 1):
+    """Deterministic pass over a split; every host yields the same number of batches, padded rows have valid=0."""
+    indices = list(range(len(source)))[host_slice(len(source), process_index, process_count)]
+    per_host = math.ceil(len(source) / process_count)
+    total = math.ceil(per_host / per_host_batch) * per_host_batch
+    valid = np.zeros(total, np.int32)
+    valid[: len(indices)] = 1
+    padded = indices + [0] * (total - len(indices))
+    for start in range(0, total, per_host_batch):
+        rows = [preprocess(source[i], None) for i in padded[start:start + per_host_batch]]
+        batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+        batch["valid"] = valid[start:start + per_host_batch]
+        yield batch
+
+
+def steps_per_epoch(num_records: int, global_batch: int) -> int:
+    steps = num_records // global_batch
+    if steps == 0:
+        logging.warning("dataset of %d records is smaller than one global batch of %d", num_records, global_batch)
+    return max(steps, 1)

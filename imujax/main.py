@@ -1,0 +1,92 @@
+"""Command line: train, evaluate or summarise any system from one config.
+
+  python -m imujax.main --config=configs/evi_mae.py:demo --workdir=runs/demo [--config.batch_size=8] [--mode=train]
+
+Modes: ``train`` (resumes automatically from the workdir), ``eval`` (evaluates the latest checkpoint in the workdir,
+or ``--config.init_from``), ``summary`` (parameter table and ``params: N`` without allocating any weights).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import sys
+
+import ml_collections
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file, optionally ':variant'.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and data.")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "summary"], "What to do.")
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    config = _CONFIG.value
+    if config is None:
+        raise app.UsageError("--config is required, e.g. --config=configs/evi_mae.py:demo")
+    logging.getLogger("absl").setLevel(logging.WARNING)
+
+    from imujax import sharding
+    sharding.initialize_distributed()
+
+    if _MODE.value == "summary":
+        from imujax import summary
+        print(summary.parameter_table(config))
+        return
+    if not _WORKDIR.value:
+        raise app.UsageError("--workdir is required for --mode=train and --mode=eval")
+    from imujax import train
+    if _MODE.value == "train":
+        train.train_and_evaluate(config, _WORKDIR.value)
+    else:
+        for key, value in train.evaluate_only(config, _WORKDIR.value).items():
+            print(f"{key}: {value:.4f}")
+
+
+def check_overrides(argv: list[str]) -> None:
+    """Reject ``--config.a.b=v`` overrides that name no existing key, listing the keys that do exist there."""
+    path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+    overrides = [a[len("--config."):].split("=", 1)[0] for a in argv if a.startswith("--config.")]
+    if path is None or not overrides:
+        return
+    file, _, variant = path.partition(":")
+    spec = importlib.util.spec_from_file_location("_imujax_config", file)
+    if spec is None or not os.path.exists(file):
+        raise app.UsageError(f"--config: no config file at {file!r}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config(variant or None)
+    for dotted in overrides:
+        node = config
+        for depth, key in enumerate(dotted.split(".")):
+            if not isinstance(node, ml_collections.ConfigDict) or key not in node:
+                where = ".".join(dotted.split(".")[:depth]) or "config"
+                known = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+                raise app.UsageError(f"unknown config key {dotted!r} (from --config.{dotted}=...): {where!r} has "
+                                     f"no key {key!r}; known keys: {', '.join(known)}")
+            node = node[key]
+
+
+def run() -> None:
+    try:
+        check_overrides(sys.argv[1:])
+        app.run(main)
+    except SystemExit:
+        raise
+    except app.UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as e:  # noqa: BLE001 - turn config/data errors into one readable line plus the traceback in logs
+        logging.exception("imujax failed")
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,195 @@
+"""Shared building blocks: ViT attention/MLP/blocks, patch embeds, BatchNorm, sincos tables.
+
+Attribute names mirror the upstream PyTorch modules (``qkv``, ``proj``, ``fc1``, ``norm1_a`` ...) so that the
+torch bridge rule tables stay one line per tensor. Every parameter carries logical sharding names
+(``embed``, ``heads``, ``mlp``, ``patch``, ``norm``) that ``imujax.sharding`` maps onto mesh axes.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import einops
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+Dtype = jnp.dtype | type
+xavier = nnx.initializers.xavier_uniform()
+zeros = nnx.initializers.zeros_init()
+ones = nnx.initializers.ones_init()
+
+
+def partitioned(init, names: tuple[str | None, ...]):
+    return nnx.with_partitioning(init, names)
+
+
+@functools.lru_cache(maxsize=None)
+def sincos_table(num_positions: int, dim: int) -> np.ndarray:
+    """1-D interleaved sinusoid table [1, n, d], computed in float64 and rounded to float32 (as upstream stores it).
+
+    angle(pos, j) = pos / 10000^(2*floor(j/2)/d); even j -> sin, odd j -> cos. A constant, never a parameter.
+    """
+    pos = np.arange(num_positions, dtype=np.float64)[:, None]
+    j = np.arange(dim)
+    angle = pos / np.power(10000.0, 2 * (j // 2) / dim)
+    table = np.where(j % 2 == 0, np.sin(angle), np.cos(angle))
+    return table.astype(np.float32)[None]
+
+
+def gelu(x):
+    return jax.nn.gelu(x, approximate=False)  # timm/PyTorch nn.GELU is the exact erf form
+
+
+class Linear(nnx.Linear):
+    """nnx.Linear with xavier-uniform kernel, zero bias and logical sharding names for (in, out)."""
+
+    def __init__(self, din: int, dout: int, names: tuple[str | None, str | None], *, use_bias: bool = True,
+                              dtype: Dtype = jnp.float32, rngs: nnx.Rngs, kernel_init=xavier):
+        super().__init__(din, dout, use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32,
+                                          kernel_init=partitioned(kernel_init, names), bias_init=partitioned(zeros, (names[1],)),
+                                          rngs=rngs)
+
+
+class LayerNorm(nnx.LayerNorm):
+    """PyTorch-equivalent LayerNorm: two-pass variance, eps given explicitly (EVI-MAE uses 1e-5)."""
+
+    def __init__(self, dim: int, *, eps: float = 1e-5, dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+        super().__init__(dim, epsilon=eps, dtype=dtype, param_dtype=jnp.float32, use_fast_variance=False,
+                                          scale_init=partitioned(ones, ("norm",)), bias_init=partitioned(zeros, ("norm",)),
+                                          rngs=rngs)
+
+
+class Attention(nnx.Module):
+    """Multi-head self-attention with one fused ``qkv`` projection (timm 0.4.5 layout).
+
+    ``qv_bias=True`` gives the VideoMAE variant: no bias inside ``qkv``, separate ``q_bias``/``v_bias`` and a zero k bias.
+    """
+
+    def __init__(self, dim: int, num_heads: int, *, qkv_bias: bool = True, qv_bias: bool = False,
+                              dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.qv_bias = qv_bias
+        self.qkv = Linear(dim, 3 * dim, ("embed", "heads"), use_bias=qkv_bias and not qv_bias, dtype=dtype, rngs=rngs)
+        if qv_bias:
+            self.q_bias = nnx.Param(partitioned(zeros, ("heads",))(rngs.params(), (dim,), jnp.float32))
+            self.v_bias = nnx.Param(partitioned(zeros, ("heads",))(rngs.params(), (dim,), jnp.float32))
+        self.proj = Linear(dim, dim, ("heads", "embed"), dtype=dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        qkv = self.qkv(x)
+        if self.qv_bias:
+            k_bias = jnp.zeros_like(self.q_bias[...])
+            qkv = qkv + jnp.concatenate([self.q_bias[...], k_bias, self.v_bias[...]]).astype(qkv.dtype)
+        q, k, v = einops.rearrange(qkv, "b n (three h d) -> three b n h d", three=3, h=self.num_heads)
+        out = jax.nn.dot_product_attention(q, k, v, scale=self.head_dim ** -0.5)
+        return self.proj(einops.rearrange(out, "b n h d -> b n (h d)"))
+
+
+class Mlp(nnx.Module):
+    def __init__(self, dim: int, hidden: int, *, dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+        self.fc1 = Linear(dim, hidden, ("embed", "mlp"), dtype=dtype, rngs=rngs)
+        self.fc2 = Linear(hidden, dim, ("mlp", "embed"), dtype=dtype, rngs=rngs)
+
+    def __call__(self, x):
+        return self.fc2(gelu(self.fc1(x)))
+
+
+class Block(nnx.Module):
+    """Pre-norm ViT block with three LayerNorm sets sharing one attention and MLP (CAV-MAE / EVI-MAE ``Block``).
+
+    ``modality`` None uses ``norm1``/``norm2``; ``'a'`` uses ``norm1_a``/``norm2_a``; ``'v'`` uses ``norm1_v``/``norm2_v``.
+    """
+
+    def __init__(self, dim: int, num_heads: int, *, mlp_ratio: float = 4.0, qkv_bias: bool = True, eps: float = 1e-5,
+                              dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+        for name in ("norm1", "norm1_a", "norm1_v", "norm2", "norm2_a", "norm2_v"):
+            setattr(self, name, LayerNorm(dim, eps=eps, dtype=dtype, rngs=rngs))
+        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, dtype=dtype, rngs=rngs)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), dtype=dtype, rngs=rngs)
+
+    def __call__(self, x, modality: str | None = None):
+        suffix = "" if modality is None else f"_{modality}"
+        x = x + self.attn(getattr(self, "norm1" + suffix)(x))
+        return x + self.mlp(getattr(self, "norm2" + suffix)(x))
+
+
+class VideoBlock(nnx.Module):
+    """VideoMAE encoder block: q/v-bias attention, no layer-scale (init_values 0)."""
+
+    def __init__(self, dim: int, num_heads: int, *, mlp_ratio: float = 4.0, eps: float = 1e-5,
+                              dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+        self.norm1 = LayerNorm(dim, eps=eps, dtype=dtype, rngs=rngs)
+        self.attn = Attention(dim, num_heads, qv_bias=True, dtype=dtype, rngs=rngs)
+        self.norm2 = LayerNorm(dim, eps=eps, dtype=dtype, rngs=rngs)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), dtype=dtype, rngs=rngs)
+
+    def __call__(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class PatchEmbed(nnx.Module):
+    """Conv patch embedding in its exact matmul form: patches flattened in PyTorch (c, k...) order, times ``proj``.
+
+    A stride=kernel convolution equals this matmul, which avoids layout transposes around a conv on every backend.
+    ``proj.kernel`` is [c*prod(kernel), dim]; the bridge reshapes the torch conv weight [dim, c, *kernel] into it.
+    """
+
+    def __init__(self, in_features: int, dim: int, *, dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+        self.proj = Linear(in_features, dim, ("patch", "embed"), dtype=dtype, rngs=rngs)
+
+    def __call__(self, patches):
+        return self.proj(patches)
+
+
+class BatchNorm(nnx.Module):
+    """PyTorch BatchNorm1d over the last axis: biased batch variance to normalise, unbiased for the running update.
+
+    ``count`` mirrors ``num_batches_tracked`` so checkpoints round-trip. ``num_rows`` lets a caller that deduplicated
+    identical rows (the closed-form GIN) still apply PyTorch's unbiased factor for the true row count.
+    """
+
+    def __init__(self, dim: int, *, eps: float = 1e-5, momentum: float = 0.1, rngs: nnx.Rngs):
+        self.eps, self.momentum = eps, momentum
+        self.use_running_average = False
+        self.scale = nnx.Param(ones(rngs.params(), (dim,), jnp.float32))
+        self.bias = nnx.Param(zeros(rngs.params(), (dim,), jnp.float32))
+        self.mean = nnx.BatchStat(jnp.zeros((dim,), jnp.float32))
+        self.var = nnx.BatchStat(jnp.ones((dim,), jnp.float32))
+        self.count = nnx.BatchStat(jnp.zeros((), jnp.int32))
+
+    def __call__(self, x, num_rows: int | None = None):
+        if self.use_running_average:
+            mean, var = self.mean[...], self.var[...]
+        else:
+            xf = x.astype(jnp.float32)
+            mean = xf.mean(axis=0)
+            var = jnp.square(xf - mean).mean(axis=0)
+            n = num_rows or x.shape[0]
+            m = self.momentum
+            self.mean[...] = (1 - m) * self.mean[...] + m * jax.lax.stop_gradient(mean)
+            self.var[...] = (1 - m) * self.var[...] + m * jax.lax.stop_gradient(var) * (n / max(n - 1, 1))
+            self.count[...] = self.count[...] + 1
+        y = (x - mean) * jax.lax.rsqrt(var + self.eps)
+        return (y * self.scale[...] + self.bias[...]).astype(x.dtype)
+
+
+class PReLU(nnx.Module):
+    """PReLU with a single shared slope (PyTorch default num_parameters=1, init 0.25)."""
+
+    def __init__(self):
+        self.weight = nnx.Param(jnp.full((1,), 0.25, jnp.float32))
+
+    def __call__(self, x):
+        return jnp.where(x >= 0, x, self.weight[...].astype(x.dtype) * x)
+
+
+def dropout(x, rate: float, key: jax.Array | None):
+    """Inverted dropout; identity when ``key`` is None (eval) or rate is 0."""
+    if key is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)

@@ -1,0 +1,77 @@
+"""EVI-MAE pretraining system: record preprocessing, model construction, the weighted loss and eval embeddings.
+
+Total = mae_weight * (MSE_imu + MSE_video) + contrast_weight * InfoNCE(video -> IMU, tau) + graph_weight * SCE,
+the released recipe being 1.0 / 0.01 / 10 with tau 0.05 (shared/specs/evi_mae.md §1.3 step 11).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from imujax.models.evi_mae import EVIMAE, EVIMAESizes
+from imujax.objectives import graph, infonce, mae
+from imujax.transforms import imu as imu_tf
+from imujax.transforms import records
+from imujax.transforms import video as video_tf
+
+
+class EVIMAESystem:
+    """Binds a config to the EVI-MAE model, its input transform, loss and evaluation embeddings."""
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        self.config = config
+        model_cfg = dict(config.model)
+        self.dtype = jnp.dtype(model_cfg.pop("dtype", "float32"))
+        self.sizes = EVIMAESizes(**model_cfg)
+
+    # -- model ------------------------------------------------------------------------------------------------------
+    def make_model(self, rngs: nnx.Rngs) -> EVIMAE:
+        return EVIMAE(self.sizes, dtype=self.dtype, rngs=rngs)
+
+    # -- data -------------------------------------------------------------------------------------------------------
+    def preprocess(self, record: dict, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
+        """One decoded record -> {'imu' [12, T, F], 'video' [3, F, H, W], 'label'}. rng None means eval (deterministic)."""
+        d = self.config.data
+        imu = records.select_channels(record, d.imu_channels)
+        frames = records.frames(record)
+        train = rng is not None
+        frame_ids = video_tf.sample_frame_indices(len(frames), d.num_frames, d.frame_stride, rng)
+        start, end = imu_tf.imu_slice_for_frames(len(imu), frame_ids, len(frames))
+        spec = imu_tf.evi_mae_spectrogram(
+            imu[start:max(end, start + 2)], mean=d.imu_mean, std=d.imu_std, target_length=self.sizes.imu_time,
+            n_bins=self.sizes.imu_freq, n_fft=d.n_fft, win_length=d.win_length, hop_length=d.hop_length)
+        if train and d.imu_noise:
+            spec = imu_tf.evi_mae_imu_noise(spec, rng)
+        clip = video_tf.evi_mae_video(frames[frame_ids], img_size=self.sizes.img_size, train=train, rng=rng)
+        return {"imu": spec, "video": clip, "label": np.int32(record["label"])}
+
+    # -- objective --------------------------------------------------------------------------------------------------
+    def loss(self, model: EVIMAE, batch: dict[str, jax.Array], rng: jax.Array):
+        c = self.config.loss
+        k_mask, k_drop = jax.random.split(rng)
+        masks = model.draw_masks(k_mask, batch["imu"].shape[0])
+        out = model(batch["imu"], batch["video"], masks=masks, imu_mask_ratio=c.imu_mask_ratio,
+                    video_mask_ratio=c.video_mask_ratio, dropout_key=k_drop)
+        mae_imu = mae.masked_mse(out["pred_imu"], out["target_imu"], out["mask_imu"], norm_pix=c.norm_pix_loss)
+        mae_video = mae.masked_mse(out["pred_video"], out["target_video"], out["mask_video"],
+                                   norm_pix=c.norm_pix_loss)
+        contrast, contrast_acc = infonce.evi_mae_info_nce(out["contrast_imu"], out["contrast_video"],
+                                                         temperature=c.contrast_temperature)
+        graph_loss = graph.sce_loss(out["graph_recon"], out["graph_nodes"], out["graph_masked"])
+        total = (c.mae_weight * (mae_imu + mae_video) + c.contrast_weight * contrast
+                 + c.graph_weight * graph_loss)
+        return total, {"loss": total, "mae_imu": mae_imu, "mae_video": mae_video, "contrast": contrast,
+                       "contrast_acc": contrast_acc, "graph": graph_loss}
+
+    # -- evaluation -------------------------------------------------------------------------------------------------
+    def embed(self, model: EVIMAE, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        """Eval-mode embeddings: the contrastive IMU/video features (for retrieval) and the fused fine-tune feature."""
+        a, v = model.encode_unmasked(batch["imu"], batch["video"])
+        imu = model.norm_a(model.blocks_u[0](a, "a")).mean(axis=1)
+        video = model.norm_video(model.blocks_u[0](v, "v")).mean(axis=1)
+        return {"imu": imu, "video": video, "fused": model.encode_multimodal(batch["imu"], batch["video"])}
+

@@ -1,0 +1,222 @@
+"""The one training loop for every system: mesh, init-or-restore, jitted step, eval hooks, checkpoints, metrics.
+
+The train state is a pytree {step, params, other (BatchNorm statistics), opt_state}; the model's static structure
+(graphdef) stays outside the jitted step. Each step's RNG is fold_in(seed key, step), so a resumed run draws exactly
+the masks and dropout an uninterrupted run would have drawn.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+
+from imujax import checkpointing, evaluate, input_pipeline, metrics, sharding, systems
+
+
+# -- optimiser ---------------------------------------------------------------------------------------------------------
+def make_schedule(opt: ml_collections.ConfigDict, steps_per_epoch: int, total_steps: int) -> optax.Schedule:
+    lr = opt.learning_rate
+    if opt.schedule == "constant":
+        schedule = optax.constant_schedule(lr)
+    elif opt.schedule == "multistep":  # torch MultiStepLR stepped per epoch
+        boundaries = {int(e) * steps_per_epoch: opt.gamma for e in opt.milestones_epochs}
+        schedule = optax.piecewise_constant_schedule(lr, boundaries)
+    elif opt.schedule == "cosine":
+        schedule = optax.cosine_decay_schedule(lr, max(total_steps - opt.warmup_steps, 1),
+                                               alpha=opt.min_learning_rate / lr if lr else 0.0)
+    else:
+        raise ValueError(f"config.optimizer.schedule={opt.schedule!r}; expected constant, multistep or cosine")
+    if opt.warmup_steps:
+        schedule = optax.join_schedules([optax.linear_schedule(0.0, lr, opt.warmup_steps), schedule],
+                                        [opt.warmup_steps])
+    return schedule
+
+
+def make_optimizer(opt: ml_collections.ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
+    parts = []
+    if opt.grad_clip_norm:
+        parts.append(optax.clip_by_global_norm(opt.grad_clip_norm))
+    if opt.name == "adam":  # torch.optim.Adam: weight decay is an L2 term added to the gradient before the moments
+        if opt.weight_decay:
+            parts.append(optax.add_decayed_weights(opt.weight_decay))
+        parts += [optax.scale_by_adam(opt.b1, opt.b2, opt.eps), optax.scale_by_learning_rate(schedule)]
+    elif opt.name == "adamw":
+        parts.append(optax.adamw(schedule, opt.b1, opt.b2, opt.eps, weight_decay=opt.weight_decay))
+    else:
+        raise ValueError(f"config.optimizer.name={opt.name!r}; expected adam or adamw")
+    return optax.chain(*parts)
+
+
+# -- state -------------------------------------------------------------------------------------------------------------
+def abstract_model(system, config):
+    return nnx.eval_shape(lambda: system.make_model(nnx.Rngs(config.seed)))
+
+
+def create_state(system, config, tx, mesh):
+    """Initialise the train state directly onto its shardings; returns (graphdef, state, state_shardings)."""
+    graphdef, abs_params, abs_other = nnx.split(abstract_model(system, config), nnx.Param, ...)
+
+    def init():
+        _, params, other = nnx.split(system.make_model(nnx.Rngs(config.seed)), nnx.Param, ...)
+        return {"step": jnp.zeros((), jnp.int32), "params": params, "other": other, "opt_state": tx.init(params)}
+
+    abstract = jax.eval_shape(init)
+    shardings = sharding.state_shardings(abstract, mesh)
+    state = jax.jit(init, out_shardings=shardings)()
+    return graphdef, state, shardings
+
+
+def abstract_with_shardings(state_shardings, abstract_state):
+    return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_state,
+                        state_shardings)
+
+
+def make_train_step(system, graphdef, tx, seed: int):
+    base_key = jax.random.key(seed)
+
+    def train_step(state, batch):
+        key = jax.random.fold_in(base_key, state["step"])
+
+        def loss_fn(params):
+            model = nnx.merge(graphdef, params, state["other"])
+            loss, step_metrics = system.loss(model, batch, key)
+            _, _, other = nnx.split(model, nnx.Param, ...)
+            return loss, (step_metrics, other)
+
+        grads, (step_metrics, other) = jax.grad(loss_fn, has_aux=True)(state["params"])
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        step_metrics = dict(step_metrics, grad_norm=optax.global_norm(grads))
+        return {"step": state["step"] + 1, "params": params, "other": other, "opt_state": opt_state}, step_metrics
+
+    return train_step
+
+
+class _StopRequest:
+    """SIGTERM (preemption) sets a flag; the loop checkpoints at the next step boundary and exits cleanly."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame):
+        logging.warning("SIGTERM received: saving a checkpoint at the next step boundary")
+        self.requested = True
+
+    def restore(self):
+        signal.signal(signal.SIGTERM, self._previous)
+
+
+def total_steps_for(config, steps_per_epoch: int) -> int:
+    return config.total_steps or config.num_epochs * steps_per_epoch
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+    """Train (resuming from workdir if it holds a checkpoint) and return the final metrics."""
+    os.makedirs(workdir, exist_ok=True)
+    system = systems.make_system(config)
+    mesh = sharding.make_mesh(**config.mesh)
+    if config.batch_size % sharding.batch_divisor(mesh) or config.batch_size % jax.process_count():
+        raise ValueError(f"config.batch_size={config.batch_size} must be divisible by the data*fsdp mesh size "
+                         f"{sharding.batch_divisor(mesh)} and by {jax.process_count()} processes")
+    per_host_batch = config.batch_size // jax.process_count()
+
+    input_pipeline.ensure_built(config, workdir)
+    train_source = input_pipeline.open_source(config, workdir, config.data.train_split)
+    steps_per_epoch = input_pipeline.steps_per_epoch(len(train_source), config.batch_size)
+    total_steps = total_steps_for(config, steps_per_epoch)
+    schedule = make_schedule(config.optimizer, steps_per_epoch, total_steps)
+    tx = make_optimizer(config.optimizer, schedule)
+
+    data = iter(input_pipeline.train_dataset(
+        train_source, system.preprocess, per_host_batch=per_host_batch, seed=config.data.shuffle_seed,
+        worker_count=config.data.worker_count, process_index=jax.process_index(), process_count=jax.process_count()))
+
+    ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.checkpoint.keep,
+                                      use_async=config.checkpoint.use_async)
+    with jax.set_mesh(mesh):
+        graphdef, state, state_shardings = create_state(system, config, tx, mesh)
+        latest = ckpt.latest_step()
+        if latest is not None:
+            ckpt.check_compatible(latest, config)
+            state = ckpt.restore(latest, abstract_with_shardings(state_shardings, state), data)
+        elif config.init_from:
+            state = _init_from(state, config.init_from, state_shardings)
+
+        step_fn = jax.jit(make_train_step(system, graphdef, tx, config.seed), donate_argnums=0,
+                          out_shardings=(state_shardings, None))
+        evaluator = evaluate.Evaluator(system, graphdef, config, workdir, mesh)
+        writer = metrics.MetricWriter(workdir, total_steps)
+        stop = _StopRequest()
+        step = int(state["step"])
+        final: dict[str, float] = {}
+        try:
+            while step < total_steps:
+                state, step_metrics = step_fn(state, sharding.global_batch(next(data), mesh))
+                step += 1
+                if step % config.log_every_steps == 0 or step == total_steps:
+                    scalars = metrics.to_host(step_metrics)
+                    if not np.isfinite(scalars["loss"]):
+                        raise FloatingPointError(
+                            f"non-finite loss {scalars['loss']} at step {step}; the last good checkpoint is step "
+                            f"{ckpt.latest_step()} in {ckpt.directory}")
+                    scalars["lr"] = float(schedule(step - 1))
+                    scalars.update(writer.progress(step, scalars, config.batch_size))
+                    writer.write(step, scalars)
+                if step % config.checkpoint.every_steps == 0 or step == total_steps or stop.requested:
+                    ckpt.save(step, state, data, config)
+                if stop.requested:
+                    logging.warning("stopping at step %d after SIGTERM; resume with the same command", step)
+                    break
+                if (config.eval_every_steps and step % config.eval_every_steps == 0) or step == total_steps:
+                    final = evaluator(state)
+                    writer.write(step, final)
+                    if jax.process_index() == 0:
+                        print("eval " + " ".join(f"{k}={v:.4f}" for k, v in final.items()), flush=True)
+        finally:
+            ckpt.wait()
+            ckpt.close()
+            writer.close()
+            stop.restore()
+    return final
+
+
+def _init_from(state, directory: str, state_shardings):
+    """Start from converted (e.g. released PyTorch) weights written by `python -m imujax.convert`."""
+    from imujax import convert  # the bridge is optional at train time; import only when asked for
+
+    _, _, params = convert.load_converted(directory)
+    loaded = jax.device_put(params, state_shardings["params"])
+    return dict(state, params=loaded)
+
+
+def evaluate_only(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+    """Evaluate the latest checkpoint in workdir, or the weights named by config.init_from."""
+    system = systems.make_system(config)
+    mesh = sharding.make_mesh(**config.mesh)
+    input_pipeline.ensure_built(config, workdir)
+    tx = make_optimizer(config.optimizer, optax.constant_schedule(config.optimizer.learning_rate))
+    ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), use_async=False)
+    with jax.set_mesh(mesh):
+        graphdef, state, state_shardings = create_state(system, config, tx, mesh)
+        latest = ckpt.latest_step()
+        if latest is not None:
+            ckpt.check_compatible(latest, config)
+            restored = ckpt.manager.restore(latest, args=checkpointing.state_only_restore(
+                abstract_with_shardings(state_shardings, state)))
+            state = restored["state"]
+        elif config.init_from:
+            state = _init_from(state, config.init_from, state_shardings)
+        else:
+            raise FileNotFoundError(f"nothing to evaluate: no checkpoint in {ckpt.directory} and no "
+                                    f"--config.init_from")
+        ckpt.close()
+        return evaluate.Evaluator(system, graphdef, config, workdir, mesh)(state)

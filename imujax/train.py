@@ -56,22 +56,19 @@ def make_optimizer(opt: ml_collections.ConfigDict, schedule: optax.Schedule) -> 
 
 
 # -- state -------------------------------------------------------------------------------------------------------------
-def abstract_model(system, config):
-    return nnx.eval_shape(lambda: system.make_model(nnx.Rngs(config.seed)))
-
-
 def create_state(system, config, tx, mesh):
     """Initialise the train state directly onto its shardings; returns (graphdef, state, state_shardings)."""
-    graphdef, abs_params, abs_other = nnx.split(abstract_model(system, config), nnx.Param, ...)
+    static = {}
 
     def init():
-        _, params, other = nnx.split(system.make_model(nnx.Rngs(config.seed)), nnx.Param, ...)
+        graphdef, params, other = nnx.split(system.make_model(nnx.Rngs(config.seed)), nnx.Param, ...)
+        static["graphdef"] = graphdef  # structure only; identical on every trace
         return {"step": jnp.zeros((), jnp.int32), "params": params, "other": other, "opt_state": tx.init(params)}
 
     abstract = jax.eval_shape(init)
     shardings = sharding.state_shardings(abstract, mesh)
     state = jax.jit(init, out_shardings=shardings)()
-    return graphdef, state, shardings
+    return static["graphdef"], state, shardings
 
 
 def abstract_with_shardings(state_shardings, abstract_state):
@@ -85,13 +82,14 @@ def make_train_step(system, graphdef, tx, seed: int):
     def train_step(state, batch):
         key = jax.random.fold_in(base_key, state["step"])
 
-        def loss_fn(params):
-            model = nnx.merge(graphdef, params, state["other"])
+        def loss_fn(params, other):
+            # Fresh Variables at this trace level, so BatchNorm may update its statistics inside the grad trace.
+            model = nnx.merge(graphdef, params, jax.tree.map(lambda x: x, other))
             loss, step_metrics = system.loss(model, batch, key)
             _, _, other = nnx.split(model, nnx.Param, ...)
             return loss, (step_metrics, other)
 
-        grads, (step_metrics, other) = jax.grad(loss_fn, has_aux=True)(state["params"])
+        grads, (step_metrics, other) = jax.grad(loss_fn, has_aux=True)(state["params"], state["other"])
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         step_metrics = dict(step_metrics, grad_norm=optax.global_norm(grads))

@@ -15,7 +15,7 @@ def base_config() -> ml_collections.ConfigDict:
         auto_build=False,            # build the embedded dataset on first use (synthetic data only)
         train_split="train", eval_split="test",
         worker_count=2,              # grain worker processes (keep fixed across a run: the iterator state depends on it)
-        shuffle_seed=0, imu_channels=(), num_frames=16, frame_stride=4))
+        shuffle_seed=0, imu_channels=(), frame_stride=4))
 
     config.batch_size = 16           # global batch over all hosts and devices
     config.num_epochs = 1            # used when total_steps is 0

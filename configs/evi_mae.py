@@ -29,7 +29,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     config.data.update(dict(
         name="synthetic_egomotion/default", imu_channels=ACC_CHANNELS,
-        num_frames=16, frame_stride=4,
+        frame_stride=4,
         # Spectrogram recipe (torchaudio Spectrogram n_fft 256 / win 24 / hop 1, dB); dataset constants mean/std.
         n_fft=256, win_length=24, hop_length=1, imu_mean=-1.223483, imu_std=7.991705, imu_noise=True))
 

@@ -57,13 +57,13 @@ def open_source(config: ml_collections.ConfigDict, workdir: str, split: str):
     except Exception as e:  # tfds raises several types (DatasetNotFoundError, AssertionError, FileNotFoundError)
         if isinstance(e, (KeyError, ValueError)) and "split" in str(e).lower():
             raise
-        package = EMBEDDED_BUILDERS.get(dataset, f"data_builders/{dataset}").replace(".", "/")
-        command = f"tfds build {package} --data_dir={directory}"
-        if builder_config:
-            command += f" --config={builder_config}"
+        package = EMBEDDED_BUILDERS.get(dataset, f"data_builders.{dataset}").replace(".", "/")
+        flags = f"{package} --data_dir={directory}" + (f" --config={builder_config}" if builder_config else "")
         raise DatasetNotBuiltError(
-            f"dataset {config.data.name!r} (split {split!r}) is not built in {directory}: {type(e).__name__}: {e}\n"
-            f"Build it first with:\n  {command}") from e
+            f"dataset {config.data.name!r} (split {split!r}) is not built in {directory} ({type(e).__name__}: {e}).\n"
+            f"Build it first with:\n  tfds build {flags}\n"
+            f"or, without TensorFlow installed (the tfds CLI imports it):\n  python -m imujax.build_dataset {flags}"
+            ) from e
 
 
 def host_slice(num_records: int, process_index: int, process_count: int) -> slice:

@@ -23,6 +23,6 @@ def retrieval_metrics(imu: np.ndarray, video: np.ndarray, ks=(1, 5, 10)) -> dict
     out = {}
     for name, (q, k) in {"imu_to_video": (imu, video), "video_to_imu": (video, imu)}.items():
         for kk, value in recall_at_k(q, k, ks).items():
-            out[f"{name}_r@{kk}"] = value
-    out["chance_r@1"] = 1.0 / len(imu)
+            out[f"{name}_r{kk}"] = value
+    out["chance_r1"] = 1.0 / len(imu)
     return out

@@ -39,14 +39,14 @@ class EVIMAESystem:
         imu = records.select_channels(record, d.imu_channels)
         frames = records.frames(record)
         train = rng is not None
-        frame_ids = video_tf.sample_frame_indices(len(frames), d.num_frames, d.frame_stride, rng)
+        clip, frame_ids = video_tf.evi_mae_video(frames, train=train, rng=rng, num_frames=self.sizes.num_frames,
+                                                 stride=d.frame_stride, img_size=self.sizes.img_size)
         start, end = imu_tf.imu_slice_for_frames(len(imu), frame_ids, len(frames))
         spec = imu_tf.evi_mae_spectrogram(
             imu[start:max(end, start + 2)], mean=d.imu_mean, std=d.imu_std, target_length=self.sizes.imu_time,
             n_bins=self.sizes.imu_freq, n_fft=d.n_fft, win_length=d.win_length, hop_length=d.hop_length)
         if train and d.imu_noise:
             spec = imu_tf.evi_mae_imu_noise(spec, rng)
-        clip = video_tf.evi_mae_video(frames[frame_ids], img_size=self.sizes.img_size, train=train, rng=rng)
         return {"imu": spec, "video": clip, "label": np.int32(record["label"])}
 
     # -- objective --------------------------------------------------------------------------------------------------

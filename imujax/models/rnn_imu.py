@@ -1,0 +1,404 @@
+"""Recurrent IMU encoders: IMU2CLIP / PRIMUS "MW2 stack-RNN pooling" and RevalExo DeepConvLSTM.
+
+Facts: `shared/specs/rnn_imu_encoders.md` §1-3 and `shared/specs/evi_mae.md` §4. The upstream quirks are kept:
+
+* MW2: no activations; GroupNorm(2, 6) on the raw input, three bias-free dilated conv blocks, GroupNorm(4, 32),
+  then a GRU whose *sequence axis is the 32 conv channels* and whose features are the 32 pooled time bins.
+  The IMU2CLIP variant max-pools in block 3 and so only runs for a narrow band of input lengths
+  (978..1004 at the released sizes); PRIMUS uses an adaptive average pool there and runs for T >= 123.
+* DeepConvLSTM: four ReLU (k, 1) convs that shrink time by k-1 each, features flattened as k * channels + c,
+  an LSTM whose last output is projected; the declared dropout is never applied to the features.
+
+Inputs use the upstream layouts: [N, 6, T] for the MW2 family, [B, T, C] for DeepConvLSTM.
+
+Parameter paths mirror the torch state_dict names so the bridge rule table is only layout changes:
+
+| torch key                                   | NNX path                                  | transform            |
+|---------------------------------------------|-------------------------------------------|----------------------|
+| `net.0.weight` / `.bias` (GroupNorm)         | `net/0/scale` / `net/0/bias`              | none                 |
+| `net.{1,2,3}.net.0.weight` [O, I, K]         | `net/{1,2,3}/net/0/kernel` [K, I, O]      | transpose (2, 1, 0)  |
+| `net.4.weight` / `.bias` (GroupNorm)         | `net/4/scale` / `net/4/bias`              | none                 |
+| `net.5.weight_ih_l0` [3H, I]                 | `net/5/weight_ih_l0` [I, 3H]              | transpose            |
+| `net.5.weight_hh_l0` [3H, H]                 | `net/5/weight_hh_l0` [H, 3H]              | transpose            |
+| `net.5.bias_{ih,hh}_l0` [3H]                 | `net/5/bias_{ih,hh}_l0` [3H]              | none                 |
+| `{ssl,mmcl}_head.weight` [O, I] / `.bias`    | `{ssl,mmcl}_head/kernel` [I, O] / `bias`  | transpose / none     |
+| `convK.weight` [O, I, k, 1] / `.bias`        | `convK/kernel` [k, 1, I, O] / `bias`      | transpose (2,3,1,0)  |
+| `lstm.weight_{ih,hh}_lL` [4H, I]             | `lstm/weight_{ih,hh}_lL` [I, 4H]          | transpose            |
+| `lstm.bias_{ih,hh}_lL`, `feature_projector.*`, `classifier.heads.h.1.*` / `classifier.shared_net.0.*` / `classifier.heads.h.*` | same names (`weight` -> `kernel`, transposed) | as Linear |
+
+The PRIMUS model uses `backbone` where IMU2CLIP uses `net`. Gate column order is PyTorch's
+(GRU: r, z, n; LSTM: i, f, g, o) and the ih/hh biases are kept separate for bit-closeness.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import einops
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def torch_uniform(bound: float) -> nnx.Initializer:
+    """PyTorch's default U(-bound, bound) initialiser (Conv/Linear use 1/sqrt(fan_in), RNNs 1/sqrt(H))."""
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def _partitioned(init: nnx.Initializer, names: tuple[str | None, ...]) -> nnx.Initializer:
+    return nnx.with_partitioning(init, names)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Recurrent cells written as lax.scan over PyTorch-layout weights.
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class TorchGRU(nnx.Module):
+    """Single-layer batch-first GRU with PyTorch's parameterisation; returns the final hidden state h_n[0]."""
+
+    def __init__(self, input_size: int, hidden_size: int, *, rngs: nnx.Rngs):
+        self.hidden_size = hidden_size
+        init = torch_uniform(1.0 / math.sqrt(hidden_size))
+        self.weight_ih_l0 = nnx.Param(_partitioned(init, (None, "mlp"))(rngs.params(), (input_size, 3 * hidden_size)))
+        self.weight_hh_l0 = nnx.Param(
+            _partitioned(init, ("embed", "mlp"))(rngs.params(), (hidden_size, 3 * hidden_size))
+        )
+        self.bias_ih_l0 = nnx.Param(_partitioned(init, ("mlp",))(rngs.params(), (3 * hidden_size,)))
+        self.bias_hh_l0 = nnx.Param(_partitioned(init, ("mlp",))(rngs.params(), (3 * hidden_size,)))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """x: [N, S, I] (batch, sequence, features) -> final hidden state [N, H]; h0 = 0."""
+        hidden = self.hidden_size
+        w_hh, b_hh = self.weight_hh_l0[...], self.bias_hh_l0[...]
+        # Input projections for every step at once; only the recurrent matmul stays inside the scan.
+        x_proj = jnp.einsum("nsi,ig->sng", x, self.weight_ih_l0[...], precision=HIGHEST) + self.bias_ih_l0[...]
+
+        def step(h, xg):
+            hg = jnp.dot(h, w_hh, precision=HIGHEST) + b_hh
+            r = jax.nn.sigmoid(xg[:, :hidden] + hg[:, :hidden])
+            z = jax.nn.sigmoid(xg[:, hidden : 2 * hidden] + hg[:, hidden : 2 * hidden])
+            n = jnp.tanh(xg[:, 2 * hidden :] + r * hg[:, 2 * hidden :])
+            return (1.0 - z) * n + z * h, None
+
+        h0 = jnp.zeros((x.shape[0], hidden), x_proj.dtype)
+        h_last, _ = jax.lax.scan(step, h0, x_proj)
+        return h_last
+
+
+class TorchLSTM(nnx.Module):
+    """Stacked batch-first LSTM with PyTorch's parameterisation (gates i, f, g, o); returns all outputs of the top layer."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, *, rngs: nnx.Rngs):
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        init = torch_uniform(1.0 / math.sqrt(hidden_size))
+        for layer in range(num_layers):
+            layer_in = input_size if layer == 0 else hidden_size
+            in_axis = None if layer == 0 else "embed"
+            setattr(self, f"weight_ih_l{layer}",
+                    nnx.Param(_partitioned(init, (in_axis, "mlp"))(rngs.params(), (layer_in, 4 * hidden_size))))
+            setattr(self, f"weight_hh_l{layer}",
+                    nnx.Param(_partitioned(init, ("embed", "mlp"))(rngs.params(), (hidden_size, 4 * hidden_size))))
+            setattr(self, f"bias_ih_l{layer}", nnx.Param(_partitioned(init, ("mlp",))(rngs.params(), (4 * hidden_size,))))
+            setattr(self, f"bias_hh_l{layer}", nnx.Param(_partitioned(init, ("mlp",))(rngs.params(), (4 * hidden_size,))))
+
+    def _layer(self, layer: int, x_time_major: jax.Array) -> jax.Array:
+        hidden = self.hidden_size
+        w_ih = getattr(self, f"weight_ih_l{layer}")[...]
+        w_hh = getattr(self, f"weight_hh_l{layer}")[...]
+        b_ih = getattr(self, f"bias_ih_l{layer}")[...]
+        b_hh = getattr(self, f"bias_hh_l{layer}")[...]
+        x_proj = jnp.einsum("tni,ig->tng", x_time_major, w_ih, precision=HIGHEST) + b_ih
+
+        def step(carry, xg):
+            h, c = carry
+            g_all = xg + (jnp.dot(h, w_hh, precision=HIGHEST) + b_hh)
+            i = jax.nn.sigmoid(g_all[:, :hidden])
+            f = jax.nn.sigmoid(g_all[:, hidden : 2 * hidden])
+            g = jnp.tanh(g_all[:, 2 * hidden : 3 * hidden])
+            o = jax.nn.sigmoid(g_all[:, 3 * hidden :])
+            c = f * c + i * g
+            h = o * jnp.tanh(c)
+            return (h, c), h
+
+        zeros = jnp.zeros((x_time_major.shape[1], hidden), x_proj.dtype)
+        _, outputs = jax.lax.scan(step, (zeros, zeros), x_proj)
+        return outputs
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """x: [B, T, I] -> outputs [B, T, H] of the last layer; zero initial states."""
+        y = jnp.swapaxes(x, 0, 1)
+        for layer in range(self.num_layers):
+            y = self._layer(layer, y)
+        return jnp.swapaxes(y, 0, 1)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# MW2 stack-RNN pooling family (IMU2CLIP, PRIMUS).
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _group_norm(channels: int, groups: int, rngs: nnx.Rngs) -> nnx.GroupNorm:
+    # Exact (two-pass) variance like torch, eps 1e-5.
+    return nnx.GroupNorm(
+        channels, num_groups=groups, epsilon=1e-5, use_fast_variance=False,
+        scale_init=_partitioned(nnx.initializers.ones, (None,)),
+        bias_init=_partitioned(nnx.initializers.zeros, (None,)),
+        rngs=rngs,
+    )
+
+
+def adaptive_avg_pool_matrix(length: int, output_size: int) -> np.ndarray:
+    """[length, output_size] averaging matrix of torch AdaptiveAvgPool1d: bin i spans floor(i*L/O)..ceil((i+1)*L/O)."""
+    matrix = np.zeros((length, output_size), np.float32)
+    for i in range(output_size):
+        start = (i * length) // output_size
+        end = -((-(i + 1) * length) // output_size)
+        matrix[start:end, i] = 1.0 / (end - start)
+    return matrix
+
+
+class ConvPoolBlock(nnx.Module):
+    """torch `Block`: `net` = Sequential(Conv1d(dilation 2, no bias, no padding), MaxPool1d(3) | AdaptiveAvgPool1d)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, dilation: int, pool: str,
+                 pool_size: int, rngs: nnx.Rngs):
+        if pool not in ("max", "adaptive"):
+            raise ValueError(f"ConvPoolBlock: pool must be 'max' or 'adaptive', got {pool!r}")
+        self.kernel_size, self.dilation, self.pool, self.pool_size = kernel_size, dilation, pool, pool_size
+        conv = nnx.Conv(
+            in_channels, out_channels, kernel_size=(kernel_size,), kernel_dilation=(dilation,), padding="VALID",
+            use_bias=False, precision=HIGHEST,
+            kernel_init=_partitioned(torch_uniform(1.0 / math.sqrt(in_channels * kernel_size)),
+                                     (None, "conv_in", "conv_out")),
+            rngs=rngs,
+        )
+        # Index 0 mirrors torch's `net.0`; the pooling at `net.1` has no parameters.
+        self.net = nnx.List([conv])
+
+    def output_length(self, length: int) -> int:
+        conv_len = length - self.dilation * (self.kernel_size - 1)
+        if conv_len < 1:
+            return 0
+        return conv_len // self.pool_size if self.pool == "max" else self.pool_size
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """x: [N, T, C] (NWC)."""
+        x = self.net[0](x)
+        if self.pool == "max":
+            kept = (x.shape[1] // self.pool_size) * self.pool_size  # floor mode drops the tail
+            return einops.reduce(x[:, :kept], "n (t k) c -> n t c", "max", k=self.pool_size)
+        weights = jnp.asarray(adaptive_avg_pool_matrix(x.shape[1], self.pool_size))
+        return jnp.einsum("ntc,to->noc", x, weights, precision=HIGHEST)
+
+
+def _mw2_layers(in_channels: int, input_dim: int, size_embeddings: int, kernel_sizes: Sequence[int], dilation: int,
+                max_pool: int, last_pool: str, input_norm_groups: int, feature_norm_groups: int,
+                rngs: nnx.Rngs) -> nnx.List:
+    """The six-entry torch Sequential: GroupNorm, 3 blocks, GroupNorm, GRU."""
+    if len(kernel_sizes) != 3:
+        raise ValueError(f"MW2 encoder: kernel_sizes must have 3 entries, got {tuple(kernel_sizes)}")
+    last_pool_size = max_pool if last_pool == "max" else input_dim
+    return nnx.List([
+        _group_norm(in_channels, input_norm_groups, rngs),
+        ConvPoolBlock(in_channels, input_dim, kernel_sizes[0], dilation=dilation, pool="max", pool_size=max_pool,
+                      rngs=rngs),
+        ConvPoolBlock(input_dim, input_dim, kernel_sizes[1], dilation=dilation, pool="max", pool_size=max_pool,
+                      rngs=rngs),
+        ConvPoolBlock(input_dim, input_dim, kernel_sizes[2], dilation=dilation, pool=last_pool,
+                      pool_size=last_pool_size, rngs=rngs),
+        _group_norm(input_dim, feature_norm_groups, rngs),
+        # GRU features are the pooled time bins, so input_size must equal the final pooled length (= input_dim).
+        TorchGRU(input_dim, size_embeddings, rngs=rngs),
+    ])
+
+
+def _final_length(layers: nnx.List, length: int) -> int:
+    for block in (layers[1], layers[2], layers[3]):
+        length = block.output_length(length)
+        if length < 1:
+            return 0
+    return length
+
+
+def _valid_lengths(layers: nnx.List, input_dim: int, search_up_to: int = 1 << 16) -> tuple[int, int] | None:
+    """(min, max) input length whose final pooled length equals input_dim; None if there is none."""
+    valid = [t for t in range(1, search_up_to) if _final_length(layers, t) == input_dim]
+    return (valid[0], valid[-1]) if valid else None
+
+
+def _mw2_forward(layers: nnx.List, x: jax.Array, in_channels: int, input_dim: int, model_name: str) -> jax.Array:
+    if x.ndim != 3 or x.shape[1] != in_channels:
+        raise ValueError(f"{model_name}: expected input [N, {in_channels}, T] (channels first), got {x.shape}")
+    length = x.shape[2]
+    if _final_length(layers, length) != input_dim:
+        valid = _valid_lengths(layers, input_dim)
+        span = f"{valid[0]} <= T <= {valid[1]}" if valid else "no length"
+        minimum = valid[0] if valid else "none"
+        raise ValueError(
+            f"{model_name}: input length T={length} is not supported; the GRU needs exactly {input_dim} pooled time "
+            f"bins, which requires {span} (minimum length {minimum}); got {_final_length(layers, length)} bins"
+        )
+    h = einops.rearrange(x, "n c t -> n t c")
+    h = layers[0](h)
+    h = layers[3](layers[2](layers[1](h)))
+    h = layers[4](h)
+    # The quirk: torch feeds [N, channels, time] to a batch_first GRU, so it scans over channels.
+    return layers[5](einops.rearrange(h, "n t c -> n c t"))
+
+
+class MW2StackRNNPooling(nnx.Module):
+    """IMU2CLIP encoder: [N, 6, T] -> final GRU state [N, size_embeddings]; max-pool in block 3 (T in 978..1004).
+
+    `pool_type="adaptive"` gives PRIMUS's single-head `MW2StackRNNPooling` (same keys, adaptive pool in block 3).
+    """
+
+    def __init__(self, input_dim: int = 32, size_embeddings: int = 512, *, in_channels: int = 6,
+                 kernel_sizes: Sequence[int] = (10, 5, 5), dilation: int = 2, max_pool: int = 3,
+                 input_norm_groups: int = 2, feature_norm_groups: int = 4, pool_type: str = "max",
+                 rngs: nnx.Rngs):
+        self.in_channels, self.input_dim = in_channels, input_dim
+        self.net = _mw2_layers(in_channels, input_dim, size_embeddings, kernel_sizes, dilation, max_pool, pool_type,
+                               input_norm_groups, feature_norm_groups, rngs)
+
+    def valid_input_lengths(self) -> tuple[int, int] | None:
+        return _valid_lengths(self.net, self.input_dim)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return _mw2_forward(self.net, x, self.in_channels, self.input_dim, type(self).__name__)
+
+
+class MW2StackRNNPoolingMultihead(nnx.Module):
+    """PRIMUS encoder: adaptive pool in block 3 (any T >= 123), returns {'emb', 'ssl', 'mmcl'} each [N, size_embeddings]."""
+
+    def __init__(self, input_dim: int = 32, size_embeddings: int = 512, *, in_channels: int = 6,
+                 kernel_sizes: Sequence[int] = (10, 5, 5), dilation: int = 2, max_pool: int = 3,
+                 input_norm_groups: int = 2, feature_norm_groups: int = 4, rngs: nnx.Rngs):
+        self.in_channels, self.input_dim = in_channels, input_dim
+        self.backbone = _mw2_layers(in_channels, input_dim, size_embeddings, kernel_sizes, dilation, max_pool,
+                                    "adaptive", input_norm_groups, feature_norm_groups, rngs)
+        self.ssl_head = _torch_linear(size_embeddings, size_embeddings, rngs)
+        self.mmcl_head = _torch_linear(size_embeddings, size_embeddings, rngs)
+
+    def valid_input_lengths(self) -> tuple[int, int] | None:
+        return _valid_lengths(self.backbone, self.input_dim)
+
+    def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
+        emb = _mw2_forward(self.backbone, x, self.in_channels, self.input_dim, type(self).__name__)
+        return {"emb": emb, "ssl": self.ssl_head(emb), "mmcl": self.mmcl_head(emb)}
+
+
+def _torch_linear(in_features: int, out_features: int, rngs: nnx.Rngs,
+                  names: tuple[str | None, str | None] = ("embed", "mlp")) -> nnx.Linear:
+    bound = 1.0 / math.sqrt(in_features)
+    return nnx.Linear(
+        in_features, out_features, precision=HIGHEST,
+        kernel_init=_partitioned(torch_uniform(bound), names),
+        bias_init=_partitioned(torch_uniform(bound), (names[1],)),
+        rngs=rngs,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# RevalExo DeepConvLSTM.
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class MultiHorizonClassifier(nnx.Module):
+    """RevalExo classifier: one horizon (or no sharing) -> heads[h] = (Dropout, Linear); else shared_net + heads[h]."""
+
+    def __init__(self, input_dim: int, num_classes: int, num_horizons: int = 1, *, dropout: float = 0.5,
+                 shared_layers: bool = True, rngs: nnx.Rngs):
+        self.input_dim = input_dim
+        self.shared = shared_layers and num_horizons > 1
+        if self.shared:
+            self.shared_net = nnx.List([_torch_linear(input_dim, input_dim, rngs), nnx.Dropout(dropout)])
+            self.heads = nnx.List([_torch_linear(input_dim, num_classes, rngs) for _ in range(num_horizons)])
+        else:
+            self.heads = nnx.List([
+                nnx.List([nnx.Dropout(dropout), _torch_linear(input_dim, num_classes, rngs)])
+                for _ in range(num_horizons)
+            ])
+
+    def __call__(self, features: jax.Array, rngs: nnx.Rngs | None = None) -> list[jax.Array]:
+        """Logits per horizon; dropout needs `rngs` in train mode (the model keeps no RNG state)."""
+        if features.shape[-1] != self.input_dim:
+            raise ValueError(
+                f"MultiHorizonClassifier: features have width {features.shape[-1]} but the classifier expects "
+                f"{self.input_dim} (upstream builds it on lstm_units, so forward() only works when "
+                f"feature_dim == lstm_units)"
+            )
+        if self.shared:
+            shared = self.shared_net[1](jax.nn.relu(self.shared_net[0](features)), rngs=rngs)
+            return [head(shared) for head in self.heads]
+        return [head[1](head[0](features, rngs=rngs)) for head in self.heads]
+
+
+class DeepConvLSTM(nnx.Module):
+    """RevalExo DeepConvLSTM: [B, T, C] -> features [B, feature_dim] (`encode_features`, the pretraining path).
+
+    Defaults are the released X3D contrastive config: 42 channels, window 120, 64 kernels of size 11, LSTM 1024,
+    feature_dim 256, one 11-class horizon head (unused in pretraining, present in `imu_encoder_best.pt`).
+    """
+
+    def __init__(self, channels: int = 42, num_classes: int = 11, window_size: int = 120, *, conv_kernels: int = 64,
+                 conv_kernel_size: int = 11, lstm_units: int = 1024, lstm_layers: int = 1, dropout: float = 0.5,
+                 feature_dim: int | None = 256, num_horizons: int = 1, shared_classifier_layers: bool = True,
+                 rngs: nnx.Rngs):
+        feature_dim = feature_dim or lstm_units
+        self.channels, self.window_size, self.feature_dim = channels, window_size, feature_dim
+        self.final_seq_len = window_size - 4 * (conv_kernel_size - 1)
+        if self.final_seq_len < 1:
+            raise ValueError(f"DeepConvLSTM: window_size {window_size} is too short for 4 convs of size "
+                             f"{conv_kernel_size} (needs > {4 * (conv_kernel_size - 1)})")
+        for index in range(4):
+            in_ch = 1 if index == 0 else conv_kernels
+            bound = 1.0 / math.sqrt(in_ch * conv_kernel_size)
+            setattr(self, f"conv{index + 1}", nnx.Conv(
+                in_ch, conv_kernels, kernel_size=(conv_kernel_size, 1), padding="VALID", precision=HIGHEST,
+                kernel_init=_partitioned(torch_uniform(bound), (None, None, "conv_in", "conv_out")),
+                bias_init=_partitioned(torch_uniform(bound), ("conv_out",)),
+                rngs=rngs,
+            ))
+        self.lstm = TorchLSTM(channels * conv_kernels, lstm_units, lstm_layers, rngs=rngs)
+        # Declared upstream but never applied in encode_features; kept for a faithful module inventory.
+        self.dropout = nnx.Dropout(dropout)
+        self.classifier = MultiHorizonClassifier(lstm_units, num_classes, num_horizons, dropout=dropout,
+                                                 shared_layers=shared_classifier_layers, rngs=rngs)
+        self.feature_projector = (_torch_linear(lstm_units, feature_dim, rngs) if feature_dim != lstm_units
+                                  else None)  # None = nn.Identity (no keys)
+
+    def encode_features(self, x: jax.Array) -> jax.Array:
+        if x.ndim != 3 or x.shape[2] != self.channels:
+            raise ValueError(f"DeepConvLSTM: expected input [B, T, {self.channels}] (time, channel), got {x.shape}")
+        if x.shape[1] <= 4 * (self.conv1.kernel_size[0] - 1):
+            raise ValueError(f"DeepConvLSTM: input length {x.shape[1]} is too short for the four convolutions")
+        # NHWC with H = time, W = IMU channel, C = conv kernels; the (k, 1) convs never mix IMU channels.
+        h = x[..., None]
+        for conv in (self.conv1, self.conv2, self.conv3, self.conv4):
+            h = jax.nn.relu(conv(h))
+        # torch permutes [B, K, T', C] -> [B, T', K, C] and flattens: feature index = k * C + c.
+        h = einops.rearrange(h, "b t c k -> b t (k c)")
+        features = self.lstm(h)[:, -1]
+        return features if self.feature_projector is None else self.feature_projector(features)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.encode_features(x)
+
+    def classify(self, x: jax.Array, rngs: nnx.Rngs | None = None) -> list[jax.Array]:
+        """Upstream `forward`: encode then classify; only valid when feature_dim == lstm_units (as upstream)."""
+        if self.classifier.input_dim != self.feature_dim:
+            raise ValueError(
+                f"DeepConvLSTM.classify: the classifier expects width {self.classifier.input_dim} but features are "
+                f"{self.feature_dim} wide (upstream forward() only works when feature_dim == lstm_units)"
+            )
+        return self.classifier(self.encode_features(x), rngs=rngs)

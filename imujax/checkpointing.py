@@ -10,10 +10,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
+import time
 
 import grain
+import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 ITEMS = ("state", "data", "config")
 
@@ -84,6 +88,32 @@ class Checkpointer:
             data=grain.checkpoint.CheckpointRestore(data_iterator)))
         logging.info("restored checkpoint step %d from %s", step, self.directory)
         return restored["state"]
+
+    def restore_latest_good(self, abstract_state, data_iterator):
+        """Restore the newest checkpoint that reads back; unreadable (truncated, corrupted) ones are set aside.
+
+        Returns (step, state), or (None, None) when the directory holds no checkpoint. A bad checkpoint is renamed
+        to ``corrupt-<step>`` (process 0) so it is neither retried nor in the way when that step is saved again.
+        """
+        for step in sorted(self.manager.all_steps(), reverse=True):
+            try:
+                return step, self.restore(step, abstract_state, data_iterator)
+            except Exception as e:  # noqa: BLE001 - orbax/tensorstore raise many types for damaged files
+                logging.warning("checkpoint step %d in %s cannot be restored (%s: %s); falling back to the previous "
+                                "one", step, self.directory, type(e).__name__, str(e)[:300])
+                print(f"warning: checkpoint step {step} is corrupt or truncated ({type(e).__name__}); "
+                      f"using the previous one", file=sys.stderr, flush=True)
+                self._set_aside(step)
+        return None, None
+
+    def _set_aside(self, step: int) -> None:
+        if jax.process_index() == 0:
+            source = os.path.join(self.directory, str(step))
+            target = os.path.join(self.directory, f"corrupt-{step}-{int(time.time())}")
+            if os.path.exists(source):
+                os.rename(source, target)
+        multihost_utils.sync_global_devices(f"imujax_set_aside_{step}")
+        self.manager.reload()
 
     def wait(self) -> None:
         self.manager.wait_until_finished()

@@ -1,9 +1,9 @@
 """tfds.data_source -> grain -> per-host numpy batches (the loop makes them global arrays).
 
-Training: each host reads its own slice of the records, shuffles with a seed (reshuffled every epoch), applies the
-system's transform with a per-record RNG derived from the seed and the record's position (so batches do not depend
-on the worker count), prefetches in worker processes and batches after the prefetch. The iterator is checkpointable
-(grain state saved with the model), which is what makes resume exact.
+Training: a seeded shuffle of all records (reshuffled every epoch), the system's transform with a per-record RNG
+derived from the seed and the record's position, cut into per-host blocks of each global batch, prefetched in worker
+processes. Batches do not depend on the worker or host count. The iterator is checkpointable (grain state saved with
+the model), which is what makes resume exact.
 """
 
 from __future__ import annotations
@@ -70,17 +70,25 @@ def host_slice(num_records: int, process_index: int, process_count: int) -> slic
     return slice(process_index, num_records, process_count)
 
 
-def train_dataset(source, preprocess, *, per_host_batch: int, seed: int, worker_count: int,
+def train_dataset(source, preprocess, *, global_batch: int, seed: int, worker_count: int,
                   process_index: int = 0, process_count: int = 1) -> grain.IterDataset:
-    """Infinite, shuffled, transformed, batched per-host training stream."""
-    ds = grain.MapDataset.source(source)[host_slice(len(source), process_index, process_count)]
-    if len(ds) < per_host_batch:
-        raise ValueError(f"training split has {len(ds)} records on this host, fewer than one batch of {per_host_batch}")
-    ds = ds.shuffle(seed=seed).repeat(None).random_map(preprocess, seed=seed + 1)
+    """Infinite, shuffled, transformed stream of this host's part of every global batch.
+
+    The shuffle order and each record's transform RNG depend only on the seed and the record's position in the
+    global stream, and host i takes the i-th block of each global batch; so the global batches are the same for any
+    number of hosts and workers (a 2-process run sees exactly the data of a 1-process run).
+    """
+    if global_batch % process_count:
+        raise ValueError(f"global batch {global_batch} is not divisible by {process_count} processes")
+    if len(source) < global_batch:
+        raise ValueError(f"training split has {len(source)} records, fewer than one global batch of {global_batch}")
+    local_batch = global_batch // process_count
+    ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat(None).random_map(preprocess, seed=seed + 1)
+    ds = ds.batch(local_batch, drop_remainder=True)[process_index::process_count]
     it = ds.to_iter_dataset()
     if worker_count > 0:
         it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
-    return it.batch(per_host_batch, drop_remainder=True)
+    return it
 
 
 def eval_batches(source, preprocess, *, per_host_batch: int, process_index: int = 0, process_count: int = 1):

@@ -125,7 +125,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if config.batch_size % sharding.batch_divisor(mesh) or config.batch_size % jax.process_count():
         raise ValueError(f"config.batch_size={config.batch_size} must be divisible by the data*fsdp mesh size "
                          f"{sharding.batch_divisor(mesh)} and by {jax.process_count()} processes")
-    per_host_batch = config.batch_size // jax.process_count()
 
     input_pipeline.ensure_built(config, workdir)
     train_source = input_pipeline.open_source(config, workdir, config.data.train_split)
@@ -135,7 +134,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     tx = make_optimizer(config.optimizer, schedule)
 
     data = iter(input_pipeline.train_dataset(
-        train_source, system.preprocess, per_host_batch=per_host_batch, seed=config.data.shuffle_seed,
+        train_source, system.preprocess, global_batch=config.batch_size, seed=config.data.shuffle_seed,
         worker_count=config.data.worker_count, process_index=jax.process_index(), process_count=jax.process_count()))
 
     ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.checkpoint.keep,
@@ -145,8 +144,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         latest = ckpt.latest_step()
         if latest is not None:
             ckpt.check_compatible(latest, config)
-            state = ckpt.restore(latest, abstract_with_shardings(state_shardings, state), data)
-        elif config.init_from:
+            restored_step, restored = ckpt.restore_latest_good(abstract_with_shardings(state_shardings, state), data)
+            if restored_step is not None:
+                state = restored
+            else:
+                logging.warning("no readable checkpoint in %s: starting from scratch", ckpt.directory)
+        if ckpt.latest_step() is None and config.init_from:
             state = _init_from(state, config.init_from, state_shardings)
 
         step_fn = jax.jit(make_train_step(system, graphdef, tx, config.seed), donate_argnums=0,

@@ -19,7 +19,7 @@ from imujax.transforms import records
 from imujax.transforms import video as video_tf
 
 
-class EVIMAESystem:
+class System:
     """Binds a config to the EVI-MAE model, its input transform, loss and evaluation embeddings."""
 
     def __init__(self, config: ml_collections.ConfigDict):

@@ -1,0 +1,50 @@
+"""Projection heads of the contrastive systems.
+
+RevalExo `IMU2CLIPModule` (shared/specs/evi_mae.md §4): `imu_projection` and `visual_projection` are each
+Linear(d, d) -> ReLU -> Linear(d, D), torch keys `<name>.0.*` and `<name>.2.*`. `ProjectionHead.layers` keeps the
+same indices (index 1 is the parameter-free ReLU) so a bridge rule is `<name>.{0,2}.weight -> <name>/layers/{0,2}`.
+Initialisation is PyTorch's Linear default, U(+-1/sqrt(fan_in)) for weight and bias.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from imujax.models.rnn_imu import HIGHEST, torch_uniform
+
+
+def torch_linear(din: int, dout: int, rngs: nnx.Rngs, names: tuple[str | None, str | None] = ("embed", "mlp")
+                 ) -> nnx.Linear:
+    """nnx.Linear with PyTorch's default init and logical sharding names (in, out)."""
+    bound = 1.0 / math.sqrt(din)
+    return nnx.Linear(din, dout, precision=HIGHEST,
+                      kernel_init=nnx.with_partitioning(torch_uniform(bound), names),
+                      bias_init=nnx.with_partitioning(torch_uniform(bound), (names[1],)), rngs=rngs)
+
+
+class ReLU(nnx.Module):
+    """Parameter-free ReLU, a placeholder that keeps torch Sequential indices aligned."""
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return jax.nn.relu(x)
+
+
+class ProjectionHead(nnx.Module):
+    """Linear(d_in, d_hidden) -> ReLU -> Linear(d_hidden, d_out)."""
+
+    def __init__(self, d_in: int, d_out: int, d_hidden: int | None = None, *, rngs: nnx.Rngs):
+        d_hidden = d_hidden or d_in
+        self.d_in, self.d_out = d_in, d_out
+        self.layers = nnx.List([torch_linear(d_in, d_hidden, rngs, ("embed", "mlp")), ReLU(),
+                                torch_linear(d_hidden, d_out, rngs, ("mlp", "embed"))])
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if x.shape[-1] != self.d_in:
+            raise ValueError(f"ProjectionHead: expected features of width {self.d_in}, got shape {x.shape}")
+        for layer in self.layers:
+            x = layer(x)
+        return x

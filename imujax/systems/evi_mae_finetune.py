@@ -1,0 +1,174 @@
+"""EVI-MAE fine-tuning system: classification from IMU spectrograms + video, two heads.
+
+`config.finetune.head`:
+- "evimaeft": released EVI-MAE fine-tuning (`EVIMAEFT`, ``multimodal`` mode). Input transform as pretraining
+  (`imujax.systems.evi_mae`), with the dataset's fine-tune statistics.
+- "revalexo_fusion": RevalExo `EVI_MAE_Fusion` (`imujax.models.evi_mae_fusion`), multi-horizon locomotion labels
+  (records of the `revalexo` builder). IMU: the 12 slot channels of `imujax.transforms.revalexo`
+  (`config.data.slot_mapping`), RevalExo spectrogram in (freq, time) layout; video: 16 frames by linspace over the
+  window, ImageNet-normalised, short side scaled, random-resized crop (scale 0.8-1) + flip in training, centre crop
+  in eval. Loss: label-smoothed CE per horizon, mean over horizons (§3.3).
+EVIMAEFT targets (shared/specs/evi_mae.md §2.1, §3.2):
+- loss "bce" (released EVI-MAE recipe): multi-hot vector that starts at smoothing/C everywhere, each listed class
+  set to 1 - smoothing; BCE-with-logits averaged over classes and batch.
+- loss "ce": softmax cross-entropy with torch-style label smoothing ((1 - s) one-hot + s/C).
+Records carry either `labels` (multi-hot [C], e.g. CMU-MMAC) or `label` (one class index).
+
+The newly initialised head trains at `head_lr_multiplier` x the base learning rate (100 upstream). That needs the
+train loop to scale per-parameter updates: `lr_multipliers(params, rules)` gives the per-leaf factors and
+`scale_by_multipliers` is the optax transform to chain after the optimiser.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Mapping
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+
+from imujax.models.evi_mae import EVIMAEFT, EVIMAESizes
+from imujax.models.evi_mae_fusion import EVIMAEFusion
+from imujax.systems import evi_mae as pretrain_system
+from imujax.transforms import imu as imu_tf
+from imujax.transforms import records, revalexo
+from imujax.transforms import video as video_tf
+
+
+def smoothed_multi_hot(positives: np.ndarray, num_classes: int, smoothing: float) -> np.ndarray:
+    """EVI-MAE dataloader targets: smoothing/C everywhere, 1 - smoothing at every positive class."""
+    target = np.full((num_classes,), smoothing / num_classes, np.float32)
+    target[np.asarray(positives, np.int64)] = 1.0 - smoothing
+    return target
+
+
+def record_positives(record: dict, num_classes: int) -> np.ndarray:
+    """Positive class indices of a record: from multi-hot `labels` when present, else the single `label`."""
+    if "labels" in record:
+        multi_hot = np.asarray(record["labels"])
+        if multi_hot.shape != (num_classes,):
+            raise ValueError(f"record {record.get('id', '?')!r}: 'labels' has shape {multi_hot.shape}, expected "
+                             f"({num_classes},) = config.finetune.num_classes")
+        return np.flatnonzero(multi_hot > 0.5)
+    label = int(record["label"])
+    if not 0 <= label < num_classes:
+        raise ValueError(f"record {record.get('id', '?')!r}: label {label} outside [0, {num_classes})")
+    return np.array([label])
+
+
+class System:
+    """EVIMAEFT (BCE or CE) or RevalExo EVI_MAE_Fusion (multi-horizon CE); `embed` returns the fused feature."""
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        self.config = config
+        self.pretrain = pretrain_system.System(config)  # same record transform and sizes as pretraining
+        self.sizes: EVIMAESizes = self.pretrain.sizes
+        self.dtype = self.pretrain.dtype
+        f = config.finetune
+        if f.head not in ("evimaeft", "revalexo_fusion"):
+            raise ValueError(f"config.finetune.head must be 'evimaeft' or 'revalexo_fusion', got {f.head!r}")
+        if f.loss not in ("bce", "ce"):
+            raise ValueError(f"config.finetune.loss must be 'bce' or 'ce', got {f.loss!r}")
+        if f.head == "revalexo_fusion" and f.loss != "ce":
+            raise ValueError("config.finetune.head='revalexo_fusion' trains with loss='ce' (one CE per horizon)")
+
+    def make_model(self, rngs: nnx.Rngs):
+        f = self.config.finetune
+        if f.head == "revalexo_fusion":
+            return EVIMAEFusion(self.sizes, f.num_classes, num_horizons=len(f.horizons), feature_dim=f.feature_dim,
+                                shared_layers=f.shared_classifier_layers, use_graph=f.use_graph, dtype=self.dtype,
+                                rngs=rngs)
+        return EVIMAEFT(self.sizes, f.num_classes, use_graph=f.use_graph, dtype=self.dtype, rngs=rngs)
+
+    def preprocess(self, record: dict, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
+        f = self.config.finetune
+        if f.head == "revalexo_fusion":
+            return self._revalexo_preprocess(record, rng)
+        out = self.pretrain.preprocess(dict(record, label=0), rng)  # label handled below (may be multi-hot)
+        positives = record_positives(record, f.num_classes)
+        smoothing = f.label_smoothing if rng is not None or f.smooth_eval_targets else 0.0
+        out["targets"] = smoothed_multi_hot(positives, f.num_classes, smoothing)
+        out["label"] = np.int32(positives[0] if len(positives) else -1)  # first positive, for probes and accuracy
+        return out
+
+    def _revalexo_preprocess(self, record: dict, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
+        d, s, f = self.config.data, self.sizes, self.config.finetune
+        imu = revalexo.to_evi_mae_slots(record, d.slot_mapping)
+        spec = imu_tf.revalexo_spectrogram(imu, mean=d.imu_mean, std=d.imu_std, signal_length=d.signal_length,
+                                           target_height=s.imu_freq, target_length=s.imu_time, n_fft=d.n_fft,
+                                           win_length=d.win_length, hop_length=d.hop_length)
+        frames = records.frames(record)
+        clip = video_tf.normalize(frames[video_tf.linspace_frame_indices(len(frames), s.num_frames)])
+        clip = video_tf.short_side_resize(clip, int(round(s.img_size * d.short_side_ratio)))
+        if rng is not None:
+            clip = video_tf.random_resized_crop(clip, s.img_size, rng, scale=(0.8, 1.0))
+            if rng.random() < 0.5:
+                clip = video_tf.horizontal_flip(clip)
+        else:
+            clip = video_tf.center_crop(clip, s.img_size)
+        # Records without per-horizon labels (e.g. synthetic clips) carry one `label`, used at every horizon.
+        labels = np.asarray(record["labels"] if "labels" in record else [record["label"]] * len(f.horizons), np.int32)
+        if labels.shape != (len(f.horizons),):
+            raise ValueError(f"record {record.get('id', '?')!r}: 'labels' has shape {labels.shape}, expected one "
+                             f"label per horizon {tuple(f.horizons)}")
+        transitions = np.asarray(record.get("transitions", np.zeros(len(labels))), bool)
+        return {"imu": spec, "video": video_tf.to_channels_first(clip), "label": labels[0], "labels": labels,
+                "transitions": transitions}
+
+    def logits(self, model, batch: dict[str, jax.Array], dropout_key: jax.Array | None) -> jax.Array:
+        """[B, C] (EVIMAEFT) or [H, B, C] (RevalExo fusion)."""
+        out = model(batch["imu"], batch["video"], dropout_key=dropout_key)
+        return (out[0] if isinstance(out, tuple) else out).astype(jnp.float32)
+
+    def loss(self, model, batch: dict[str, jax.Array], rng: jax.Array):
+        f = self.config.finetune
+        logits = self.logits(model, batch, rng)
+        if f.head == "revalexo_fusion":  # MultiHorizonLoss: each horizon weighted 1/H
+            one_hot = jax.nn.one_hot(batch["labels"].T, f.num_classes)  # [H, B, C]
+            per_horizon = optax.softmax_cross_entropy(logits, optax.smooth_labels(one_hot, f.label_smoothing))
+            loss = per_horizon.mean()
+            accuracy = (logits[0].argmax(-1) == batch["labels"][:, 0]).mean()
+            return loss, {"loss": loss, "accuracy_h0": accuracy}
+        if f.loss == "bce":
+            loss = optax.sigmoid_binary_cross_entropy(logits, batch["targets"]).mean()
+        else:
+            one_hot = jax.nn.one_hot(batch["label"], f.num_classes)
+            loss = optax.softmax_cross_entropy(logits, optax.smooth_labels(one_hot, f.label_smoothing)).mean()
+        accuracy = (logits.argmax(-1) == batch["label"]).mean()
+        return loss, {"loss": loss, "accuracy": accuracy}
+
+    def embed(self, model, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        if self.config.finetune.head == "revalexo_fusion":
+            logits, features = model(batch["imu"], batch["video"])
+            return {"fused": features, "logits": logits.astype(jnp.float32).transpose(1, 0, 2)}
+        fused = model.encode_multimodal(batch["imu"], batch["video"])
+        return {"fused": fused, "logits": model.mlp_head[1](model.mlp_head[0](fused)).astype(jnp.float32)}
+
+
+# -- per-group learning rates ----------------------------------------------------------------------------------------
+
+
+def lr_multipliers(params, rules: Mapping[str, float]):
+    """Pytree like `params` holding each leaf's learning-rate factor: the first regex in `rules` that matches the
+    leaf's dotted path (e.g. 'mlp_head.1.kernel') gives its factor, other leaves get 1."""
+    compiled = [(re.compile(pattern), float(factor)) for pattern, factor in rules.items()]
+
+    def factor(path, _):
+        name = ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+        return next((f for pattern, f in compiled if pattern.search(name)), 1.0)
+
+    return jax.tree_util.tree_map_with_path(factor, params)
+
+
+def scale_by_multipliers(multipliers) -> optax.GradientTransformation:
+    """Scales each update by its factor. Chained after an optimiser whose last step applies the learning rate, this
+    equals a per-group learning rate in torch (Adam with L2 decay, or AdamW's decoupled decay, both scale linearly)."""
+
+    def update(updates, state, params=None):
+        return jax.tree.map(lambda u, m: u * jnp.asarray(m, u.dtype), updates, multipliers), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)

@@ -1,0 +1,134 @@
+"""TSFM Stage 1: masked patch reconstruction + patch contrastive pretraining of the dual-branch encoder (spec §7).
+
+Per record (numpy, grain workers): channels -> optional SO(3) rotation per body location -> patches of
+``patch_seconds`` resampled to 64 steps and z-scored -> padded to (max_patches, max_channels); a structured MAE
+mask (random / span / channel dropout) and a weak-augmented second view. Channel descriptions become frozen
+sentence vectors once at start-up (cached on disk) and records carry indices into that table.
+Loss: L_mae / EMA(L_mae) + L_con / EMA(L_con) with the EMAs carried in the model's training state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from imujax.models.tsfm import TSFMPretrain, TSFMSizes
+from imujax.objectives import tsfm_pretrain
+from imujax.text import descriptions
+from imujax.text import embedder as text_embedder
+from imujax.transforms import records, tsfm_augment, tsfm_patches
+
+
+def sizes_from_config(model_cfg: ml_collections.ConfigDict, **changes) -> TSFMSizes:
+    values = dict(model_cfg)
+    known = {f.name for f in dataclasses.fields(TSFMSizes)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"config.model has unknown TSFM fields {unknown}; known: {sorted(known)}")
+    for key in ("cnn_channels", "cnn_kernel_sizes"):
+        if key in values:
+            values[key] = tuple(values[key])
+    return TSFMSizes(**{**values, **changes})
+
+
+def make_text_embedder(config: ml_collections.ConfigDict):
+    t = config.text
+    return text_embedder.make_embedder(t.embedder, cache_dir=t.cache_dir or None, width=t.hashed_width)
+
+
+class RecordPatcher:
+    """Shared record -> fixed-shape patch arrays (+ channel indices into the description table)."""
+
+    def __init__(self, config: ml_collections.ConfigDict, channel_table: list[str]):
+        self.data = config.data
+        self.index = {name: i for i, name in enumerate(channel_table)}
+
+    def __call__(self, record: dict, rng: np.random.Generator | None, patch_seconds: float):
+        d = self.data
+        names = list(d.imu_channels) or [c.decode() if isinstance(c, bytes) else str(c) for c in record["channels"]]
+        imu = records.select_channels(record, names) if d.imu_channels else np.asarray(record["imu"], np.float32)
+        if rng is not None and d.rotation_prob and rng.random() < d.rotation_prob:
+            imu, _ = tsfm_augment.rotate_triads(imu, names, rng)
+        rate = float(record["imu_rate_hz"])
+        patch_seconds = min(patch_seconds, imu.shape[0] / rate)  # capped by the recording length
+        patches = tsfm_patches.preprocess_recording(imu, rate, patch_seconds, max_patches=d.max_patches)
+        patches, patch_mask, channel_mask = tsfm_patches.pad_record(patches, d.max_patches, d.max_channels)
+        ids = np.zeros(d.max_channels, np.int32)
+        missing = [n for n in names if n not in self.index]
+        if missing:
+            raise ValueError(f"channels {missing} have no description (config.data.imu_channels / channel table)")
+        ids[:len(names)] = [self.index[n] for n in names]
+        return patches, patch_mask, channel_mask, ids
+
+
+def channel_table(config: ml_collections.ConfigDict) -> list[str]:
+    """Channel names known to the run: config.data.imu_channels or the dataset's declared channel list."""
+    if config.data.imu_channels:
+        return list(config.data.imu_channels)
+    if config.data.channel_names:
+        return list(config.data.channel_names)
+    raise ValueError("config.data.imu_channels or config.data.channel_names must list the channels "
+                     "(their descriptions are embedded once at start-up)")
+
+
+class System:
+    def __init__(self, config: ml_collections.ConfigDict):
+        self.config = config
+        self.sizes = sizes_from_config(config.model, use_channel_encoding=True)
+        names = channel_table(config)
+        self.patcher = RecordPatcher(config, names)
+        d = config.data
+        strings = [descriptions.channel_string(d.dataset_description, descriptions.describe_channel(n),
+                                               d.sampling_rate_hz, d.patch_seconds if config.text.augment else None)
+                   for n in names]
+        sentences = descriptions.sentence_table(make_text_embedder(config), strings)
+        if sentences.shape[1] != self.sizes.sbert_dim:
+            raise ValueError(f"text embedder width {sentences.shape[1]} != config.model.sbert_dim {self.sizes.sbert_dim}")
+        self.channel_sentences = sentences.astype(np.float32)
+
+    def make_model(self, rngs: nnx.Rngs) -> TSFMPretrain:
+        return TSFMPretrain(self.sizes, rngs=rngs)
+
+    def preprocess(self, record: dict, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
+        d, c = self.config.data, self.config.loss
+        patches, patch_mask, channel_mask, ids = self.patcher(record, rng, d.patch_seconds)
+        out = {"patches": patches, "patch_mask": patch_mask, "channel_mask": channel_mask, "channel_ids": ids,
+               "label": np.int32(record["label"])}
+        if rng is None:
+            return out
+        n_valid, c_valid = int(patch_mask.sum()), int(channel_mask.sum())
+        mae_mask, drop, _ = tsfm_augment.structured_mask(d.max_patches, n_valid, channel_mask, rng, c.mask_ratio,
+                                                         tuple(c.strategy_probs))
+        series = patches[:n_valid, :, :c_valid].reshape(-1, c_valid)
+        view = np.zeros_like(patches)
+        view[:n_valid, :, :c_valid] = tsfm_augment.weak_view(series, rng).reshape(n_valid, -1, c_valid)
+        return {**out, "mae_mask": mae_mask, "channel_drop": drop, "patches_view": view}
+
+    def loss(self, model: TSFMPretrain, batch: dict[str, jax.Array], rng: jax.Array):
+        c = self.config.loss
+        k1, k2 = jax.random.split(rng)
+        pm, cm = batch["patch_mask"], batch["channel_mask"]
+        sentence = jnp.asarray(self.channel_sentences)[batch["channel_ids"]]
+        _, proj1, recon = model(batch["patches"], pm, cm, mae_mask=batch["mae_mask"],
+                                channel_drop=batch["channel_drop"], channel_sentence=sentence, dropout_key=k1)
+        _, proj2, _ = model(batch["patches_view"], pm, cm, channel_sentence=sentence, dropout_key=k2)
+        l_mae = tsfm_pretrain.mae_loss(recon, batch["patches"], batch["mae_mask"], pm, cm, batch["channel_drop"])
+        l_con, acc = tsfm_pretrain.patch_nt_xent(proj1, proj2, pm, cm, c.contrast_temperature)
+        total, ema = tsfm_pretrain.ema_balanced_total(l_mae, l_con, model.loss_ema[...], model.loss_ema_ready[...],
+                                                      c.ema_decay, c.mae_weight, c.contrast_weight)
+        model.loss_ema[...] = ema
+        model.loss_ema_ready[...] = jnp.ones((), bool)
+        return total, {"loss": total, "mae": l_mae, "contrast": l_con, "contrast_acc": acc}
+
+    def embed(self, model: TSFMPretrain, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        """Mean of the encoder output over valid patches and channels (``fused``, for the linear probe)."""
+        pm, cm = batch["patch_mask"], batch["channel_mask"]
+        sentence = jnp.asarray(self.channel_sentences)[batch["channel_ids"]]
+        feats = model.encoder(batch["patches"], pm, cm, channel_sentence=sentence)
+        w = (pm[:, :, None] & cm[:, None, :]).astype(feats.dtype)[..., None]
+        return {"fused": (feats * w).sum((1, 2)) / jnp.maximum(w.sum((1, 2)), 1.0)}

@@ -1,0 +1,284 @@
+"""Evaluation suite: metrics against hand computations, probes against independent solvers, few-shot, the LOSO
+multi-horizon runner (hand-made folds and the synthetic dataset with subjects as folds) and the PNG figures."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import scipy.optimize
+import tensorflow_datasets as tfds
+from PIL import Image
+
+import data_builders.synthetic_egomotion as se
+from imujax.eval import few_shot, loso, metrics, plots, probes
+from imujax.models import evi_mae as evi_mae_model
+
+# -- metrics ----------------------------------------------------------------------------------------------------------
+
+Y_TRUE = np.array([0, 0, 1, 1, 2, 2, 2])
+Y_PRED = np.array([0, 1, 1, 1, 2, 0, 2])
+
+
+def test_confusion_and_f1_match_hand_computation():
+    # rows true, columns predicted, counted by hand from Y_TRUE / Y_PRED
+    np.testing.assert_array_equal(metrics.confusion_matrix(Y_TRUE, Y_PRED), [[1, 1, 0], [0, 2, 0], [1, 0, 2]])
+    # precision (1/2, 2/3, 1), recall (1/2, 1, 2/3) -> F1 (0.5, 0.8, 0.8)
+    scores = metrics.per_class_scores(Y_TRUE, Y_PRED)
+    np.testing.assert_allclose(scores["f1"], [0.5, 0.8, 0.8])
+    assert metrics.accuracy(Y_TRUE, Y_PRED) == pytest.approx(5 / 7)
+    assert metrics.f1_score(Y_TRUE, Y_PRED, "macro") == pytest.approx(2.1 / 3)
+    assert metrics.f1_score(Y_TRUE, Y_PRED, "weighted") == pytest.approx((2 * 0.5 + 2 * 0.8 + 3 * 0.8) / 7)
+
+
+def test_macro_f1_counts_predicted_only_classes_and_weighted_ignores_them():
+    y_true, y_pred = np.array([0, 0, 1]), np.array([0, 2, 1])
+    # class 0: P 1, R 1/2 -> 2/3; class 1: 1; class 2 (never true): 0
+    assert metrics.f1_score(y_true, y_pred, "macro") == pytest.approx((2 / 3 + 1 + 0) / 3)
+    assert metrics.f1_score(y_true, y_pred, "weighted") == pytest.approx((2 * 2 / 3 + 1) / 3)
+    with pytest.raises(ValueError, match="y_true"):
+        metrics.accuracy(np.array([[0, 1]]), np.array([0, 1]))
+
+
+def _ap_by_definition(y, s):
+    """Independent AP: for each distinct threshold (high to low), precision times the recall increase."""
+    total, previous_recall = 0.0, 0.0
+    for threshold in sorted(set(s.tolist()), reverse=True):
+        chosen = s >= threshold
+        tp = np.sum(y[chosen])
+        recall = tp / y.sum()
+        total += (recall - previous_recall) * tp / chosen.sum()
+        previous_recall = recall
+    return total
+
+
+def test_average_precision_hand_values_ties_and_random():
+    # thresholds .9 (P 1, R .5), .8 (P .5), .7 (P 2/3, R 1) -> .5*1 + .5*2/3
+    assert metrics.average_precision([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1]) == pytest.approx(0.5 + 1 / 3)
+    # a tie at .5 enters together: P .5 at R .5, then P 2/3 at R 1
+    assert metrics.average_precision([1, 0, 1], [0.5, 0.5, 0.2]) == pytest.approx(0.25 + 1 / 3)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        y = rng.random(40) < 0.3
+        s = rng.integers(0, 8, 40) / 8.0  # many ties
+        assert metrics.average_precision(y, s) == pytest.approx(_ap_by_definition(y.astype(int), s))
+    targets = np.array([[1, 0], [0, 1], [1, 0], [0, 0]]) * 0.9 + 0.05  # label-smoothed multi-hot
+    scores = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.3], [0.8, 0.4]])
+    ap0 = _ap_by_definition(np.array([1, 0, 1, 0]), scores[:, 0])
+    ap1 = _ap_by_definition(np.array([0, 1, 0, 0]), scores[:, 1])
+    assert metrics.mean_average_precision(targets, scores) == pytest.approx((ap0 + ap1) / 2)
+
+
+# -- probes -----------------------------------------------------------------------------------------------------------
+
+
+def _blobs(n_per_class=40, classes=3, dim=6, spread=0.6, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 3, (classes, dim))
+    x = np.concatenate([c + spread * rng.normal(size=(n_per_class, dim)) for c in centres])
+    return x, np.repeat(np.arange(classes), n_per_class)
+
+
+def test_ridge_probe_matches_augmented_least_squares():
+    x, y = _blobs(spread=2.0)
+    probe = probes.RidgeProbe(3, l2=0.1).fit(x, y)
+    z = (x - x.mean(0)) / (x.std(0) + 1e-8)
+    z = np.concatenate([z, np.ones((len(z), 1))], axis=1)
+    # ridge == least squares on rows stacked with sqrt(l2 * N) * I
+    a = np.concatenate([z, np.sqrt(0.1 * len(z)) * np.eye(z.shape[1])])
+    b = np.concatenate([np.eye(3)[y], np.zeros((z.shape[1], 3))])
+    w = np.linalg.lstsq(a, b, rcond=None)[0]
+    np.testing.assert_allclose(probe.scores(x), z @ w, atol=1e-8)
+
+
+def test_logistic_probe_reaches_the_scipy_optimum():
+    x, y = _blobs(n_per_class=30, spread=3.0, dim=3, seed=1)  # overlapping classes: finite optimum
+    probe = probes.LogisticProbe(3, learning_rate=0.05, weight_decay=0.0, steps=3000, batch_size=len(x)).fit(x, y)
+    z = (x - x.mean(0)) / (x.std(0) + 1e-8)
+
+    def nll(flat):
+        w, b = flat[:9].reshape(3, 3), flat[9:]
+        logits = z @ w + b
+        logits = logits - logits.max(1, keepdims=True)
+        return -np.mean(logits[np.arange(len(y)), y] - np.log(np.exp(logits).sum(1)))
+
+    best = scipy.optimize.minimize(nll, np.zeros(12), method="L-BFGS-B", options={"maxiter": 2000}).x
+    ref = z @ best[:9].reshape(3, 3) + best[9:]
+    ref = np.exp(ref - ref.max(1, keepdims=True))
+    ref /= ref.sum(1, keepdims=True)
+    np.testing.assert_allclose(probe.predict_proba(x), ref, atol=2e-2)
+
+
+def test_knn_probe_matches_brute_force_vote():
+    x, y = _blobs(spread=3.0, seed=2)
+    q, _ = _blobs(n_per_class=5, spread=3.0, seed=3)
+    knn = probes.KNNProbe(3, k=7).fit(x, y)
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    for row, pred in zip(q, knn.predict(q)):
+        sims = xn @ (row / np.linalg.norm(row))
+        top = np.argsort(-sims)[:7]
+        votes = np.bincount(y[top], minlength=3)
+        winners = np.flatnonzero(votes == votes.max())
+        if len(winners) == 1:
+            assert pred == winners[0]
+        else:  # tie broken by summed similarity
+            assert pred == winners[np.argmax([sims[top][y[top] == c].sum() for c in winners])]
+    with pytest.raises(ValueError, match="labels must lie"):
+        probes.KNNProbe(2).fit(x, y)
+
+
+def test_few_shot_prototype_and_errors():
+    x, y = _blobs(n_per_class=20, spread=0.3, seed=4)
+    out = few_shot.few_shot_eval(x, y, x, y, num_classes=3, shots=2, episodes=3)
+    assert out["2shot_acc"] == pytest.approx(1.0)
+    out = few_shot.few_shot_eval(x, y, x, y, num_classes=3, shots=3, episodes=2, classifier="ridge", l2=1e-3)
+    assert out["3shot_acc"] > 0.95
+    with pytest.raises(ValueError, match="class 0 has 20 support examples, 25 shots"):
+        few_shot.sample_support(y, 25, 3, np.random.default_rng(0))
+
+
+# -- LOSO -------------------------------------------------------------------------------------------------------------
+
+
+def _constant_candidate(value):
+    def fit(x, y):
+        return lambda q: np.full((len(q), y.shape[1]), value)
+    return fit
+
+
+def test_loso_selection_on_test_subject_and_transition_split():
+    subjects = np.array(["A"] * 4 + ["B"] * 4)
+    labels = np.array([[0, 0], [0, 1], [1, 1], [1, 1], [0, 0], [0, 0], [0, 1], [1, 1]])
+    transitions = np.zeros_like(labels, bool)
+    transitions[[1, 6], 1] = True
+    data = loso.LosoData(np.zeros((8, 2)), labels, subjects, transitions)
+    candidates = {"zeros": _constant_candidate(0), "ones": _constant_candidate(1)}
+    out = loso.run_loso(data, candidates, num_classes=2, horizon_names=["h0", "h1"])
+    # Subject B's horizon-0 labels are 0,0,0,1: predicting 0 scores higher weighted F1 than predicting 1.
+    folds = {f["subject"]: f for f in out["folds"]}
+    assert folds["B"]["selected"] == "zeros"
+    # A: horizon 0 labels 0,0,1,1 -> both candidates tie (F1_w 1/3); max keeps the first
+    assert folds["A"]["selected"] == "zeros"
+    assert folds["A"]["selection_scores"]["ones"] == pytest.approx(1 / 3)
+    # B with constant 0: horizon 1 transition windows are sample 6 (label 1) only -> accuracy 0
+    b1 = folds["B"]["metrics"]["h1"]
+    assert b1["transition"]["count"] == 1 and b1["transition"]["accuracy"] == 0.0
+    assert b1["steady"]["accuracy"] == pytest.approx(2 / 3)
+    # pooled horizon 1 over both folds with all-zero predictions: 3 of the 8 labels are 0
+    assert out["pooled"]["h1"]["all"]["accuracy"] == pytest.approx(3 / 8)
+    np.testing.assert_array_equal(out["confusion"]["h1"], [[3, 0], [5, 0]])
+    out_first = loso.run_loso(data, {"ones": _constant_candidate(1), "zeros": _constant_candidate(0)}, 2,
+                              selection="first")
+    assert all(f["selected"] == "ones" for f in out_first["folds"])
+    with pytest.raises(ValueError, match="have no examples"):
+        loso.run_loso(data, candidates, 2, subjects=["A", "C"])
+
+
+def _frozen_features(imu: np.ndarray) -> np.ndarray:
+    """A fixed (untrained) feature map: per-channel mean, standard deviation and log band powers."""
+    spectrum = np.abs(np.fft.rfft(imu - imu.mean(0), axis=0)) ** 2
+    bands = np.array_split(spectrum, 4, axis=0)
+    powers = np.log1p(np.stack([b.sum(0) for b in bands]))
+    return np.concatenate([imu.mean(0), imu.std(0), powers.ravel()])
+
+
+@pytest.fixture(scope="module")
+def synthetic_records(tmp_path_factory):
+    data_dir = str(tmp_path_factory.mktemp("egomotion"))
+    se.build(data_dir, "tiny")
+    out = []
+    for split in ("train", "test"):
+        for r in tfds.data_source("synthetic_egomotion/tiny", data_dir=data_dir, split=split):
+            out.append({"imu": np.asarray(r["imu"]), "label": int(r["label"]), "subject": int(r["subject"])})
+    return out
+
+
+def test_loso_runner_on_synthetic_subjects_with_figures(synthetic_records, tmp_path):
+    x = np.stack([_frozen_features(r["imu"]) for r in synthetic_records])
+    y = np.array([r["label"] for r in synthetic_records])
+    subjects = np.array([r["subject"] for r in synthetic_records])
+    data = loso.LosoData(x, y, subjects)
+    candidates = {f"ridge_l2={l2:g}": loso.probe_candidate(lambda l2=l2: probes.RidgeProbe(8, l2=l2))
+                  for l2 in (1e-3, 1e-1, 10.0)}
+    out = loso.run_loso(data, candidates, num_classes=8, horizon_names=["now"])
+    assert [f["subject"] for f in out["folds"]] == sorted(set(subjects.tolist()))
+    assert sum(f["num_test"] for f in out["folds"]) == len(y)
+    chance = np.bincount(y).max() / len(y)
+    acc = out["pooled"]["now"]["all"]["accuracy"]
+    assert acc > 3 * chance, f"LOSO ridge accuracy {acc} not clearly above chance {chance}"
+    # pooled accuracy is the confusion matrix trace over its total
+    cm = np.array(out["confusion"]["now"])
+    assert cm.sum() == len(y) and np.trace(cm) / cm.sum() == pytest.approx(acc)
+    paths = loso.write_report(out, str(tmp_path))
+    assert json.load(open(paths["json"]))["protocol"]["selection"] == "test_subject"
+    figures = [plots.plot_confusion(cm, str(tmp_path / "loso_confusion.png"), list(se.CLASS_NAMES),
+                                    title="synthetic LOSO (ridge)"),
+               plots.plot_embedding(x, y, str(tmp_path / "embedding_tsne.png"), list(se.CLASS_NAMES))]
+    for path in figures:
+        with Image.open(path) as im:
+            assert im.format == "PNG" and min(im.size) > 100
+    print(f"\nLOSO synthetic tiny: {len(out['folds'])} folds, pooled acc {acc:.3f}, weighted F1 "
+          f"{out['pooled']['now']['all']['weighted_f1']:.3f}, fold-mean weighted F1 "
+          f"{out['fold_mean_weighted_f1']['now']:.3f} (chance {chance:.3f}); selected "
+          f"{[f['selected'] for f in out['folds']]}; figures {figures}")
+
+
+# -- plots ------------------------------------------------------------------------------------------------------------
+
+
+def test_patch_layout_inverses_match_model_targets():
+    rng = np.random.default_rng(0)
+    imu = rng.normal(size=(1, 12, 64, 32)).astype(np.float32)
+    patches = np.asarray(evi_mae_model.imu_patch_targets(imu, 16))[0]
+    np.testing.assert_array_equal(plots.imu_image_from_patches(patches, 12, 64, 32, 16), imu[0])
+    video = rng.normal(size=(1, 3, 4, 32, 32)).astype(np.float32)
+    patches = np.asarray(evi_mae_model.video_patch_targets(video, 2, 16))[0]
+    np.testing.assert_array_equal(plots.video_from_patches(patches, 4, 32, 2, 16), video[0])
+    # norm-pix inverse: normalising a target patch and denormalising gives it back
+    t = rng.normal(size=(5, 48))
+    norm = (t - t.mean(-1, keepdims=True)) / np.sqrt(t.var(-1, ddof=1, keepdims=True) + 1e-6)
+    np.testing.assert_allclose(plots.denormalize_patches(norm, t), t, atol=1e-9)
+
+
+def test_tsne_separates_clusters():
+    x, y = _blobs(n_per_class=25, classes=3, dim=20, spread=0.5, seed=5)
+    emb = plots.tsne(x, steps=400)
+    d = ((emb[:, None] - emb[None]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    assert (y[d.argmin(1)] == y).mean() == 1.0  # nearest neighbour in the map has the same class
+
+
+@pytest.mark.parametrize("backend", ["pillow", "matplotlib"])
+def test_figures_are_written(tmp_path, backend):
+    if backend == "matplotlib" and not plots.have_matplotlib():
+        pytest.skip("matplotlib is an optional dependency")
+    jsonl = tmp_path / "metrics.jsonl"
+    with open(jsonl, "w") as f:
+        for step in range(10, 110, 10):
+            f.write(json.dumps({"step": step, "loss": 1 / step, "lr": 1e-3, "steps_per_s": 3.0}) + "\n")
+        f.write(json.dumps({"step": 100, "eval/linear_probe_acc": 0.5}) + "\n")
+    written = [plots.plot_curves(str(jsonl), str(tmp_path / "curves.png"), backend=backend),
+               plots.plot_confusion(np.array([[3, 1], [0, 4]]), str(tmp_path / "cm.png"), ["a", "b"],
+                                    backend=backend)]
+    x, y = _blobs(n_per_class=8, seed=6)
+    written.append(plots.plot_embedding(x, y, str(tmp_path / "pca.png"), method="pca", backend=backend))
+    rng = np.random.default_rng(1)
+    imu = rng.normal(size=(12, 64, 32))
+    mask = np.zeros(8)
+    mask[::2] = 1
+    written.append(plots.plot_imu_reconstruction(imu, rng.normal(size=(8, 16 * 16 * 12)), mask,
+                                                 str(tmp_path / "imu.png"), patch=16))
+    video = rng.normal(size=(3, 4, 32, 32))
+    written.append(plots.plot_video_reconstruction(video, rng.normal(size=(8, 2 * 16 * 16 * 3)), mask,
+                                                   str(tmp_path / "video.png"), tubelet=2, patch=16))
+    for path in written:
+        with Image.open(path) as im:
+            assert im.format == "PNG" and im.size[0] > 50
+    plots.png_to_tensorboard(str(tmp_path), "figures/curves", written[0], 100)
+    assert os.listdir(tmp_path / "tensorboard")
+    with pytest.raises(ValueError, match="mask must have 8 entries"):
+        plots.plot_imu_reconstruction(imu, rng.normal(size=(8, 3072)), np.zeros(5), str(tmp_path / "x.png"), 16)
+    with pytest.raises(ValueError, match="line 1"):
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text("not json\n")
+        plots.plot_curves(str(bad), str(tmp_path / "y.png"), backend=backend)

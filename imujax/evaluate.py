@@ -48,6 +48,8 @@ class Evaluator:
         return {k: v[keep] for k, v in out.items()}
 
     def __call__(self, state) -> dict[str, float]:
+        if not (self.config.eval.retrieval or self.config.eval.linear_probe):
+            return {}
         test = self._collect(self.test, state)
         metrics: dict[str, float] = {}
         if self.config.eval.retrieval and "imu" in test and "video" in test:

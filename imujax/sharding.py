@@ -35,7 +35,7 @@ DEFAULT_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
 
 
 def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
-                                                      process_id: int | None = None) -> None:
+                           process_id: int | None = None) -> None:
     """Start JAX's multi-controller runtime when the environment asks for it (TPU pods, SLURM, explicit flags).
 
     Single-process runs skip it. ``jax.distributed.initialize`` auto-detects TPU and SLURM clusters; explicit
@@ -51,10 +51,13 @@ def initialize_distributed(coordinator_address: str | None = None, num_processes
     on_tpu_pod = "TPU_WORKER_HOSTNAMES" in os.environ and "," in os.environ["TPU_WORKER_HOSTNAMES"]
     if not (explicit or on_cluster or on_tpu_pod):
         return
+    # A dead peer must end the run with an error, not a hang: the coordination service notices a process whose
+    # heartbeat stops and the others abort.
+    heartbeat = int(os.environ.get("IMUJAX_HEARTBEAT_TIMEOUT_S", "60"))
     jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
-                                                          process_id=process_id)
+                               process_id=process_id, heartbeat_timeout_seconds=heartbeat)
     logging.info("jax.distributed: process %d of %d, %d global devices", jax.process_index(),
-                              jax.process_count(), jax.device_count())
+                 jax.process_count(), jax.device_count())
 
 
 def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, devices: Sequence[jax.Device] | None = None) -> Mesh:

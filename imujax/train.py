@@ -56,8 +56,7 @@ def make_optimizer(opt: ml_collections.ConfigDict, schedule: optax.Schedule) -> 
 
 
 # -- state -------------------------------------------------------------------------------------------------------------
-def create_state(system, config, tx, mesh):
-    """Initialise the train state directly onto its shardings; returns (graphdef, state, state_shardings)."""
+def _init_fn(system, config, tx):
     static = {}
 
     def init():
@@ -65,8 +64,21 @@ def create_state(system, config, tx, mesh):
         static["graphdef"] = graphdef  # structure only; identical on every trace
         return {"step": jnp.zeros((), jnp.int32), "params": params, "other": other, "opt_state": tx.init(params)}
 
+    return init, static
+
+
+def abstract_state(system, config, tx, mesh):
+    """(graphdef, abstract state with shardings, shardings) without allocating anything."""
+    init, static = _init_fn(system, config, tx)
     abstract = jax.eval_shape(init)
     shardings = sharding.state_shardings(abstract, mesh)
+    return static["graphdef"], abstract_with_shardings(shardings, abstract), shardings
+
+
+def create_state(system, config, tx, mesh):
+    """Initialise the train state directly onto its shardings; returns (graphdef, state, state_shardings)."""
+    init, static = _init_fn(system, config, tx)
+    shardings = sharding.state_shardings(jax.eval_shape(init), mesh)
     state = jax.jit(init, out_shardings=shardings)()
     return static["graphdef"], state, shardings
 
@@ -180,7 +192,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 if (config.eval_every_steps and step % config.eval_every_steps == 0) or step == total_steps:
                     final = evaluator(state)
                     writer.write(step, final)
-                    if jax.process_index() == 0:
+                    if final and jax.process_index() == 0:
                         print("eval " + " ".join(f"{k}={v:.4f}" for k, v in final.items()), flush=True)
         finally:
             ckpt.wait()

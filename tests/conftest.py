@@ -3,3 +3,24 @@ import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory):
+    """The tiny synthetic egomotion dataset, built once per test session."""
+    from data_builders import synthetic_egomotion
+    directory = str(tmp_path_factory.mktemp("tiny_data"))
+    synthetic_egomotion.build(directory, "tiny")
+    return directory
+
+
+@pytest.fixture(scope="session")
+def uninterrupted_run(tmp_path_factory, tiny_data_dir):
+    """Workdir of a tiny EVI-MAE run trained start to finish without interruption (the reference for resume tests)."""
+    from tests import run_helpers
+    workdir = str(tmp_path_factory.mktemp("uninterrupted"))
+    result = run_helpers.run(run_helpers.train_command(workdir, tiny_data_dir), env=run_helpers.env())
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir

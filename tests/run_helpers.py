@@ -1,0 +1,54 @@
+"""Running `python -m imujax.main` in subprocesses for end-to-end tests (tiny EVI-MAE on the tiny synthetic data)."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOTAL_STEPS = 24
+
+
+def train_command(workdir, data_dir, *extra, total_steps=TOTAL_STEPS):
+    return [sys.executable, "-m", "imujax.main", "--config=configs/evi_mae.py:demo", f"--workdir={workdir}",
+            "--config.data.name=synthetic_egomotion/tiny", f"--config.data.data_dir={data_dir}",
+            "--config.data.auto_build=False", "--config.batch_size=8", f"--config.total_steps={total_steps}",
+            "--config.checkpoint.every_steps=2", "--config.log_every_steps=1", "--config.eval_every_steps=0",
+            "--config.eval.retrieval=False", "--config.eval.linear_probe=False",
+            "--config.model.imu_depth=1", "--config.model.video_depth=1", "--config.model.decoder_depth=1",
+            *extra]
+
+
+def env(devices: int = 1, **extra):
+    return dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu",
+                **extra)
+
+
+def run(cmd, **kwargs):
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, **kwargs)
+
+
+def committed_steps(workdir):
+    directory = os.path.join(workdir, "checkpoints")
+    if not os.path.isdir(directory):
+        return []
+    return sorted(int(d) for d in os.listdir(directory) if d.isdigit())  # orbax renames only finished saves
+
+
+def final_params(workdir, step=TOTAL_STEPS):
+    import jax
+    import orbax.checkpoint as ocp
+    restored = ocp.StandardCheckpointer().restore(os.path.join(workdir, "checkpoints", str(step), "state"))
+    return [np.asarray(x) for x in jax.tree.leaves(restored["params"])]
+
+
+def logged_steps(stdout: str) -> list[int]:
+    return [int(line.split()[1].split("/")[0]) for line in stdout.splitlines() if line.startswith("step ")]
+
+
+def assert_same_params(workdir_a, workdir_b, step=TOTAL_STEPS):
+    a, b = final_params(workdir_a, step), final_params(workdir_b, step)
+    assert len(a) == len(b) > 10
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)

@@ -38,6 +38,7 @@ class Evaluator:
                                                  process_index=jax.process_index(),
                                                  process_count=jax.process_count()):
             valid, label = local.pop("valid"), local["label"]
+            local.pop("id")
             emb = self._embed(state["params"], state["other"], sharding.global_batch(local, self.mesh))
             emb = dict(emb, label=sharding.global_batch({"label": label}, self.mesh)["label"],
                        valid=sharding.global_batch({"valid": valid}, self.mesh)["valid"])

@@ -66,6 +66,28 @@ def open_source(config: ml_collections.ConfigDict, workdir: str, split: str):
             ) from e
 
 
+class BadRecordError(ValueError):
+    """A record whose transformed arrays are not finite: the loader never feeds NaN/Inf to the model."""
+
+
+class CheckedTransform:
+    """Wraps a system's ``preprocess``: rejects non-finite outputs naming the record, and carries the record id
+    (as bytes, kept on the host) so a failing step can name the records of its batch."""
+
+    def __init__(self, preprocess):
+        self.preprocess = preprocess
+
+    def __call__(self, record, rng=None):
+        out = self.preprocess(record, rng)
+        record_id = record.get("id", b"?")
+        for key, value in out.items():
+            if np.issubdtype(np.asarray(value).dtype, np.floating) and not np.isfinite(value).all():
+                raise BadRecordError(f"record {record_id!r}: transformed field {key!r} has "
+                                     f"{int(np.size(value) - np.isfinite(value).sum())} non-finite values; repair or "
+                                     f"drop it at build time")
+        return dict(out, id=np.bytes_(record_id))
+
+
 def host_slice(num_records: int, process_index: int, process_count: int) -> slice:
     return slice(process_index, num_records, process_count)
 
@@ -83,7 +105,8 @@ def train_dataset(source, preprocess, *, global_batch: int, seed: int, worker_co
     if len(source) < global_batch:
         raise ValueError(f"training split has {len(source)} records, fewer than one global batch of {global_batch}")
     local_batch = global_batch // process_count
-    ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat(None).random_map(preprocess, seed=seed + 1)
+    ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat(None)
+    ds = ds.random_map(CheckedTransform(preprocess), seed=seed + 1)
     ds = ds.batch(local_batch, drop_remainder=True)[process_index::process_count]
     it = ds.to_iter_dataset()
     if worker_count > 0:
@@ -100,7 +123,7 @@ def eval_batches(source, preprocess, *, per_host_batch: int, process_index: int 
     valid[: len(indices)] = 1
     padded = indices + [0] * (total - len(indices))
     for start in range(0, total, per_host_batch):
-        rows = [preprocess(source[i], None) for i in padded[start:start + per_host_batch]]
+        rows = [CheckedTransform(preprocess)(source[i], None) for i in padded[start:start + per_host_batch]]
         batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
         batch["valid"] = valid[start:start + per_host_batch]
         yield batch

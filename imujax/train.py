@@ -173,20 +173,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         final: dict[str, float] = {}
         try:
             while step < total_steps:
-                state, step_metrics = step_fn(state, sharding.global_batch(next(data), mesh))
+                local = next(data)
+                batch_ids = local.pop("id")
+                state, step_metrics = step_fn(state, sharding.global_batch(local, mesh))
                 step += 1
-                if step % config.log_every_steps == 0 or step == total_steps:
+                stopping = stop.requested  # read once: a signal arriving now is handled at the next boundary
+                saving = step % config.checkpoint.every_steps == 0 or step == total_steps or stopping
+                if step % config.log_every_steps == 0 or step == total_steps or saving:
                     scalars = metrics.to_host(step_metrics)
-                    if not np.isfinite(scalars["loss"]):
-                        raise FloatingPointError(
-                            f"non-finite loss {scalars['loss']} at step {step}; the last good checkpoint is step "
-                            f"{ckpt.latest_step()} in {ckpt.directory}")
+                    _check_finite(scalars, step, batch_ids, ckpt)  # before any save: keep the last good checkpoint
+                if step % config.log_every_steps == 0 or step == total_steps:
                     scalars["lr"] = float(schedule(step - 1))
                     scalars.update(writer.progress(step, scalars, config.batch_size))
                     writer.write(step, scalars)
-                if step % config.checkpoint.every_steps == 0 or step == total_steps or stop.requested:
+                if saving:
                     ckpt.save(step, state, data, config)
-                if stop.requested:
+                if stopping:
                     logging.warning("stopping at step %d after SIGTERM; resume with the same command", step)
                     break
                 if (config.eval_every_steps and step % config.eval_every_steps == 0) or step == total_steps:
@@ -200,6 +202,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             writer.close()
             stop.restore()
     return final
+
+
+def _check_finite(scalars: dict[str, float], step: int, batch_ids, ckpt) -> None:
+    bad = [k for k, v in scalars.items() if not np.isfinite(v)]
+    if bad:
+        ids = [i.decode(errors="replace") for i in np.asarray(batch_ids).tolist()]
+        raise FloatingPointError(
+            f"non-finite {', '.join(bad)} at step {step} (loss={scalars.get('loss')}); this host's records in that "
+            f"batch: {ids}. The run stopped without saving; the last good checkpoint is step {ckpt.latest_step()} "
+            f"in {ckpt.directory}")
 
 
 def _init_from(state, directory: str, state_shardings):

@@ -112,3 +112,14 @@ def test_dead_peer_ends_the_survivor_with_an_error(tmp_path, tiny_data_dir):
     assert procs[0].returncode != 0
     assert time.time() - killed_at < 120
     assert err.strip(), "the survivor exited without saying why"
+
+
+def test_diverging_run_stops_with_step_and_ids_keeping_good_checkpoints(tmp_path, tiny_data_dir):
+    workdir = str(tmp_path / "diverged")
+    result = rh.run(rh.train_command(workdir, tiny_data_dir, "--config.optimizer.learning_rate=1e12",
+                                     "--config.optimizer.warmup_steps=0"), env=rh.env())
+    assert result.returncode != 0
+    assert "non-finite" in result.stderr and "at step" in result.stderr and "records in that batch" in result.stderr
+    import numpy as np
+    for step in rh.committed_steps(workdir):  # whatever was saved before the blow-up is finite
+        assert all(np.isfinite(p).all() for p in rh.final_params(workdir, step))

@@ -1,0 +1,67 @@
+"""MAE reconstruction pictures: PNG grids of spectrograms (rows = examples; columns = input / masked / reconstruction).
+
+Pillow only. Every example row shares one colour scale (its input's 1st-99th percentile), so the three panels are
+comparable; multi-channel inputs [N, C, H, W] show each channel as its own panel group, left to right. Images are
+drawn with the lowest frequency at the bottom (row 0 of the array is the top of the picture unless ``flip``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image
+
+# A compact perceptual-ish colormap: anchor colours from dark blue through teal and yellow, linearly interpolated.
+_ANCHORS = np.array([[0.05, 0.03, 0.25], [0.16, 0.30, 0.55], [0.13, 0.57, 0.55], [0.40, 0.76, 0.38],
+                     [0.99, 0.91, 0.14]])
+
+
+def colormap(values: np.ndarray) -> np.ndarray:
+    """values in [0, 1] -> uint8 RGB [..., 3]."""
+    v = np.clip(np.nan_to_num(values, nan=0.0), 0.0, 1.0) * (len(_ANCHORS) - 1)
+    lo = np.floor(v).astype(int).clip(0, len(_ANCHORS) - 2)
+    frac = (v - lo)[..., None]
+    rgb = _ANCHORS[lo] * (1 - frac) + _ANCHORS[lo + 1] * frac
+    return (rgb * 255 + 0.5).astype(np.uint8)
+
+
+def _as_nchw(name: str, x) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4:
+        raise ValueError(f"write_reconstruction_grid: {name} must be [N, H, W] or [N, C, H, W], got {x.shape}")
+    return x
+
+
+def reconstruction_grid(inputs, masked, recon, *, max_rows: int = 8, scale: int = 2, gap: int = 2,
+                        flip: bool = True) -> np.ndarray:
+    """uint8 RGB image [rows*(H*scale+gap), C*3*(W*scale+gap), 3] of the three panels per example and channel."""
+    panels = [_as_nchw("inputs", inputs), _as_nchw("masked", masked), _as_nchw("recon", recon)]
+    if not panels[0].shape == panels[1].shape == panels[2].shape:
+        raise ValueError(f"write_reconstruction_grid: shapes differ: inputs {panels[0].shape}, masked "
+                         f"{panels[1].shape}, recon {panels[2].shape}")
+    n, c, h, w = panels[0].shape
+    rows = min(n, max_rows)
+    cell_h, cell_w = h * scale + gap, w * scale + gap
+    canvas = np.full((rows * cell_h, c * 3 * cell_w, 3), 255, np.uint8)
+    for i in range(rows):
+        lo, hi = np.percentile(panels[0][i], [1, 99])
+        span = max(hi - lo, 1e-6)
+        for ch in range(c):
+            for p, panel in enumerate(panels):
+                img = (panel[i, ch] - lo) / span
+                img = img[::-1] if flip else img
+                rgb = np.repeat(np.repeat(colormap(img), scale, axis=0), scale, axis=1)
+                col = (ch * 3 + p) * cell_w
+                canvas[i * cell_h:i * cell_h + h * scale, col:col + w * scale] = rgb
+    return canvas
+
+
+def write_reconstruction_grid(path: str, inputs, masked, recon, **kwargs) -> np.ndarray:
+    """Write the grid as a PNG at ``path`` (folders created) and return the RGB array (e.g. for TensorBoard)."""
+    image = reconstruction_grid(inputs, masked, recon, **kwargs)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    Image.fromarray(image).save(path, format="PNG")
+    return image

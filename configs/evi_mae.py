@@ -49,17 +49,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 def _demo(config: ml_collections.ConfigDict) -> None:
     """A few minutes on a 2-core CPU: tiny towers on the embedded synthetic egomotion dataset."""
     config.model.update(dict(
-        imu_dim=64, imu_depth=2, imu_heads=2, imu_time=64, imu_freq=32, video_dim=32, video_depth=2,
-        video_heads=2, img_size=32, decoder_dim=32, decoder_heads=2, decoder_depth=2, graph_hidden=64))
+        imu_dim=64, imu_depth=2, imu_heads=2, imu_time=128, imu_freq=64, video_dim=32, video_depth=2,
+        video_heads=2, img_size=64, decoder_dim=32, decoder_heads=2, decoder_depth=2, graph_hidden=64))
     config.data.update(dict(
         name="synthetic_egomotion/default", auto_build=True, frame_stride=1,
-        n_fft=64, win_length=24, imu_mean=-20.0, imu_std=20.0, worker_count=0))
+        n_fft=128, win_length=24, imu_mean=-20.0, imu_std=20.0, worker_count=0))
     config.loss.contrast_weight = 1.0
     config.loss.contrast_temperature = 0.1
     config.optimizer.update(dict(learning_rate=1e-3, schedule="cosine", warmup_steps=20, weight_decay=5e-7))
     config.batch_size = 32
     config.num_epochs = 0
-    config.total_steps = 300
+    config.total_steps = 600
     config.log_every_steps = 20
-    config.eval_every_steps = 150
+    config.eval_every_steps = 200
     config.checkpoint.every_steps = 100

@@ -66,7 +66,7 @@ def test_egoexo_windows_follow_feature_timing(egoexo):
     table = np.load(root / "features" / "imu_aria01" / "cooking_1" / "left.npy")
     seconds = (table[:, 0] - table[0, 0]) / 1e9
     feats = torch.load(root / "features" / "omnivore_video" / "uidA_aria01_rgb.pt").numpy()
-    take_a = [r for r in train if r["id"].startswith("uidA")]
+    take_a = [r for r in train if r["id"].startswith(b"uidA")]
     # Windows centred on 1 + 16/30 i + 16/30 (s); they run until a window has no IMU sample (4 s of data).
     assert len(take_a) == 6
     for i, rec in enumerate(take_a):

@@ -139,3 +139,81 @@ def supervised_protocol(params, embed_fn: EmbedFn, label_emb: np.ndarray, inputs
                           for i in range(0, len(test), 256)])
     out = closed_set(emb, label_emb, labels[test])
     return {**out, "train_examples": float(len(train)), "epochs": float(len(history))}
+
+
+# -- end to end on a trained TSFM Stage-2 run ------------------------------------------------------------------------
+def restore_model(config, workdir: str):
+    """The eval-mode model of the latest checkpoint in ``workdir`` and its system."""
+    import os
+
+    from flax import nnx
+
+    from imujax import checkpointing, sharding, systems, train
+
+    system = systems.make_system(config)
+    mesh = sharding.make_mesh(**config.mesh)
+    tx = train.make_optimizer(config.optimizer, optax.constant_schedule(config.optimizer.learning_rate))
+    ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), use_async=False)
+    with jax.set_mesh(mesh):
+        graphdef, state, shardings = train.create_state(system, config, tx, mesh)
+        step = ckpt.latest_step()
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {ckpt.directory}")
+        restored = ckpt.manager.restore(step, args=checkpointing.state_only_restore(
+            train.abstract_with_shardings(shardings, state)))["state"]
+    ckpt.close()
+    params = jax.device_get(restored["params"])
+    other = jax.device_get(restored["other"])
+    model = nnx.merge(graphdef, params, other)
+    model.eval()
+    return system, model, step
+
+
+def report(config, workdir: str, rate: float = 0.10, finetune_lr: float = 1e-3) -> dict[str, float]:
+    """Closed-set zero-shot accuracy / macro-F1 on the eval split and the ``rate`` supervision protocol."""
+    from flax import nnx
+
+    from imujax import input_pipeline
+
+    system, model, step = restore_model(config, workdir)
+    source = input_pipeline.open_source(config, workdir, config.data.eval_split)
+    rows = [system.preprocess(source[i], None) for i in range(len(source))]
+    inputs = {k: np.stack([r[k] for r in rows]) for k in rows[0] if k not in ("label", "label_variant")}
+    labels = np.array([r["label"] for r in rows])
+    graphdef, params, other = nnx.split(model, nnx.Param, ...)
+
+    def embed_fn(p, batch):
+        return system.session_embedding(nnx.merge(graphdef, p, other), batch)
+
+    embed = jax.jit(embed_fn)
+    emb = np.concatenate([np.asarray(embed(params, {k: v[i:i + 64] for k, v in inputs.items()}))
+                          for i in range(0, len(labels), 64)])
+    label_emb = np.asarray(system.label_embeddings(model))
+    out = {f"zs_closed/{k}": v for k, v in closed_set(emb, label_emb, labels).items()}
+    out["zs_closed/chance_acc"] = 1.0 / label_emb.shape[0]
+    sup = supervised_protocol(params, embed_fn, label_emb, inputs, labels, rate, learning_rate=finetune_lr)
+    out.update({f"supervised_{int(rate * 100)}pct/{k}": v for k, v in sup.items()})
+    out["step"] = float(step)
+    return out
+
+
+def main() -> None:
+    from absl import app, flags
+    from ml_collections import config_flags
+
+    config_flag = config_flags.DEFINE_config_file("config", None, "TSFM Stage-2 config, optionally ':variant'.")
+    workdir = flags.DEFINE_string("workdir", None, "Stage-2 run directory (its latest checkpoint is evaluated).")
+    rate = flags.DEFINE_float("rate", 0.10, "labelled fraction for the supervision protocol (0.01 or 0.10)")
+
+    def run(argv):
+        if len(argv) > 1 or config_flag.value is None or not workdir.value:
+            raise app.UsageError("usage: python -m imujax.eval.zero_shot --config=configs/tsfm_stage2.py:demo "
+                                 "--workdir=DIR [--rate=0.1]")
+        for key, value in report(config_flag.value, workdir.value, rate.value).items():
+            print(f"{key}: {value:.4f}")
+
+    app.run(run)
+
+
+if __name__ == "__main__":
+    main()

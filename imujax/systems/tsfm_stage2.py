@@ -1,0 +1,169 @@
+"""TSFM Stage 2: align session embeddings with label text through the learnable label bank (spec §4-§6, §9).
+
+Per record: channels -> optional SO(3) rotation -> jitter / per-channel scaling (p 0.5 each) -> patches with a
+patch length drawn from config.data.patch_seconds_choices (training) -> padded arrays, channel-description indices
+and a label-text variant (raw name, or a template such as "person {}" with probability text_augment_prob).
+Text token states of every channel description and label variant are computed once at start-up (disk cache).
+Loss: soft-target InfoNCE (K=1), multi-prototype InfoNCE (K>1) or SigLIP, with a memory bank of negatives.
+``config.encoder_init_from`` starts the encoder from a Stage-1 run directory (its latest checkpoint).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from imujax.models.tsfm import TSFM, encode_frozen
+from imujax.objectives import prototypes
+from imujax.systems.tsfm_stage1 import RecordPatcher, channel_table, make_text_embedder, sizes_from_config
+from imujax.text import descriptions
+from imujax.transforms import tsfm_augment
+
+
+def load_stage1_encoder(run_dir: str) -> dict[tuple, np.ndarray]:
+    """{path-as-strings: array} of the encoder params in the latest checkpoint of a Stage-1 run directory."""
+    import orbax.checkpoint as ocp
+    ckpt_dir = os.path.join(os.path.abspath(run_dir), "checkpoints")
+    if not os.path.isdir(ckpt_dir):
+        raise FileNotFoundError(f"encoder_init_from={run_dir}: no checkpoints/ directory (a Stage-1 workdir?)")
+    steps = sorted(int(s) for s in os.listdir(ckpt_dir) if s.isdigit())
+    if not steps:
+        raise FileNotFoundError(f"encoder_init_from={run_dir}: {ckpt_dir} holds no checkpoint")
+    path = os.path.join(ckpt_dir, str(steps[-1]), "state")
+    with ocp.StandardCheckpointer() as checkpointer:
+        meta = checkpointer.metadata(path)
+        tree = meta.item_metadata.tree if hasattr(meta, "item_metadata") else meta
+        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=jax.sharding.SingleDeviceSharding(
+            jax.devices()[0])), tree)
+        restored = checkpointer.restore(path, target)
+    flat = {}
+
+    def walk(node, prefix):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, prefix + (str(k),))
+        else:
+            flat[prefix] = np.asarray(node)
+
+    walk(restored["params"].get("encoder", {}), ("encoder",))
+    if len(flat) <= 1:
+        raise ValueError(f"{path}: no encoder parameters found (is it a TSFM Stage-1 checkpoint?)")
+    return flat
+
+
+class System:
+    def __init__(self, config: ml_collections.ConfigDict):
+        self.config = config
+        self.sizes = sizes_from_config(config.model, use_channel_encoding=False,
+                                       memory_bank_size=config.loss.memory_bank_size)
+        embedder = make_text_embedder(config)
+        names = channel_table(config)
+        d, t = config.data, config.text
+        self.patcher = RecordPatcher(config, [descriptions.PAD] + names)  # index 0: padded channels
+        patch = d.patch_seconds if t.augment else None
+        strings = [descriptions.PAD] + [descriptions.channel_string(
+            d.dataset_description, descriptions.describe_channel(n), d.sampling_rate_hz, patch) for n in names]
+        self.channel_tokens, self.channel_token_mask = descriptions.token_table(embedder, strings, t.max_length)
+        self.templates = tuple(t.label_templates)
+        self.class_names = list(d.class_names)
+        self.label_tokens, self.label_token_mask = descriptions.token_table(
+            embedder, descriptions.label_variants(self.class_names, self.templates), t.max_length)
+        if self.label_tokens.shape[-1] != self.sizes.semantic_dim:
+            raise ValueError(f"text width {self.label_tokens.shape[-1]} != config.model.semantic_dim "
+                             f"{self.sizes.semantic_dim} (the label bank works on the text model's token states)")
+        self.encoder_init = load_stage1_encoder(config.encoder_init_from) if config.encoder_init_from else None
+
+    # -- model ---------------------------------------------------------------------------------------------------------
+    def make_model(self, rngs: nnx.Rngs) -> TSFM:
+        model = TSFM(self.sizes, rngs=rngs)
+        if self.encoder_init is not None:
+            self._load_encoder(model)
+        return model
+
+    def _load_encoder(self, model: TSFM) -> None:
+        loaded = 0
+        for path, var in nnx.to_flat_state(nnx.state(model.encoder, nnx.Param)):
+            key = ("encoder",) + tuple(str(p) for p in path)
+            if key in self.encoder_init and self.encoder_init[key].shape == var.get_value().shape:
+                var.set_value(jnp.asarray(self.encoder_init[key]))
+                loaded += 1
+        nnx.update(model.encoder, nnx.state(model.encoder))
+        if loaded == 0:
+            raise ValueError(f"encoder_init_from={self.config.encoder_init_from}: no parameter matched the encoder")
+        logging.info("initialised %d encoder tensors from %s", loaded, self.config.encoder_init_from)
+
+    # -- data ----------------------------------------------------------------------------------------------------------
+    def preprocess(self, record: dict, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
+        d = self.config.data
+        seconds = d.patch_seconds
+        if rng is not None and d.patch_seconds_choices:
+            seconds = float(rng.choice(np.asarray(d.patch_seconds_choices)))
+        record = dict(record, imu=self._signal_augment(np.asarray(record["imu"], np.float32), rng))
+        patches, patch_mask, channel_mask, ids = self.patcher(record, rng, seconds)
+        label = int(record["label"])
+        variant = 0
+        if rng is not None and rng.random() < self.config.text.augment_prob:
+            variant = int(rng.integers(1, len(self.templates)))
+        return {"patches": patches, "patch_mask": patch_mask, "channel_mask": channel_mask, "channel_ids": ids,
+                "label": np.int32(label), "label_variant": np.int32(label * len(self.templates) + variant)}
+
+    def _signal_augment(self, imu: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+        d = self.config.data
+        if rng is None:
+            return imu
+        if rng.random() < d.jitter_prob:
+            imu = tsfm_augment.jitter(imu, rng, d.jitter_sigma)
+        if rng.random() < d.scale_prob:
+            imu = tsfm_augment.scaling(imu, rng, 0.9, 1.1)
+        return imu
+
+    # -- objective -----------------------------------------------------------------------------------------------------
+    def session_embedding(self, model: TSFM, batch, dropout_key=None):
+        ids = batch["channel_ids"]
+        return model.embed_session(batch["patches"], batch["patch_mask"], batch["channel_mask"],
+                                   jnp.asarray(self.channel_tokens)[ids], jnp.asarray(self.channel_token_mask)[ids],
+                                   dropout_key)
+
+    def loss(self, model: TSFM, batch: dict[str, jax.Array], rng: jax.Array):
+        c = self.config.loss
+        z = self.session_embedding(model, batch, rng)
+        tokens = jnp.asarray(self.label_tokens)[batch["label_variant"]]
+        mask = jnp.asarray(self.label_token_mask)[batch["label_variant"]]
+        t = model.label_bank(tokens, mask)  # [B, K, D]
+        negatives = model.memory_bank.negatives() if self.sizes.memory_bank_size else {}
+        if c.kind == "siglip":
+            best = jnp.argmax(jnp.einsum("bd,bkd->bk", z, t), axis=-1)
+            t_best = jnp.take_along_axis(t, best[:, None, None], axis=1)[:, 0]
+            loss, metrics = prototypes.siglip_loss(z, t_best, model.logit_scale[...], model.logit_bias[...])
+        elif self.sizes.num_prototypes == 1:
+            frozen = encode_frozen(tokens, mask) if c.soft_targets == "frozen" else None
+            loss, metrics = prototypes.soft_info_nce(
+                z, t[:, 0], model.logit_scale[...], frozen_text=frozen, soft_weight=c.soft_weight,
+                soft_temperature=c.soft_temperature, use_soft=c.soft_targets != "none", **negatives)
+            t_best = t[:, 0]
+        else:
+            loss, metrics = prototypes.multi_prototype_info_nce(
+                z, t, model.logit_scale[...], soft_weight=c.soft_weight, soft_temperature=c.soft_temperature,
+                use_soft=c.soft_targets != "none", **negatives)
+            t_best = metrics.pop("t_best")
+            metrics.pop("best_prototype")
+        out = {"loss": loss, **metrics}
+        if self.sizes.memory_bank_size and c.kind != "siglip":
+            out["bank_rejected"] = model.memory_bank.enqueue(z, t_best)
+            out["bank_filled"] = model.memory_bank.filled[...]
+        return loss, out
+
+    # -- evaluation ----------------------------------------------------------------------------------------------------
+    def label_embeddings(self, model: TSFM) -> jax.Array:
+        """Label-bank embeddings [n_classes, K, D] of the raw class names (template 0)."""
+        rows = np.arange(len(self.class_names)) * len(self.templates)
+        return model.label_bank(jnp.asarray(self.label_tokens[rows]), jnp.asarray(self.label_token_mask[rows]))
+
+    def embed(self, model: TSFM, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        return {"fused": self.session_embedding(model, batch)}

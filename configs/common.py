@@ -15,6 +15,8 @@ def base_config() -> ml_collections.ConfigDict:
         auto_build=False,            # build the embedded dataset on first use (synthetic data only)
         train_split="train", eval_split="test",
         worker_count=2,              # grain worker processes (keep fixed across a run: the iterator state depends on it)
+        read_threads=2,              # threads transforming batches in each reader (process 0 or each worker)
+        prefetch_batches=2,          # batches read ahead per reader
         shuffle_seed=0, imu_channels=(), frame_stride=4))
 
     config.batch_size = 16           # global batch over all hosts and devices
@@ -25,7 +27,8 @@ def base_config() -> ml_collections.ConfigDict:
         name="adam",                 # adam: L2 decay added to the gradient (torch.optim.Adam); adamw: decoupled
         learning_rate=1e-4, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0,
         schedule="constant",         # constant | multistep | cosine
-        milestones_epochs=(), gamma=0.1, warmup_steps=0, min_learning_rate=0.0, grad_clip_norm=0.0))
+        milestones_epochs=(), gamma=0.1, warmup_steps=0, min_learning_rate=0.0, grad_clip_norm=0.0,
+        lr_multipliers={}))          # {parameter-path regex: factor}, e.g. {"mlp_head": 100.0} for a new head
 
     config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
 

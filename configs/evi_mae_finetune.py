@@ -8,7 +8,7 @@
 Recipe: Adam (betas 0.95/0.999, L2 weight decay 5e-7), lr 5e-5 for the encoder and 5e-3 (x100) for the new head,
 MultiStepLR halving every 60 epochs, 200 epochs, batch 16, BCE on multi-hot targets smoothed by 0.1.
 The x100 head group is `config.optimizer.lr_multipliers` (regex on the parameter path -> factor), applied by the
-train loop through `imujax.systems.evi_mae_finetune.scale_by_multipliers`.
+train loop's optimiser (`imujax.train.scale_by_path_multipliers`).
 """
 
 import ml_collections

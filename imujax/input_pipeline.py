@@ -93,7 +93,8 @@ def host_slice(num_records: int, process_index: int, process_count: int) -> slic
 
 
 def train_dataset(source, preprocess, *, global_batch: int, seed: int, worker_count: int,
-                  process_index: int = 0, process_count: int = 1) -> grain.IterDataset:
+                  process_index: int = 0, process_count: int = 1, read_threads: int = 2,
+                  prefetch_batches: int = 2) -> grain.IterDataset:
     """Infinite, shuffled, transformed stream of this host's part of every global batch.
 
     The shuffle order and each record's transform RNG depend only on the seed and the record's position in the
@@ -108,7 +109,9 @@ def train_dataset(source, preprocess, *, global_batch: int, seed: int, worker_co
     ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat(None)
     ds = ds.random_map(CheckedTransform(preprocess), seed=seed + 1)
     ds = ds.batch(local_batch, drop_remainder=True)[process_index::process_count]
-    it = ds.to_iter_dataset()
+    # Elements here are whole batches: bound the read-ahead (grain's default is 500 elements on 16 threads, which
+    # for video batches means tens of GB of host memory and cores taken from the training step).
+    it = ds.to_iter_dataset(grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch_batches))
     if worker_count > 0:
         it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
     return it

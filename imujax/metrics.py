@@ -6,7 +6,6 @@ Only process 0 writes. TensorBoard files are written with tensorboardX (no Tenso
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import sys

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 
-import jax
 import ml_collections
 import numpy as np
 from flax import nnx

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 
 import jax
@@ -40,6 +41,23 @@ def make_schedule(opt: ml_collections.ConfigDict, steps_per_epoch: int, total_st
     return schedule
 
 
+def scale_by_path_multipliers(rules: dict[str, float]) -> optax.GradientTransformation:
+    """Per-parameter learning-rate factors: the first regex in ``rules`` that matches a parameter's dotted path
+    (e.g. 'mlp_head.1.kernel') scales its update. Chained after the learning-rate step this equals torch parameter
+    groups with different lr (Adam's L2 decay and AdamW's decoupled decay both scale linearly with lr)."""
+    compiled = [(re.compile(pattern), float(factor)) for pattern, factor in rules.items()]
+
+    def factor(path) -> float:
+        name = ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+        return next((f for pattern, f in compiled if pattern.search(name)), 1.0)
+
+    def update(updates, state, params=None):
+        del params
+        return jax.tree_util.tree_map_with_path(lambda p, u: u * jnp.asarray(factor(p), u.dtype), updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
 def make_optimizer(opt: ml_collections.ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
     parts = []
     if opt.grad_clip_norm:
@@ -52,6 +70,8 @@ def make_optimizer(opt: ml_collections.ConfigDict, schedule: optax.Schedule) -> 
         parts.append(optax.adamw(schedule, opt.b1, opt.b2, opt.eps, weight_decay=opt.weight_decay))
     else:
         raise ValueError(f"config.optimizer.name={opt.name!r}; expected adam or adamw")
+    if opt.get("lr_multipliers"):
+        parts.append(scale_by_path_multipliers(dict(opt.lr_multipliers)))
     return optax.chain(*parts)
 
 
@@ -147,7 +167,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     data = iter(input_pipeline.train_dataset(
         train_source, system.preprocess, global_batch=config.batch_size, seed=config.data.shuffle_seed,
-        worker_count=config.data.worker_count, process_index=jax.process_index(), process_count=jax.process_count()))
+        worker_count=config.data.worker_count, process_index=jax.process_index(), process_count=jax.process_count(),
+        read_threads=config.data.read_threads, prefetch_batches=config.data.prefetch_batches))
 
     ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.checkpoint.keep,
                                       use_async=config.checkpoint.use_async)

@@ -69,9 +69,9 @@ def _one_step(system, config, batch, multipliers):
     model = system.make_model(nnx.Rngs(0))
     graphdef, params, other = nnx.split(model, nnx.Param, ...)
     opt = config.optimizer
+    if not multipliers:
+        opt.lr_multipliers = {}
     tx = train.make_optimizer(opt, optax.constant_schedule(opt.learning_rate))
-    if multipliers:
-        tx = optax.chain(tx, ft.scale_by_multipliers(ft.lr_multipliers(params, opt.lr_multipliers)))
     state = {"step": jnp.zeros((), jnp.int32), "params": params, "other": other, "opt_state": tx.init(params)}
     new_state, step_metrics = jax.jit(train.make_train_step(system, graphdef, tx, seed=0))(state, batch)
     return state, new_state, step_metrics
@@ -95,8 +95,10 @@ def test_evimaeft_bce_step_and_head_lr_multiplier(records):
     # The multiplier transform on the real parameter tree: head updates x100, everything else unchanged.
     params = before["params"]
     opt = config.optimizer
-    plain = train.make_optimizer(opt, optax.constant_schedule(opt.learning_rate))
-    scaled = optax.chain(plain, ft.scale_by_multipliers(ft.lr_multipliers(params, opt.lr_multipliers)))
+    scaled = train.make_optimizer(opt, optax.constant_schedule(opt.learning_rate))
+    without = opt.copy_and_resolve_references()
+    without.lr_multipliers = {}
+    plain = train.make_optimizer(without, optax.constant_schedule(opt.learning_rate))
     grads = jax.tree.map(lambda p: jnp.cos(jnp.arange(p.size, dtype=jnp.float32).reshape(p.shape)), params)
     u_plain, _ = plain.update(grads, plain.init(params), params)
     u_scaled, _ = scaled.update(grads, scaled.init(params), params)

@@ -14,15 +14,12 @@ EVIMAEFT targets (shared/specs/evi_mae.md §2.1, §3.2):
 - loss "ce": softmax cross-entropy with torch-style label smoothing ((1 - s) one-hot + s/C).
 Records carry either `labels` (multi-hot [C], e.g. CMU-MMAC) or `label` (one class index).
 
-The newly initialised head trains at `head_lr_multiplier` x the base learning rate (100 upstream). That needs the
-train loop to scale per-parameter updates: `lr_multipliers(params, rules)` gives the per-leaf factors and
-`scale_by_multipliers` is the optax transform to chain after the optimiser.
+The newly initialised head trains at 100 x the base learning rate upstream: `config.optimizer.lr_multipliers`
+({path regex: factor}), applied by the loop's optimiser (`imujax.train.scale_by_path_multipliers`).
 """
 
 from __future__ import annotations
 
-import re
-from typing import Mapping
 
 import jax
 import jax.numpy as jnp
@@ -148,27 +145,3 @@ class System:
         fused = model.encode_multimodal(batch["imu"], batch["video"])
         return {"fused": fused, "logits": model.mlp_head[1](model.mlp_head[0](fused)).astype(jnp.float32)}
 
-
-# -- per-group learning rates ----------------------------------------------------------------------------------------
-
-
-def lr_multipliers(params, rules: Mapping[str, float]):
-    """Pytree like `params` holding each leaf's learning-rate factor: the first regex in `rules` that matches the
-    leaf's dotted path (e.g. 'mlp_head.1.kernel') gives its factor, other leaves get 1."""
-    compiled = [(re.compile(pattern), float(factor)) for pattern, factor in rules.items()]
-
-    def factor(path, _):
-        name = ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
-        return next((f for pattern, f in compiled if pattern.search(name)), 1.0)
-
-    return jax.tree_util.tree_map_with_path(factor, params)
-
-
-def scale_by_multipliers(multipliers) -> optax.GradientTransformation:
-    """Scales each update by its factor. Chained after an optimiser whose last step applies the learning rate, this
-    equals a per-group learning rate in torch (Adam with L2 decay, or AdamW's decoupled decay, both scale linearly)."""
-
-    def update(updates, state, params=None):
-        return jax.tree.map(lambda u, m: u * jnp.asarray(m, u.dtype), updates, multipliers), state
-
-    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)

@@ -236,12 +236,40 @@ def _check_finite(scalars: dict[str, float], step: int, batch_ids, ckpt) -> None
 
 
 def _init_from(state, directory: str, state_shardings):
-    """Start from converted (e.g. released PyTorch) weights written by `python -m imujax.convert`."""
+    """Start from converted weights (`python -m imujax.convert`): parameters and BatchNorm statistics whose path and
+    shape match are loaded (as the upstream fine-tune loaders do by name and shape); the rest keep their init."""
     from imujax import convert  # the bridge is optional at train time; import only when asked for
 
-    _, _, params = convert.load_converted(directory)
-    loaded = jax.device_put(params, state_shardings["params"])
-    return dict(state, params=loaded)
+    name, _, converted = convert.load_converted(directory)
+    source = {path: np.asarray(v) for path, v in nnx.to_flat_state(converted)}
+    loaded, skipped = [], []
+
+    def take(tree):
+        flat = nnx.to_flat_state(tree)
+        for path, variable in flat:
+            value = source.get(path)
+            if value is not None and value.shape == variable.shape:
+                variable.set_value(jnp.asarray(value, variable.dtype))
+                loaded.append(path)
+            else:
+                skipped.append(path)
+        return nnx.from_flat_state(flat)
+
+    params, other = take(jax.device_get(state["params"])), take(jax.device_get(state["other"]))
+    if not loaded:
+        raise ValueError(f"--config.init_from={directory}: no parameter of this model matches the converted "
+                         f"{name!r} checkpoint by path and shape")
+    unused = sorted(set(source) - set(loaded))
+    logging.warning("init_from %s (%s): loaded %d arrays; kept the initialisation of %d (%s); %d converted arrays "
+                    "unused (%s)", directory, name, len(loaded), len(skipped), _paths(skipped), len(unused),
+                    _paths(unused))
+    return dict(state, params=jax.device_put(params, state_shardings["params"]),
+                other=jax.device_put(other, state_shardings["other"]))
+
+
+def _paths(paths, limit: int = 8) -> str:
+    shown = [".".join(map(str, p)) for p in paths[:limit]]
+    return ", ".join(shown) + (" ..." if len(paths) > limit else "")
 
 
 def evaluate_only(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:

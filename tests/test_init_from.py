@@ -1,0 +1,59 @@
+"""`--config.init_from=DIR`: a converted PyTorch checkpoint seeds the train state (params and BatchNorm statistics)."""
+
+import jax
+import numpy as np
+import pytest
+import torch
+
+from configs import evi_mae as evi_mae_config
+from imujax import convert, sharding, systems, train
+from tests.torch_reference import evi_mae as ref
+
+SIZES = dict(imu_dim=32, imu_depth=1, imu_heads=2, imu_time=32, imu_freq=32, video_dim=16, video_depth=1,
+             video_heads=2, num_frames=4, img_size=32, decoder_dim=8, decoder_heads=2, decoder_depth=1,
+             graph_hidden=16)
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("init_from")
+    model = ref.randomize_(ref.EVIMAE(ref.RefSizes(**SIZES)), seed=5)
+    torch.save({"module." + k: v for k, v in model.state_dict().items()}, directory / "best_evi_model.pth")
+    heads = {"imu_heads": "2", "video_heads": "2", "decoder_heads": "2", "imu_time": "32", "imu_freq": "32",
+             "num_frames": "4", "img_size": "32"}
+    convert.convert_file("evi_mae", str(directory / "best_evi_model.pth"), str(directory / "out"), heads)
+    return model.state_dict(), str(directory / "out")
+
+
+def make_state(config):
+    system = systems.make_system(config)
+    tx = train.make_optimizer(config.optimizer, train.make_schedule(config.optimizer, 1, 1))
+    mesh = sharding.make_mesh(devices=jax.devices()[:1])
+    with jax.set_mesh(mesh):
+        _, state, shardings = train.create_state(system, config, tx, mesh)
+    return state, shardings
+
+
+def test_init_from_loads_params_and_batchnorm_statistics(converted):
+    torch_sd, directory = converted
+    config = evi_mae_config.get_config("demo")
+    config.model.update(SIZES)
+    state, shardings = make_state(config)
+    loaded = train._init_from(state, directory, shardings)
+    qkv = loaded["params"]["blocks_a"][0]["attn"]["qkv"]["kernel"][...]
+    np.testing.assert_array_equal(np.asarray(qkv), torch_sd["blocks_a.0.attn.qkv.weight"].numpy().T)
+    bn = loaded["other"]["graph_encoder"]["layers"][0]["apply_func"]["norm"]["mean"][...]
+    np.testing.assert_array_equal(np.asarray(bn), torch_sd["graph_encoder.layers.0.apply_func.norm.running_mean"].numpy())
+    assert not np.array_equal(np.asarray(state["params"]["blocks_a"][0]["attn"]["qkv"]["kernel"][...]), np.asarray(qkv))
+
+
+def test_shape_mismatched_arrays_keep_their_initialisation(converted):
+    torch_sd, directory = converted
+    config = evi_mae_config.get_config("demo")
+    config.model.update(dict(SIZES, imu_dim=64, imu_heads=4))  # wider IMU tower: its matrices cannot load
+    state, shardings = make_state(config)
+    loaded = train._init_from(state, directory, shardings)
+    before = np.asarray(state["params"]["blocks_a"][0]["attn"]["qkv"]["kernel"][...])
+    np.testing.assert_array_equal(np.asarray(loaded["params"]["blocks_a"][0]["attn"]["qkv"]["kernel"][...]), before)
+    video_qkv = loaded["params"]["blocks_video"][0]["attn"]["qkv"]["kernel"][...]  # same shape: loaded
+    np.testing.assert_array_equal(np.asarray(video_qkv), torch_sd["blocks_video.0.attn.qkv.weight"].numpy().T)

@@ -50,7 +50,7 @@ def test_init_from_loads_params_and_batchnorm_statistics(converted):
 def test_shape_mismatched_arrays_keep_their_initialisation(converted):
     torch_sd, directory = converted
     config = evi_mae_config.get_config("demo")
-    config.model.update(dict(SIZES, imu_dim=64, imu_heads=4))  # wider IMU tower: its matrices cannot load
+    config.model.update(dict(SIZES, imu_dim=16))  # narrower IMU tower: its matrices cannot load
     state, shardings = make_state(config)
     loaded = train._init_from(state, directory, shardings)
     before = np.asarray(state["params"]["blocks_a"][0]["attn"]["qkv"]["kernel"][...])

@@ -35,6 +35,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.checkpoint = ml_collections.ConfigDict(dict(every_steps=1000, keep=3, use_async=True))
     config.log_every_steps = 50
     config.eval_every_steps = 0      # 0: evaluate only at the end
+    config.figures = True            # curves + the system's pictures (e.g. MAE reconstructions) at the end of a run
     config.eval = ml_collections.ConfigDict(dict(
         retrieval=True, linear_probe=True, probe_train_examples=2048, probe_l2=1e-2, batch_size=0))
     return config

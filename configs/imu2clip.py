@@ -47,13 +47,13 @@ def _demo(config: ml_collections.ConfigDict) -> None:
     a small trainable frame ViT replaces the frozen CLIP image tower, hashed bag-of-words the CLIP text tower."""
     config.model.imu_encoder.size_embeddings = 256
     config.model.video_tower = "vit"
-    config.model.video.update(dict(dim=64, depth=2, heads=2, patch=16, img_size=64, num_frames=4, pool="mean"))
+    config.model.video.update(dict(dim=64, depth=2, heads=2, patch=16, img_size=64, num_frames=8, pool="mean"))
     config.data.update(dict(name="synthetic_egomotion/default", auto_build=True, imu_rate_hz=500, text_source="hash",
                             video_mean=(0.45, 0.45, 0.45), video_std=(0.225, 0.225, 0.225), worker_count=0))
     config.optimizer.update(dict(learning_rate=1e-3))
     config.batch_size = 32
     config.num_epochs = 0
-    config.total_steps = 400
+    config.total_steps = 300
     config.log_every_steps = 20
-    config.eval_every_steps = 200
-    config.checkpoint.every_steps = 200
+    config.eval_every_steps = 100
+    config.checkpoint.every_steps = 100

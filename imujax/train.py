@@ -19,7 +19,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from imujax import checkpointing, evaluate, input_pipeline, metrics, sharding, systems
+from imujax import checkpointing, evaluate, figures, input_pipeline, metrics, sharding, systems
 
 
 # -- optimiser ---------------------------------------------------------------------------------------------------------
@@ -217,6 +217,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     writer.write(step, final)
                     if final and jax.process_index() == 0:
                         print("eval " + " ".join(f"{k}={v:.4f}" for k, v in final.items()), flush=True)
+            if step == total_steps and config.figures:
+                figures.write_run_figures(system, graphdef, state, config, workdir, step, mesh)
         finally:
             ckpt.wait()
             ckpt.close()

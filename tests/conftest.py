@@ -21,6 +21,6 @@ def uninterrupted_run(tmp_path_factory, tiny_data_dir):
     """Workdir of a tiny EVI-MAE run trained start to finish without interruption (the reference for resume tests)."""
     from tests import run_helpers
     workdir = str(tmp_path_factory.mktemp("uninterrupted"))
-    result = run_helpers.run(run_helpers.train_command(workdir, tiny_data_dir), env=run_helpers.env())
+    result = run_helpers.run(run_helpers.train_command(workdir, tiny_data_dir, figures=True), env=run_helpers.env())
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir

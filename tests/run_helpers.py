@@ -10,14 +10,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOTAL_STEPS = 24
 
 
-def train_command(workdir, data_dir, *extra, total_steps=TOTAL_STEPS):
+def train_command(workdir, data_dir, *extra, total_steps=TOTAL_STEPS, figures=False):
     return [sys.executable, "-m", "imujax.main", "--config=configs/evi_mae.py:demo", f"--workdir={workdir}",
             "--config.data.name=synthetic_egomotion/tiny", f"--config.data.data_dir={data_dir}",
             "--config.data.auto_build=False", "--config.batch_size=8", f"--config.total_steps={total_steps}",
             "--config.checkpoint.every_steps=2", "--config.log_every_steps=1", "--config.eval_every_steps=0",
             "--config.eval.retrieval=False", "--config.eval.linear_probe=False",
             "--config.model.imu_depth=1", "--config.model.video_depth=1", "--config.model.decoder_depth=1",
-            *extra]
+            f"--config.figures={figures}", *extra]
 
 
 def env(devices: int = 1, **extra):

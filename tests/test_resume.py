@@ -31,3 +31,18 @@ def test_incompatible_checkpoint_is_refused(tiny_data_dir, uninterrupted_run):
     assert result.returncode != 0
     assert "incompatible config" in result.stderr and "model.imu_dim" in result.stderr
     assert "checkpoint has 64, config has 32" in result.stderr
+
+
+def test_run_writes_metrics_figures_and_tensorboard(uninterrupted_run):
+    import json
+    import os
+    with open(os.path.join(uninterrupted_run, "metrics.jsonl")) as f:
+        records = [json.loads(line) for line in f]
+    steps = [r["step"] for r in records if "loss" in r]
+    assert steps == list(range(1, rh.TOTAL_STEPS + 1))
+    assert {"loss", "mae_imu", "mae_video", "contrast", "graph", "lr"} <= set(records[-1])
+    assert "samples_per_s" in records[-1] and records[-1]["samples_per_s"] > 0
+    figures = set(os.listdir(os.path.join(uninterrupted_run, "figures")))
+    assert {"curves.png", "reconstruction_imu.png", "reconstruction_video.png"} <= figures
+    events = os.listdir(os.path.join(uninterrupted_run, "tensorboard"))
+    assert any(name.startswith("events.out.tfevents") for name in events)

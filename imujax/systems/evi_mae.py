@@ -6,6 +6,8 @@ the released recipe being 1.0 / 0.01 / 10 with tau 0.05 (shared/specs/evi_mae.md
 
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -13,6 +15,7 @@ import numpy as np
 from flax import nnx
 
 from imujax.models.evi_mae import EVIMAE, EVIMAESizes
+from imujax.eval import plots
 from imujax.objectives import graph, infonce, mae
 from imujax.transforms import imu as imu_tf
 from imujax.transforms import records
@@ -75,3 +78,26 @@ class System:
         video = model.norm_video(model.blocks_u[0](v, "v")).mean(axis=1)
         return {"imu": imu, "video": video, "fused": model.encode_multimodal(batch["imu"], batch["video"])}
 
+    # -- pictures ---------------------------------------------------------------------------------------------------
+    def pictures(self, model: EVIMAE, batch: dict[str, jax.Array], rng: jax.Array) -> dict[str, jax.Array]:
+        """One masked forward on an eval batch: inputs, masks and decoder outputs for reconstruction figures."""
+        c = self.config.loss
+
+        @nnx.jit
+        def forward(model, batch, key):
+            masks = model.draw_masks(key, batch["imu"].shape[0])
+            out = model(batch["imu"], batch["video"], masks=masks, imu_mask_ratio=c.imu_mask_ratio,
+                        video_mask_ratio=c.video_mask_ratio)
+            return {"imu": batch["imu"], "video": batch["video"], "pred_imu": out["pred_imu"],
+                    "mask_imu": out["mask_imu"], "pred_video": out["pred_video"], "mask_video": out["mask_video"]}
+
+        return forward(model, batch, rng)
+
+    def draw_pictures(self, arrays: dict[str, np.ndarray], out_dir: str) -> list[str]:
+        s, norm_pix = self.sizes, self.config.loss.norm_pix_loss
+        return [
+            plots.plot_imu_reconstruction(arrays["imu"], arrays["pred_imu"], arrays["mask_imu"],
+                                          os.path.join(out_dir, "reconstruction_imu.png"), s.patch, norm_pix),
+            plots.plot_video_reconstruction(arrays["video"], arrays["pred_video"], arrays["mask_video"],
+                                            os.path.join(out_dir, "reconstruction_video.png"), s.tubelet, s.patch,
+                                            norm_pix=norm_pix)]

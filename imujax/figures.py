@@ -1,0 +1,41 @@
+"""Figures written at the end of a run: loss/metric curves and the system's own pictures (e.g. MAE reconstructions),
+as PNGs in <workdir>/figures and as TensorBoard images."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import jax
+import numpy as np
+from flax import nnx
+
+from imujax import input_pipeline, sharding
+from imujax.eval import plots
+
+
+def write_run_figures(system, graphdef, state, config, workdir: str, step: int, mesh) -> list[str]:
+    out_dir = os.path.join(workdir, "figures")
+    written: list[str] = []
+    pictures = getattr(system, "pictures", None)
+    if pictures is not None:  # every process takes part in the (global) forward; process 0 writes
+        source = input_pipeline.open_source(config, workdir, config.data.eval_split)
+        local = next(input_pipeline.eval_batches(source, system.preprocess,
+                                                 per_host_batch=sharding.batch_divisor(mesh) // jax.process_count(),
+                                                 process_index=jax.process_index(),
+                                                 process_count=jax.process_count()))
+        local.pop("valid"), local.pop("id")
+        model = nnx.merge(graphdef, state["params"], state["other"])
+        model.eval()
+        arrays = pictures(model, sharding.global_batch(local, mesh), jax.random.key(config.seed))
+        arrays = {k: np.asarray(jax.device_get(v))[0] for k, v in arrays.items()}
+        if jax.process_index() == 0:
+            written += system.draw_pictures(arrays, out_dir)
+    if jax.process_index() == 0:
+        metrics_path = os.path.join(workdir, "metrics.jsonl")
+        if os.path.exists(metrics_path):
+            written.append(plots.plot_curves(metrics_path, os.path.join(out_dir, "curves.png")))
+        for path in written:
+            plots.png_to_tensorboard(workdir, "figures/" + os.path.splitext(os.path.basename(path))[0], path, step)
+        logging.info("figures: %s", ", ".join(written))
+    return written

@@ -17,39 +17,39 @@ from imujax.models.layers import LayerNorm, Linear
 
 
 class RevalExoEncoder(EVIMAEEncoder):
-  """``EVI_MAE_Encoder``: multimodal features -> LayerNorm -> Linear(feature_dim)."""
+    """``EVI_MAE_Encoder``: multimodal features -> LayerNorm -> Linear(feature_dim)."""
 
-  def __init__(self, sizes: EVIMAESizes, feature_dim: int, *, use_graph: bool = True, dtype=jnp.float32,
-               rngs: nnx.Rngs):
-    super().__init__(sizes, use_graph=use_graph, dtype=dtype, rngs=rngs)
-    width = sizes.video_dim + (sizes.graph_hidden if use_graph else 0)
-    self.mlp_head = nnx.List([LayerNorm(width, eps=sizes.norm_eps, dtype=dtype, rngs=rngs),
-                              Linear(width, feature_dim, ("embed", "mlp"), dtype=dtype, rngs=rngs)])
+    def __init__(self, sizes: EVIMAESizes, feature_dim: int, *, use_graph: bool = True, dtype=jnp.float32,
+                 rngs: nnx.Rngs):
+        super().__init__(sizes, use_graph=use_graph, dtype=dtype, rngs=rngs)
+        width = sizes.video_dim + (sizes.graph_hidden if use_graph else 0)
+        self.mlp_head = nnx.List([LayerNorm(width, eps=sizes.norm_eps, dtype=dtype, rngs=rngs),
+                                  Linear(width, feature_dim, ("embed", "mlp"), dtype=dtype, rngs=rngs)])
 
-  def __call__(self, imu, video, dropout_key=None):
-    return self.mlp_head[1](self.mlp_head[0](self.encode_multimodal(imu, video, dropout_key)))
+    def __call__(self, imu, video, dropout_key=None):
+        return self.mlp_head[1](self.mlp_head[0](self.encode_multimodal(imu, video, dropout_key)))
 
 
 def _as_channels_first(imu: jax.Array, channels: int) -> jax.Array:
-  """Accept [B, 12, F, T], [B, 1, 12, F, T] or [B, 4, 3, F, T] (the shapes upstream squeezes/reshapes)."""
-  if imu.ndim == 5 and (imu.shape[1] == 1 or imu.shape[1] * imu.shape[2] == channels):
-    imu = imu.reshape(imu.shape[0], -1, *imu.shape[3:])
-  if imu.ndim != 4 or imu.shape[1] != channels:
-    raise ValueError(f"imu must be [B, {channels}, freq, time] (or [B, 1, {channels}, ...] / [B, 4, 3, ...]), "
-                     f"got shape {imu.shape}")
-  return imu
+    """Accept [B, 12, F, T], [B, 1, 12, F, T] or [B, 4, 3, F, T] (the shapes upstream squeezes/reshapes)."""
+    if imu.ndim == 5 and (imu.shape[1] == 1 or imu.shape[1] * imu.shape[2] == channels):
+        imu = imu.reshape(imu.shape[0], -1, *imu.shape[3:])
+    if imu.ndim != 4 or imu.shape[1] != channels:
+        raise ValueError(f"imu must be [B, {channels}, freq, time] (or [B, 1, {channels}, ...] / [B, 4, 3, ...]), "
+                         f"got shape {imu.shape}")
+    return imu
 
 
 class EVIMAEFusion(nnx.Module):
-  """Returns (logits per horizon [H, B, C], encoder features [B, feature_dim])."""
+    """Returns (logits per horizon [H, B, C], encoder features [B, feature_dim])."""
 
-  def __init__(self, sizes: EVIMAESizes, num_classes: int, *, num_horizons: int = 6, feature_dim: int = 768,
-               shared_layers: bool = True, use_graph: bool = True, dtype=jnp.float32, rngs: nnx.Rngs):
-    self.encoder = RevalExoEncoder(sizes, feature_dim, use_graph=use_graph, dtype=dtype, rngs=rngs)
-    self.classifier = MultiHorizonClassifier(feature_dim, num_classes, num_horizons, shared_layers=shared_layers,
-                                             dtype=dtype, rngs=rngs)
+    def __init__(self, sizes: EVIMAESizes, num_classes: int, *, num_horizons: int = 6, feature_dim: int = 768,
+                 shared_layers: bool = True, use_graph: bool = True, dtype=jnp.float32, rngs: nnx.Rngs):
+        self.encoder = RevalExoEncoder(sizes, feature_dim, use_graph=use_graph, dtype=dtype, rngs=rngs)
+        self.classifier = MultiHorizonClassifier(feature_dim, num_classes, num_horizons, shared_layers=shared_layers,
+                                                 dtype=dtype, rngs=rngs)
 
-  def __call__(self, imu, video, dropout_key: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
-    k_enc, k_cls = (None, None) if dropout_key is None else jax.random.split(dropout_key)
-    features = self.encoder(_as_channels_first(imu, self.encoder.sizes.imu_channels), video, k_enc)
-    return self.classifier(features, k_cls), features
+    def __call__(self, imu, video, dropout_key: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+        k_enc, k_cls = (None, None) if dropout_key is None else jax.random.split(dropout_key)
+        features = self.encoder(_as_channels_first(imu, self.encoder.sizes.imu_channels), video, k_enc)
+        return self.classifier(features, k_cls), features

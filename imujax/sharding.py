@@ -22,15 +22,15 @@ BATCH_AXES = ("data", "fsdp")
 
 # One place for every model's sharding: logical name -> mesh axis (or axes, or None = replicated).
 DEFAULT_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
-        ("batch", BATCH_AXES),
-        ("embed", "fsdp"),
-        ("heads", "tensor"),
-        ("mlp", "tensor"),
-        ("vocab", "tensor"),
-        ("conv_out", "tensor"),
-        ("conv_in", None),
-        ("patch", None),
-        ("norm", None),
+    ("batch", BATCH_AXES),
+    ("embed", "fsdp"),
+    ("heads", "tensor"),
+    ("mlp", "tensor"),
+    ("vocab", "tensor"),
+    ("conv_out", "tensor"),
+    ("conv_in", None),
+    ("patch", None),
+    ("norm", None),
 )
 
 
@@ -73,12 +73,12 @@ def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, devices: Sequence[
         sizes[sizes.index(-1)] = len(devices) // known
     if math.prod(sizes) != len(devices):
         raise ValueError(f"mesh: data*fsdp*tensor = {math.prod(sizes)} but {len(devices)} devices are available "
-                                          f"(data={sizes[0]}, fsdp={sizes[1]}, tensor={sizes[2]})")
+                         f"(data={sizes[0]}, fsdp={sizes[1]}, tensor={sizes[2]})")
     return jax.make_mesh(tuple(sizes), MESH_AXES, axis_types=(AxisType.Auto,) * 3, devices=devices)
 
 
 def logical_to_spec(names: Sequence[str | None] | None, shape: Sequence[int], mesh: Mesh,
-                                        rules=DEFAULT_RULES) -> P:
+                    rules=DEFAULT_RULES) -> P:
     """Map logical names to a PartitionSpec for ``shape``; axes that do not divide a dimension are dropped."""
     if not names:
         return P()
@@ -121,7 +121,7 @@ def batch_sharding(mesh: Mesh, ndim: int = 1) -> NamedSharding:
 def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
     """Assemble per-host batches into global arrays sharded along the batch over ('data', 'fsdp')."""
     return {k: jax.make_array_from_process_local_data(batch_sharding(mesh, np.ndim(v)), np.asarray(v))
-                    for k, v in local.items()}
+            for k, v in local.items()}
 
 
 def batch_divisor(mesh: Mesh) -> int:

@@ -76,7 +76,7 @@ class GINMLP(nnx.Module):
 
     def __init__(self, din: int, hidden: int, dout: int, *, rngs: nnx.Rngs):
         self.linears = nnx.List([_torch_default_linear(din, hidden, ("embed", "mlp"), rngs=rngs),
-                                                          _torch_default_linear(hidden, dout, ("mlp", "embed"), rngs=rngs)])
+                                 _torch_default_linear(hidden, dout, ("mlp", "embed"), rngs=rngs)])
         self.norms = nnx.List([BatchNorm(hidden, rngs=rngs)])
         self.activations = nnx.List([PReLU()])
 
@@ -138,7 +138,7 @@ class EVIMAEEncoder(nnx.Module):
         self.use_graph = use_graph
         if s.imu_dim != s.video_dim and s.imu_dim != 2 * s.video_dim:
             raise ValueError(f"EVI-MAE supports imu_dim == video_dim or imu_dim == 2*video_dim (768->384 pair averaging); "
-                                              f"got imu_dim={s.imu_dim}, video_dim={s.video_dim}")
+                             f"got imu_dim={s.imu_dim}, video_dim={s.video_dim}")
         normal = nnx.initializers.normal(0.02)
         self.modality_a = nnx.Param(layers.partitioned(normal, (None, None, "embed"))(rngs.params(), (1, 1, s.imu_dim)))
         self.modality_video = nnx.Param(
@@ -147,7 +147,7 @@ class EVIMAEEncoder(nnx.Module):
         self.patch_embed_video = PatchEmbed(3 * s.tubelet * s.patch ** 2, s.video_dim, dtype=dtype, rngs=rngs)
         block = dict(mlp_ratio=s.mlp_ratio, eps=s.norm_eps, dtype=dtype, rngs=rngs)
         self.blocks_a = nnx.List([Block(s.imu_dim, s.imu_heads, qkv_bias=s.qkv_bias, **block)
-                                                            for _ in range(s.imu_depth)])
+                                  for _ in range(s.imu_depth)])
         self.blocks_video = nnx.List([VideoBlock(s.video_dim, s.video_heads, **block) for _ in range(s.video_depth)])
         self.blocks_u = nnx.List([Block(s.video_dim, s.video_heads, qkv_bias=s.qkv_bias, **block)])
         self.norm_a = LayerNorm(s.video_dim, eps=s.norm_eps, dtype=dtype, rngs=rngs)
@@ -155,7 +155,7 @@ class EVIMAEEncoder(nnx.Module):
         self.norm = LayerNorm(s.video_dim, eps=s.norm_eps, dtype=dtype, rngs=rngs)
         if use_graph:
             funcs = [ApplyNodeFunc(s.imu_dim if i == 0 else s.graph_hidden, s.graph_hidden, rngs=rngs)
-                              for i in range(s.graph_layers)]
+                     for i in range(s.graph_layers)]
             self.graph_encoder = GIN(funcs, s.graph_dropout)
         self.dtype = dtype
 
@@ -170,10 +170,10 @@ class EVIMAEEncoder(nnx.Module):
         if imu.shape[1] != s.imu_channels:
             raise ValueError(f"imu must have {s.imu_channels} channels on axis 1, got shape {imu.shape}")
         patches = einops.rearrange(imu, "b (n c) (w q) (h p) -> n b (h w) (c p q)",
-                                                              n=s.imu_parts, p=s.patch, q=s.patch)
+                                   n=s.imu_parts, p=s.patch, q=s.patch)
         if patches.shape[2] != s.imu_tokens:
             raise ValueError(f"imu spectrogram {imu.shape[2:]} gives {patches.shape[2]} patches; the model expects "
-                                              f"{s.imu_tokens} ({s.imu_time}x{s.imu_freq} with patch {s.patch})")
+                             f"{s.imu_tokens} ({s.imu_time}x{s.imu_freq} with patch {s.patch})")
         tokens = self.patch_embed_a(patches.astype(self.dtype))
         pos = layers.sincos_table(s.imu_tokens, s.imu_dim)
         return tokens + pos.astype(tokens.dtype) + self.modality_a[...].astype(tokens.dtype)
@@ -184,7 +184,7 @@ class EVIMAEEncoder(nnx.Module):
         if video.shape[1:] != (3, s.num_frames, s.img_size, s.img_size):
             raise ValueError(f"video must be [B, 3, {s.num_frames}, {s.img_size}, {s.img_size}], got {video.shape}")
         patches = einops.rearrange(video, "b c (t p0) (h p1) (w p2) -> b (t h w) (c p0 p1 p2)",
-                                                              p0=s.tubelet, p1=s.patch, p2=s.patch)
+                                   p0=s.tubelet, p1=s.patch, p2=s.patch)
         tokens = self.patch_embed_video(patches.astype(self.dtype))
         pos = layers.sincos_table(s.video_tokens, s.video_dim)
         return tokens + pos.astype(tokens.dtype) + self.modality_video[...].astype(tokens.dtype)
@@ -246,7 +246,7 @@ def imu_patch_targets(imu, patch: int):
 
 def video_patch_targets(video, tubelet: int, patch: int):
     return einops.rearrange(video, "b c (t p0) (h p1) (w p2) -> b (t h w) (p0 p1 p2 c)",
-                                                    p0=tubelet, p1=patch, p2=patch)
+                            p0=tubelet, p1=patch, p2=patch)
 
 
 class EVIMAE(EVIMAEEncoder):
@@ -262,25 +262,25 @@ class EVIMAE(EVIMAEEncoder):
         self.decoder_modality_video = tok(s.decoder_dim)
         self.decoder_embed = Linear(s.video_dim, s.decoder_dim, ("embed", "mlp"), dtype=dtype, rngs=rngs)
         self.decoder_blocks = nnx.List([
-                Block(s.decoder_dim, s.decoder_heads, mlp_ratio=s.mlp_ratio, qkv_bias=s.qkv_bias, eps=s.norm_eps,
-                            dtype=dtype, rngs=rngs) for _ in range(s.decoder_depth)])
+            Block(s.decoder_dim, s.decoder_heads, mlp_ratio=s.mlp_ratio, qkv_bias=s.qkv_bias, eps=s.norm_eps,
+                  dtype=dtype, rngs=rngs) for _ in range(s.decoder_depth)])
         self.decoder_norm = LayerNorm(s.decoder_dim, eps=s.norm_eps, dtype=dtype, rngs=rngs)
         self.decoder_pred_a = Linear(s.decoder_dim, s.patch ** 2 * s.imu_channels, ("embed", "patch"),
-                                                                  dtype=dtype, rngs=rngs)
+                                     dtype=dtype, rngs=rngs)
         self.decoder_pred_video = Linear(s.decoder_dim, s.tubelet * s.patch ** 2 * 3, ("embed", "patch"),
-                                                                          dtype=dtype, rngs=rngs)
+                                         dtype=dtype, rngs=rngs)
         self.graph_enc_mask_token = nnx.Param(jnp.zeros((1, s.imu_dim), jnp.float32))
         self.graph_decoder = GIN([GINMLP(s.graph_hidden, s.graph_hidden, s.imu_dim, rngs=rngs)], s.graph_dropout)
         self.graph_encoder_to_decoder = _torch_default_linear(s.graph_hidden, s.graph_hidden, ("mlp", "embed"),
-                                                                                                                    use_bias=False, rngs=rngs)
+                                                              use_bias=False, rngs=rngs)
 
     def draw_masks(self, key, batch: int) -> dict[str, jax.Array]:
         """The three random draws of one forward, in upstream order: node permutation, IMU noise, video noise."""
         k_nodes, k_imu, k_video = jax.random.split(key, 3)
         s = self.sizes
         return {"node_perm": jax.random.permutation(k_nodes, batch * s.imu_parts),
-                        "imu_noise": jax.random.uniform(k_imu, (batch, s.imu_tokens)),
-                        "video_noise": jax.random.uniform(k_video, (batch, s.video_tokens))}
+                "imu_noise": jax.random.uniform(k_imu, (batch, s.imu_tokens)),
+                "video_noise": jax.random.uniform(k_video, (batch, s.video_tokens))}
 
     def graph_mae(self, nodes, node_perm, dropout_key):
         """GraphMAE on body-part nodes [B, P, D]: returns (reconstruction [B, P, D], masked-node indicator [B, P])."""
@@ -297,7 +297,7 @@ class EVIMAE(EVIMAEEncoder):
         return jnp.broadcast_to(recon[:, None], nodes.shape), masked
 
     def __call__(self, imu, video, *, masks: dict[str, jax.Array], imu_mask_ratio: float = 0.75,
-                              video_mask_ratio: float = 0.9, dropout_key: jax.Array | None = None) -> dict[str, jax.Array]:
+                 video_mask_ratio: float = 0.9, dropout_key: jax.Array | None = None) -> dict[str, jax.Array]:
         """Pretraining forward. ``masks`` holds the draws of ``draw_masks`` (explicit, so runs are reproducible and
         the PyTorch comparison can feed the same ones). Returns the predictions, targets and pieces the losses need."""
         s = self.sizes
@@ -318,11 +318,11 @@ class EVIMAE(EVIMAEEncoder):
 
         pred_a, pred_v = self.decode(joint, a.shape[1], restore_a, restore_v)
         return {"pred_imu": pred_a, "pred_video": pred_v, "mask_imu": mask_a, "mask_video": mask_v,
-                        "target_imu": imu_patch_targets(imu, s.patch),
-                        "target_video": video_patch_targets(video, s.tubelet, s.patch),
-                        "contrast_imu": contrast_imu, "contrast_video": contrast_video,
-                        "graph_nodes": nodes, "graph_recon": graph_recon, "graph_masked": graph_masked,
-                        "latent_imu": a, "latent_video": v}
+                "target_imu": imu_patch_targets(imu, s.patch),
+                "target_video": video_patch_targets(video, s.tubelet, s.patch),
+                "contrast_imu": contrast_imu, "contrast_video": contrast_video,
+                "graph_nodes": nodes, "graph_recon": graph_recon, "graph_masked": graph_masked,
+                "latent_imu": a, "latent_video": v}
 
     def decode(self, joint, num_kept_a: int, restore_a, restore_v):
         s = self.sizes
@@ -353,11 +353,11 @@ class EVIMAEFT(EVIMAEEncoder):
     """Fine-tune model (``multimodal`` mode): LayerNorm(D_v + 512) -> Linear(n_class) on the fused feature."""
 
     def __init__(self, sizes: EVIMAESizes, num_classes: int, *, use_graph: bool = True, dtype=jnp.float32,
-                              rngs: nnx.Rngs):
+                 rngs: nnx.Rngs):
         super().__init__(sizes, use_graph=use_graph, dtype=dtype, rngs=rngs)
         width = sizes.video_dim + (sizes.graph_hidden if use_graph else 0)
         self.mlp_head = nnx.List([LayerNorm(width, eps=sizes.norm_eps, dtype=dtype, rngs=rngs),
-                                                            Linear(width, num_classes, ("embed", "vocab"), dtype=dtype, rngs=rngs)])
+                                  Linear(width, num_classes, ("embed", "vocab"), dtype=dtype, rngs=rngs)])
 
     def __call__(self, imu, video, dropout_key=None):
         return self.mlp_head[1](self.mlp_head[0](self.encode_multimodal(imu, video, dropout_key)))

@@ -46,10 +46,10 @@ class Linear(nnx.Linear):
     """nnx.Linear with xavier-uniform kernel, zero bias and logical sharding names for (in, out)."""
 
     def __init__(self, din: int, dout: int, names: tuple[str | None, str | None], *, use_bias: bool = True,
-                              dtype: Dtype = jnp.float32, rngs: nnx.Rngs, kernel_init=xavier):
+                 dtype: Dtype = jnp.float32, rngs: nnx.Rngs, kernel_init=xavier):
         super().__init__(din, dout, use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32,
-                                          kernel_init=partitioned(kernel_init, names), bias_init=partitioned(zeros, (names[1],)),
-                                          rngs=rngs)
+                         kernel_init=partitioned(kernel_init, names), bias_init=partitioned(zeros, (names[1],)),
+                         rngs=rngs)
 
 
 class LayerNorm(nnx.LayerNorm):
@@ -57,8 +57,8 @@ class LayerNorm(nnx.LayerNorm):
 
     def __init__(self, dim: int, *, eps: float = 1e-5, dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
         super().__init__(dim, epsilon=eps, dtype=dtype, param_dtype=jnp.float32, use_fast_variance=False,
-                                          scale_init=partitioned(ones, ("norm",)), bias_init=partitioned(zeros, ("norm",)),
-                                          rngs=rngs)
+                         scale_init=partitioned(ones, ("norm",)), bias_init=partitioned(zeros, ("norm",)),
+                         rngs=rngs)
 
 
 class Attention(nnx.Module):
@@ -68,7 +68,7 @@ class Attention(nnx.Module):
     """
 
     def __init__(self, dim: int, num_heads: int, *, qkv_bias: bool = True, qv_bias: bool = False,
-                              dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+                 dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.qv_bias = qv_bias
@@ -104,7 +104,7 @@ class Block(nnx.Module):
     """
 
     def __init__(self, dim: int, num_heads: int, *, mlp_ratio: float = 4.0, qkv_bias: bool = True, eps: float = 1e-5,
-                              dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+                 dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
         for name in ("norm1", "norm1_a", "norm1_v", "norm2", "norm2_a", "norm2_v"):
             setattr(self, name, LayerNorm(dim, eps=eps, dtype=dtype, rngs=rngs))
         self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, dtype=dtype, rngs=rngs)
@@ -120,7 +120,7 @@ class VideoBlock(nnx.Module):
     """VideoMAE encoder block: q/v-bias attention, no layer-scale (init_values 0)."""
 
     def __init__(self, dim: int, num_heads: int, *, mlp_ratio: float = 4.0, eps: float = 1e-5,
-                              dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+                 dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
         self.norm1 = LayerNorm(dim, eps=eps, dtype=dtype, rngs=rngs)
         self.attn = Attention(dim, num_heads, qv_bias=True, dtype=dtype, rngs=rngs)
         self.norm2 = LayerNorm(dim, eps=eps, dtype=dtype, rngs=rngs)

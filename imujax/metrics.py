@@ -28,7 +28,7 @@ class MetricWriter:
         self._last_step: int | None = None
 
     def write(self, step: int, scalars: dict[str, float]) -> None:
-        if not self.enabled:
+        if not self.enabled or not scalars:
             return
         record = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
         with open(self.path, "a") as f:

@@ -146,3 +146,38 @@ def test_missing_encoder_key_is_reported_by_name(tmp_path, primus_torch):
     torch.save(state, ckpt)
     with pytest.raises(rules.BridgeMismatchError, match=r"backbone/5/bias_hh_l0"):
         convert.convert_file("primus", ckpt, str(tmp_path / "out"))
+
+
+def test_converted_primus_grafts_into_the_training_system(tmp_path):
+    from flax import nnx
+
+    from configs import primus as primus_config
+    from imujax import systems
+
+    torch.manual_seed(5)
+    encoder = ref.MW2StackRNNPoolingMultihead(32, 24).eval()
+    state = collections.OrderedDict([("mmcl_loss.temperature", torch.tensor(0.05)),
+                                     ("ssl_loss.temperature", torch.tensor(0.2))])
+    state.update((f"imu_encoder.{k}", v) for k, v in encoder.state_dict().items())
+    ckpt = str(tmp_path / "best_model.ckpt")
+    torch.save({"state_dict": state}, ckpt)
+    convert.convert_file("primus", ckpt, str(tmp_path / "converted"))
+    name, cfg, converted = convert.load_converted(str(tmp_path / "converted"))
+
+    config = primus_config.get_config("demo")
+    config.model.imu_encoder.size_embeddings = 24
+    config.model.video.update(dict(dim=16, depth=1, heads=2, img_size=32, num_frames=2))
+    system = systems.make_system(config)
+    _, params, _ = nnx.split(system.make_model(nnx.Rngs(0)), nnx.Param, ...)
+    params = system.init_from_converted(params, name, cfg, converted)
+    assert float(params["mmcl_temperature"][...]) == pytest.approx(0.05)
+    assert float(params["ssl_temperature"][...]) == pytest.approx(0.2)
+    got = params["imu_encoder"]["backbone"][5]["weight_hh_l0"][...]
+    np.testing.assert_array_equal(np.asarray(got), encoder.backbone[5].weight_hh_l0.detach().numpy().T)
+    np.testing.assert_array_equal(np.asarray(params["imu_encoder"]["mmcl_head"]["bias"][...]),
+                                  encoder.mmcl_head.bias.detach().numpy())
+
+    config.model.imu_encoder.size_embeddings = 16  # a mismatching system is refused with a clear error
+    _, small, _ = nnx.split(systems.make_system(config).make_model(nnx.Rngs(0)), nnx.Param, ...)
+    with pytest.raises(ValueError, match="does not match config.model.imu_encoder"):
+        systems.make_system(config).init_from_converted(small, name, cfg, converted)

@@ -169,7 +169,7 @@ def restore_model(config, workdir: str):
     return system, model, step
 
 
-def report(config, workdir: str, rate: float = 0.10, finetune_lr: float = 1e-3) -> dict[str, float]:
+def report(config, workdir: str, rate: float = 0.10, finetune_lr: float = 1e-5) -> dict[str, float]:
     """Closed-set zero-shot accuracy / macro-F1 on the eval split and the ``rate`` supervision protocol."""
     from flax import nnx
 
@@ -204,12 +204,13 @@ def main() -> None:
     config_flag = config_flags.DEFINE_config_file("config", None, "TSFM Stage-2 config, optionally ':variant'.")
     workdir = flags.DEFINE_string("workdir", None, "Stage-2 run directory (its latest checkpoint is evaluated).")
     rate = flags.DEFINE_float("rate", 0.10, "labelled fraction for the supervision protocol (0.01 or 0.10)")
+    lr = flags.DEFINE_float("finetune_lr", 1e-5, "AdamW learning rate of the supervision protocol (upstream 1e-5)")
 
     def run(argv):
         if len(argv) > 1 or config_flag.value is None or not workdir.value:
             raise app.UsageError("usage: python -m imujax.eval.zero_shot --config=configs/tsfm_stage2.py:demo "
                                  "--workdir=DIR [--rate=0.1]")
-        for key, value in report(config_flag.value, workdir.value, rate.value).items():
+        for key, value in report(config_flag.value, workdir.value, rate.value, lr.value).items():
             print(f"{key}: {value:.4f}")
 
     app.run(run)

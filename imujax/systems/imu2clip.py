@@ -141,6 +141,26 @@ def check_targets(targets) -> tuple[str, ...]:
     return targets
 
 
+def graft_converted_encoder(params: nnx.State, converted: nnx.State, source: str,
+                            scalars: dict[str, float | None] | None = None) -> nnx.State:
+    """Train-state params with `imu_encoder` replaced by a converted encoder (`python -m imujax.convert` output) and
+    the named scalar params (temperatures read from the checkpoint) set where the checkpoint had them."""
+    pure = params.to_pure_dict()
+    new_encoder = nnx.State(converted).to_pure_dict() if not isinstance(converted, dict) else converted
+    current = jax.tree.map(lambda x: tuple(np.shape(x)), pure["imu_encoder"])
+    loaded = jax.tree.map(lambda x: tuple(np.shape(x)), new_encoder)
+    if current != loaded:
+        raise ValueError(f"{source}: the converted IMU encoder does not match config.model.imu_encoder "
+                         f"(parameter shapes differ); set the config sizes to those in its imujax_convert.json")
+    pure["imu_encoder"] = jax.tree.map(lambda new, old: jnp.asarray(new, jnp.asarray(old).dtype), new_encoder,
+                                       pure["imu_encoder"])
+    for name, value in (scalars or {}).items():
+        if value is not None and name in pure:
+            pure[name] = jnp.asarray(value, jnp.float32)
+    nnx.replace_by_pure_dict(params, pure)
+    return params
+
+
 class VideoTower(nnx.Module):
     """'vit': FrameViT then a Linear to the embedding size when the widths differ; 'features': identity on the
     precomputed features (which must already have the embedding width)."""
@@ -219,6 +239,13 @@ class System:
             total = total + term
         metrics.update(loss=total, temperature=jnp.asarray(tau, jnp.float32))
         return total, metrics
+
+    def init_from_converted(self, params: nnx.State, name: str, config: dict, converted: nnx.State) -> nnx.State:
+        """Start from an `imujax.convert --model=imu2clip` output: the encoder, and its temperature if learnable."""
+        if name != "imu2clip":
+            raise ValueError(f"config.init_from holds a {name!r} conversion; the imu2clip system needs 'imu2clip'")
+        return graft_converted_encoder(params, converted, "config.init_from",
+                                       {"temperature": config.get("temperature")})
 
     def embed(self, model: IMU2CLIPModel, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         emb = model.imu_encoder(batch["imu"])

@@ -25,8 +25,8 @@ from flax import nnx
 from imujax.models.rnn_imu import MW2StackRNNPoolingMultihead
 from imujax.objectives import primus as primus_objective
 from imujax.objectives.infonce import l2_normalize
-from imujax.systems.imu2clip import (VideoTower, check_targets, imu_window, in_batch_top1, precomputed_video,
-                                     text_embedding, video_clip)
+from imujax.systems.imu2clip import (VideoTower, check_targets, graft_converted_encoder, imu_window, in_batch_top1,
+                                     precomputed_video, text_embedding, video_clip)
 from imujax.transforms import augment_imu
 
 
@@ -108,6 +108,13 @@ class System:
             metrics[f"imu2{name}_top1"] = in_batch_top1(mmcl, target)
         metrics.update(tau_mm=model.mmcl_temperature[...], tau_ss=model.ssl_temperature[...])
         return total, metrics
+
+    def init_from_converted(self, params: nnx.State, name: str, config: dict, converted: nnx.State) -> nnx.State:
+        """Start from an `imujax.convert --model=primus` output: the encoder and the two learned temperatures."""
+        if name != "primus":
+            raise ValueError(f"config.init_from holds a {name!r} conversion; the primus system needs 'primus'")
+        return graft_converted_encoder(params, converted, "config.init_from",
+                                       {k: config.get(k) for k in ("mmcl_temperature", "ssl_temperature")})
 
     def embed(self, model: PRIMUSModel, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         """Retrieval uses the multimodal head (`mmcl`) against the video embedding; the probe uses `emb`."""

@@ -29,7 +29,8 @@ from imujax.models.projection import ProjectionHead, torch_linear
 from imujax.models.rnn_imu import DeepConvLSTM
 from imujax.models.video import FrameViT
 from imujax.objectives.infonce import info_nce_symmetric_mean, l2_normalize
-from imujax.systems.imu2clip import frame_vit_sizes, imu_window, in_batch_top1, precomputed_video, video_clip
+from imujax.systems.imu2clip import (frame_vit_sizes, graft_converted_encoder, imu_window, in_batch_top1,
+                                     precomputed_video, video_clip)
 
 
 class VisualEncoder(nnx.Module):
@@ -114,6 +115,12 @@ class System:
         loss = info_nce_symmetric_mean(imu_emb, vis_emb, tau)
         return loss, {"loss": loss, "temperature": tau, "imu2video_top1": in_batch_top1(imu_emb, vis_emb),
                       "video2imu_top1": in_batch_top1(vis_emb, imu_emb)}
+
+    def init_from_converted(self, params: nnx.State, name: str, config: dict, converted: nnx.State) -> nnx.State:
+        """Start from an `imujax.convert --model=deepconvlstm` output (e.g. a released imu_encoder_best.pt)."""
+        if name != "deepconvlstm":
+            raise ValueError(f"config.init_from holds a {name!r} conversion; this system needs 'deepconvlstm'")
+        return graft_converted_encoder(params, converted, "config.init_from")
 
     def embed(self, model: RevalExoContrastiveModel, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         imu_emb, vis_emb = model.embeddings(batch["imu"], batch["video"])

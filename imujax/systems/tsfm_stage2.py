@@ -48,8 +48,8 @@ def load_stage1_encoder(run_dir: str) -> dict[tuple, np.ndarray]:
         if isinstance(node, dict):
             for k, v in node.items():
                 walk(v, prefix + (str(k),))
-        else:
-            flat[prefix] = np.asarray(node)
+        else:  # orbax keeps nnx Variables as {'value': array}
+            flat[prefix[:-1] if prefix[-1] == "value" else prefix] = np.asarray(node)
 
     walk(restored["params"].get("encoder", {}), ("encoder",))
     if len(flat) <= 1:
@@ -88,12 +88,13 @@ class System:
 
     def _load_encoder(self, model: TSFM) -> None:
         loaded = 0
-        for path, var in nnx.to_flat_state(nnx.state(model.encoder, nnx.Param)):
+        state = nnx.state(model.encoder, nnx.Param)
+        for path, var in nnx.to_flat_state(state):
             key = ("encoder",) + tuple(str(p) for p in path)
             if key in self.encoder_init and self.encoder_init[key].shape == var.get_value().shape:
                 var.set_value(jnp.asarray(self.encoder_init[key]))
                 loaded += 1
-        nnx.update(model.encoder, nnx.state(model.encoder))
+        nnx.update(model.encoder, state)
         if loaded == 0:
             raise ValueError(f"encoder_init_from={self.config.encoder_init_from}: no parameter matched the encoder")
         logging.info("initialised %d encoder tensors from %s", loaded, self.config.encoder_init_from)

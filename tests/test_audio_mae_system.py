@@ -67,3 +67,29 @@ def test_loss_steps_embed_and_reconstruct(system, tmp_path):
     image = reconstruction.write_reconstruction_grid(str(tmp_path / "r.png"), **{k: np.asarray(v)
                                                                                   for k, v in pics.items()})
     assert image.shape[0] == 4 * (64 + 2)
+
+
+def test_fusion_heads():
+    """late_sum adds the omni classifier's logits; interfuse / late_mlp consume [feature ; video] (key layouts)."""
+    from imujax.models.audio_mae import AudioMAESizes, AudioMAEViT
+    sizes = AudioMAESizes(img_h=16, img_w=32, in_chans=3, patch=8, embed_dim=16, depth=1, num_heads=2, video_dim=8,
+                          pos_grid_swapped=False)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 3, 16, 32)).astype(np.float32)
+    video = rng.normal(size=(4, 8)).astype(np.float32)
+    late = AudioMAEViT(sizes, 5, fusion="late_sum", rngs=nnx.Rngs(0))
+    late.eval()
+    feat = late.features(x)
+    np.testing.assert_allclose(late(x, video), late.head(feat) + late.omni_classifier(video), atol=1e-6)
+    inter = AudioMAEViT(sizes, 5, fusion="interfuse", rngs=nnx.Rngs(0))
+    assert inter.interfuse[0].kernel.shape == (24, 16) and inter(x, video, key=jax.random.key(0)).shape == (4, 5)
+    mlp = AudioMAEViT(sizes, 5, fusion="late_mlp", mlp_hidden=(12, 6), rngs=nnx.Rngs(0))
+    assert [type(m).__name__ for m in mlp.late_fusion.model] == ["Linear", "BatchNorm", "GELU", "Dropout"] * 2 + [
+        "Linear"]
+    mlp.eval()
+    assert mlp(x, video).shape == (4, 5)
+    probe = AudioMAEViT(sizes, 5, probe_bn=True, rngs=nnx.Rngs(0))
+    probe(x)  # training mode: updates the running statistics of head.0
+    assert int(probe.head[0].count[...]) == 1
+    with pytest.raises(ValueError, match="needs the video feature"):
+        late(x)

@@ -164,3 +164,24 @@ def test_missing_per_patch_flag_is_a_clear_error(case):
     del over["per_patch_prediction"]
     with pytest.raises(ValueError, match="per_patch_prediction"):
         tsfm_rules.infer_tsfm(rules.strip_prefixes(case["sd"], ("module.",)), over)
+
+
+def test_convert_cli_path_reads_best_pt_and_hyperparameters(tmp_path):
+    """best.pt written by torch.save + hyperparameters.json next to it -> convert_file -> outputs match torch."""
+    cfg = VARIANTS["cnn_pooled_k1"]
+    model, bank, ckpt = _checkpoint(cfg)
+    as_torch = lambda sd: {k: torch.from_numpy(np.array(v)) for k, v in sd.items()}
+    torch.save({"epoch": 3, "model_state_dict": as_torch(ckpt["model_state_dict"]),
+                "label_bank_state_dict": as_torch(ckpt["label_bank_state_dict"]),
+                "criterion_state_dict": {"loss_fn.logit_scale": torch.tensor(2.6593)},
+                "hyperparameters": {"lr": 8e-5}}, tmp_path / "best.pt")
+    hp = {"config": {k: cfg[k] for k in tsfm_rules.NOT_IN_TENSORS}, "ablation": {"channel_text_fusion": True}}
+    (tmp_path / "hyperparameters.json").write_text(json.dumps(hp))
+    x = _inputs(cfg, seed=1)
+    np.savez(tmp_path / "in.npz", **x)
+    convert.convert_file("tsfm", str(tmp_path / "best.pt"), str(tmp_path / "out"),
+                         inputs_path=str(tmp_path / "in.npz"), outputs_path=str(tmp_path / "out.npz"))
+    got = np.load(tmp_path / "out.npz")
+    _, _, emb, scores = _torch_forward(model, bank, x)
+    np.testing.assert_allclose(got["emb_session"], emb, atol=TOL, rtol=0)
+    np.testing.assert_allclose(got["zs_scores"], scores, atol=TOL, rtol=0)

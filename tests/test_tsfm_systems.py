@@ -34,6 +34,7 @@ def _common(config):
     config.data.update(dict(channel_names=CHANNELS, patch_seconds=0.5, max_patches=4, max_channels=10,
                             sampling_rate_hz=50.0, rotation_prob=1.0))
     config.model.update(TINY)
+    config.model.dropout = 0.0  # smaller graphs compile faster; the demos exercise dropout
     return config
 
 

@@ -62,7 +62,10 @@ def resize_bilinear(x: np.ndarray, size: tuple[int, int], antialias: bool = True
     x = np.asarray(x, np.float32)
     rows = resize_matrix(x.shape[-2], size[0], antialias)
     cols = resize_matrix(x.shape[-1], size[1], antialias)
-    return np.matmul(np.matmul(rows, x), cols.T).astype(np.float32)  # two matmuls, never a 4-index einsum
+    # Two 3-index contractions in numpy's own loops: a 4-index einsum is O(H*W*out^2), and BLAS matmuls this small
+    # crawl once many grain workers oversubscribe BLAS threads.
+    x = np.einsum("oh,...hw->...ow", rows, x)
+    return np.einsum("...ow,pw->...op", x, cols).astype(np.float32)
 
 
 def cut_and_pad(x: np.ndarray, length: int, side: str) -> np.ndarray:

@@ -16,6 +16,8 @@ from imujax.eval import plots
 
 def write_run_figures(system, graphdef, state, config, workdir: str, step: int, mesh) -> list[str]:
     out_dir = os.path.join(workdir, "figures")
+    if jax.process_index() == 0:
+        os.makedirs(out_dir, exist_ok=True)
     written: list[str] = []
     pictures = getattr(system, "pictures", None)
     if pictures is not None:  # every process takes part in the (global) forward; process 0 writes

@@ -58,9 +58,9 @@ def test_loss_steps_embed_and_reconstruct(system, tmp_path):
     assert float(step(model, opt, batch)[1]["mask_fraction"]) == pytest.approx(1 - 4 / 16)  # int(16 * 0.25) kept
 
     model.eval()
-    emb = system.embed(model, batch)
+    emb = nnx.jit(lambda m, b: system.embed(m, b))(model, batch)
     assert emb["fused"].shape == (4, 32)
-    pics = system.reconstruct(model, batch, jax.random.key(0))
+    pics = nnx.jit(lambda m, b, k: system.reconstruct(m, b, k))(model, batch, jax.random.key(0))
     assert pics["recon"].shape == pics["inputs"].shape == (4, 3, 32, 32)
     visible = np.asarray(pics["masked"]) != 0
     np.testing.assert_allclose(np.asarray(pics["recon"])[visible], np.asarray(batch["spec"])[visible], atol=1e-6)

@@ -11,7 +11,6 @@ import tensorflow_datasets as tfds
 import torch
 
 from data_builders import egoexo4d_imu, wear
-from data_builders.egoexo4d_imu import egoexo4d_imu_dataset_builder as ego
 from data_builders.wear import wear_dataset_builder as wb
 
 

@@ -58,9 +58,10 @@ class System:
         return out
 
     # -- objective --------------------------------------------------------------------------------------------------
-    def _forward(self, model: AudioMAE, batch, rng):
+    def _forward(self, model: AudioMAE, batch, rng, dropout: bool = True):
         c = self.config.loss
         k_mask, k_drop = jax.random.split(rng)
+        k_drop = k_drop if dropout else None
         noise = model.draw_noise(k_mask, batch["spec"].shape[0], mask_2d=c.mask_2d)
         return model(batch["spec"], noise, video=batch.get("video"), mask_ratio=c.mask_ratio,
                      mask_row_ratio=c.mask_row_ratio, mask_col_ratio=c.mask_col_ratio, key=k_drop)
@@ -77,7 +78,7 @@ class System:
     def reconstruct(self, model: AudioMAE, batch: dict[str, jax.Array], rng: jax.Array) -> dict[str, jax.Array]:
         """Pictures for ``eval.reconstruction``: input, masked input (removed patches 0) and the reconstruction
         (predictions de-normalised with each target patch's mean/std under norm-pix, visible patches pasted in)."""
-        out = self._forward(model, batch, rng)
+        out = self._forward(model, batch, rng, dropout=False)
         s = self.sizes
         target = patchify(batch["spec"], s.patch)
         pred = out["pred"].astype(jnp.float32)

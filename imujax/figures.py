@@ -30,7 +30,7 @@ def write_run_figures(system, graphdef, state, config, workdir: str, step: int, 
         model = nnx.merge(graphdef, state["params"], state["other"])
         model.eval()
         arrays = pictures(model, sharding.global_batch(local, mesh), jax.random.key(config.seed))
-        arrays = {k: np.asarray(jax.device_get(v))[0] for k, v in arrays.items()}
+        arrays = {k: np.asarray(jax.device_get(v)) for k, v in arrays.items()}
         if jax.process_index() == 0:
             written += system.draw_pictures(arrays, out_dir)
     if jax.process_index() == 0:

@@ -94,7 +94,9 @@ class System:
         return forward(model, batch, rng)
 
     def draw_pictures(self, arrays: dict[str, np.ndarray], out_dir: str) -> list[str]:
+        """Reconstructions of the first example of the batch."""
         s, norm_pix = self.sizes, self.config.loss.norm_pix_loss
+        arrays = {k: v[0] for k, v in arrays.items()}
         return [
             plots.plot_imu_reconstruction(arrays["imu"], arrays["pred_imu"], arrays["mask_imu"],
                                           os.path.join(out_dir, "reconstruction_imu.png"), s.patch, norm_pix),

@@ -8,12 +8,15 @@ Eval embedding ``fused``: mean of the unmasked encoder tokens (HIMU's ``extract_
 
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
 
+from imujax.eval import reconstruction
 from imujax.models.audio_mae import AudioMAE, AudioMAESizes, patchify, unpatchify
 from imujax.objectives import mae
 from imujax.transforms import himu, records
@@ -90,3 +93,12 @@ class System:
         masked = unpatchify(target * (1 - removed), s.patch, s.grid, s.in_chans)
         recon = unpatchify(target * (1 - removed) + pred * removed, s.patch, s.grid, s.in_chans)
         return {"inputs": batch["spec"], "masked": masked, "recon": recon}
+
+    # -- pictures (called by imujax.figures at the end of a run) -----------------------------------------------------
+    def pictures(self, model: AudioMAE, batch: dict[str, jax.Array], rng: jax.Array) -> dict[str, jax.Array]:
+        return nnx.jit(self.reconstruct)(model, batch, rng)
+
+    def draw_pictures(self, arrays: dict[str, np.ndarray], out_dir: str) -> list[str]:
+        path = os.path.join(out_dir, "reconstruction_spectrogram.png")
+        reconstruction.write_reconstruction_grid(path, arrays["inputs"], arrays["masked"], arrays["recon"])
+        return [path]

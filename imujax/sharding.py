@@ -79,21 +79,32 @@ def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, devices: Sequence[
 
 def logical_to_spec(names: Sequence[str | None] | None, shape: Sequence[int], mesh: Mesh,
                     rules=DEFAULT_RULES) -> P:
-    """Map logical names to a PartitionSpec for ``shape``; axes that do not divide a dimension are dropped."""
+    """Map logical names to a PartitionSpec for ``shape``.
+
+    A mesh axis that does not divide its rule's dimension is moved to the largest other unsharded dimension it
+    divides (so FSDP still shards e.g. a 384-wide ViT-S weight on 256 devices through its 1536-wide MLP dimension);
+    if none fits, that axis is dropped and the tensor stays replicated along it.
+    """
     if not names:
         return P()
     table = dict(rules)
     used: set[str] = set()
-    spec = []
-    for name, dim in zip(names, shape):
+    spec: list = [None] * len(shape)
+    unplaced: list[str] = []
+    for i, (name, dim) in enumerate(zip(names, shape)):
         axes = table.get(name) if name is not None else None
         axes = (axes,) if isinstance(axes, str) else tuple(axes or ())
         axes = tuple(a for a in axes if a not in used and mesh.shape[a] > 1)
         if axes and dim % math.prod(mesh.shape[a] for a in axes) == 0:
             used.update(axes)
-            spec.append(axes[0] if len(axes) == 1 else axes)
+            spec[i] = axes[0] if len(axes) == 1 else axes
         else:
-            spec.append(None)
+            unplaced += list(axes)
+    for axis in unplaced:
+        free = [i for i in range(len(shape)) if spec[i] is None and shape[i] % mesh.shape[axis] == 0]
+        if axis not in used and free:
+            spec[max(free, key=lambda i: shape[i])] = axis
+            used.add(axis)
     return P(*spec)
 
 

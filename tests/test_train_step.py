@@ -70,10 +70,11 @@ def test_params_sharded_as_annotated(runs):
     assert mu.sharding.spec == P("fsdp", None)
 
 
-def test_uneven_dimension_stays_replicated():
+def test_uneven_dimension_moves_or_stays_replicated():
     mesh = sharding.make_mesh(data=2, fsdp=4)
-    assert sharding.logical_to_spec(("embed", "mlp"), (6, 8), mesh) == P(None, None)
     assert sharding.logical_to_spec(("embed", "mlp"), (8, 8), mesh) == P("fsdp", None)
+    assert sharding.logical_to_spec(("embed", "mlp"), (6, 8), mesh) == P(None, "fsdp")  # moved to a divisible dim
+    assert sharding.logical_to_spec(("embed", "mlp"), (6, 6), mesh) == P(None, None)
 
 
 def test_released_size_parameter_count():

@@ -38,6 +38,23 @@ def sincos_table(num_positions: int, dim: int) -> np.ndarray:
     return table.astype(np.float32)[None]
 
 
+BATCH_AXES = ("data", "fsdp")
+
+
+def constrain_batch(x: jax.Array) -> jax.Array:
+    """Keep an activation [B, ...] sharded along its batch over ('data', 'fsdp') when a mesh is active.
+
+    With FSDP-sharded weights XLA may otherwise gather the whole batch onto every device (per-device activation
+    memory then grows with the device count); with no mesh, or a batch the axes do not divide, this is a no-op.
+    """
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or not set(BATCH_AXES) <= set(mesh.axis_names):
+        return x
+    if x.shape[0] % (mesh.shape["data"] * mesh.shape["fsdp"]):
+        return x
+    return jax.lax.with_sharding_constraint(x, jax.sharding.PartitionSpec(BATCH_AXES, *([None] * (x.ndim - 1))))
+
+
 def gelu(x):
     return jax.nn.gelu(x, approximate=False)  # timm/PyTorch nn.GELU is the exact erf form
 
@@ -112,6 +129,7 @@ class Block(nnx.Module):
 
     def __call__(self, x, modality: str | None = None):
         suffix = "" if modality is None else f"_{modality}"
+        x = constrain_batch(x)
         x = x + self.attn(getattr(self, "norm1" + suffix)(x))
         return x + self.mlp(getattr(self, "norm2" + suffix)(x))
 
@@ -127,6 +145,7 @@ class VideoBlock(nnx.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio), dtype=dtype, rngs=rngs)
 
     def __call__(self, x):
+        x = constrain_batch(x)
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
 

@@ -19,4 +19,4 @@ def masked_mse(pred, target, mask, *, norm_pix: bool = True):
     if norm_pix:
         target = normalize_patches(target)
     per_token = jnp.square(pred.astype(jnp.float32) - target).mean(axis=-1)
-    return (per_token * mask).sum() / mask.sum()
+    return (per_token * mask).sum() / jnp.maximum(mask.sum(), 1)  # mask ratio 0: no reconstruction term, not 0/0

@@ -41,8 +41,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     if arg == "demo":
         _demo(config)
+    elif arg == "demo_gopro":
+        _demo_gopro(config)
     elif arg not in (None, ""):
-        raise ValueError(f"configs/evi_mae.py: unknown variant {arg!r} (known: demo)")
+        raise ValueError(f"configs/evi_mae.py: unknown variant {arg!r} (known: demo, demo_gopro)")
     return config
 
 
@@ -63,3 +65,17 @@ def _demo(config: ml_collections.ConfigDict) -> None:
     config.log_every_steps = 20
     config.eval_every_steps = 200
     config.checkpoint.every_steps = 100
+
+
+def _demo_gopro(config: ml_collections.ConfigDict) -> None:
+    """The demo model on real GoPro records (`data_builders/gopro`): the camera's one accelerometer fills all four
+    EVI-MAE body slots, the recording has no labels, so only MAE/contrastive training, retrieval and figures."""
+    _demo(config)
+    config.data.update(dict(name="gopro/default", auto_build=False, eval_split="train",
+                            imu_channels=tuple(f"camera/acc_{axis}" for _ in EVI_MAE_SLOTS for axis in "xyz")))
+    config.eval.linear_probe = False
+    config.batch_size = 4
+    config.total_steps = 10
+    config.log_every_steps = 1
+    config.eval_every_steps = 0
+    config.checkpoint.every_steps = 10

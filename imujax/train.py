@@ -183,7 +183,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             else:
                 logging.warning("no readable checkpoint in %s: starting from scratch", ckpt.directory)
         if ckpt.latest_step() is None and config.init_from:
-            state = _init_from(state, config.init_from, state_shardings)
+            state = _init_from(state, config.init_from, state_shardings, system)
 
         step_fn = jax.jit(make_train_step(system, graphdef, tx, config.seed), donate_argnums=0,
                           out_shardings=(state_shardings, None))
@@ -237,12 +237,18 @@ def _check_finite(scalars: dict[str, float], step: int, batch_ids, ckpt) -> None
             f"in {ckpt.directory}")
 
 
-def _init_from(state, directory: str, state_shardings):
+def _init_from(state, directory: str, state_shardings, system=None):
     """Start from converted weights (`python -m imujax.convert`): parameters and BatchNorm statistics whose path and
-    shape match are loaded (as the upstream fine-tune loaders do by name and shape); the rest keep their init."""
+    shape match are loaded (as the upstream fine-tune loaders do by name and shape); the rest keep their init.
+    A system whose model wraps the converted one (e.g. an IMU encoder inside a contrastive model) places it with its
+    own ``init_from_converted(params, name, config, converted_state)``."""
     from imujax import convert  # the bridge is optional at train time; import only when asked for
 
-    name, _, converted = convert.load_converted(directory)
+    name, converted_config, converted = convert.load_converted(directory)
+    hook = getattr(system, "init_from_converted", None)
+    if hook is not None:
+        params = hook(jax.device_get(state["params"]), name, converted_config, converted)
+        return dict(state, params=jax.device_put(params, state_shardings["params"]))
     source = {path: np.asarray(v) for path, v in nnx.to_flat_state(converted)}
     loaded, skipped = [], []
 
@@ -290,7 +296,7 @@ def evaluate_only(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
                 abstract_with_shardings(state_shardings, state)))
             state = restored["state"]
         elif config.init_from:
-            state = _init_from(state, config.init_from, state_shardings)
+            state = _init_from(state, config.init_from, state_shardings, system)
         else:
             raise FileNotFoundError(f"nothing to evaluate: no checkpoint in {ckpt.directory} and no "
                                     f"--config.init_from")

@@ -50,7 +50,7 @@ class System:
             n_bins=self.sizes.imu_freq, n_fft=d.n_fft, win_length=d.win_length, hop_length=d.hop_length)
         if train and d.imu_noise:
             spec = imu_tf.evi_mae_imu_noise(spec, rng)
-        return {"imu": spec, "video": clip, "label": np.int32(record["label"])}
+        return {"imu": spec, "video": clip, "label": np.int32(record.get("label", -1))}  # -1: unlabelled
 
     # -- objective --------------------------------------------------------------------------------------------------
     def loss(self, model: EVIMAE, batch: dict[str, jax.Array], rng: jax.Array):

@@ -53,7 +53,8 @@ def open_source(config: ml_collections.ConfigDict, workdir: str, split: str):
     directory = data_dir(config, workdir)
     dataset, builder_config = _split_name(config.data.name)
     try:
-        return tfds.data_source(config.data.name, data_dir=directory, split=split)
+        # download=False: never generate a dataset as a side effect of opening it (ensure_built does that on purpose).
+        return tfds.data_source(config.data.name, data_dir=directory, split=split, download=False)
     except Exception as e:  # tfds raises several types (DatasetNotFoundError, AssertionError, FileNotFoundError)
         if isinstance(e, (KeyError, ValueError)) and "split" in str(e).lower():
             raise

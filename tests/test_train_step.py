@@ -2,6 +2,7 @@
 
 import jax
 import numpy as np
+import optax
 import pytest
 from jax.sharding import PartitionSpec as P
 
@@ -66,7 +67,7 @@ def test_params_sharded_as_annotated(runs):
     norm = state["params"]["norm"]["scale"]
     assert all(axis is None for axis in norm.sharding.spec) and norm.addressable_shards[0].data.shape == norm.shape
     # Adam moments follow their parameters.
-    mu = state["opt_state"][1][0].mu["blocks_a"][0]["attn"]["qkv"]["kernel"]
+    mu = optax.tree_utils.tree_get(state["opt_state"], "mu")["blocks_a"][0]["attn"]["qkv"]["kernel"]
     assert mu.sharding.spec == P("fsdp", None)
 
 

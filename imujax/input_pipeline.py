@@ -56,8 +56,9 @@ def open_source(config: ml_collections.ConfigDict, workdir: str, split: str):
         # download=False: never generate a dataset as a side effect of opening it (ensure_built does that on purpose).
         return tfds.data_source(config.data.name, data_dir=directory, split=split, download=False)
     except Exception as e:  # tfds raises several types (DatasetNotFoundError, AssertionError, FileNotFoundError)
-        if isinstance(e, (KeyError, ValueError)) and "split" in str(e).lower():
-            raise
+        not_generated = "not been generated" in str(e) or "is empty" in str(e)
+        if isinstance(e, (KeyError, ValueError)) and "split" in str(e).lower() and not not_generated:
+            raise  # a wrong split name on a built dataset: tfds's own message lists the splits
         package = EMBEDDED_BUILDERS.get(dataset, f"data_builders.{dataset}").replace(".", "/")
         flags = f"{package} --data_dir={directory}" + (f" --config={builder_config}" if builder_config else "")
         raise DatasetNotBuiltError(

@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 import optax
 from flax import nnx
+from jax.experimental import multihost_utils
 
 from imujax import checkpointing, evaluate, figures, input_pipeline, metrics, sharding, systems
 
@@ -131,15 +132,27 @@ def make_train_step(system, graphdef, tx, seed: int):
 
 
 class _StopRequest:
-    """SIGTERM (preemption) sets a flag; the loop checkpoints at the next step boundary and exits cleanly."""
+    """SIGTERM (preemption) sets a flag; the loop checkpoints at the next step boundary and exits cleanly.
 
-    def __init__(self):
+    With several processes the flag is agreed on at log steps (one tiny all-gather), so every host stops at the same
+    step even when only some of them received the signal; a lone host stopping early would hang the others.
+    """
+
+    def __init__(self, sync_every: int):
         self.requested = False
+        self.sync_every = sync_every
         self._previous = signal.signal(signal.SIGTERM, self._handle)
 
     def _handle(self, signum, frame):
         logging.warning("SIGTERM received: saving a checkpoint at the next step boundary")
         self.requested = True
+
+    def agreed(self, step: int) -> bool:
+        if jax.process_count() == 1:
+            return self.requested
+        if step % self.sync_every:
+            return False
+        return bool(multihost_utils.process_allgather(np.asarray(self.requested)).any())
 
     def restore(self):
         signal.signal(signal.SIGTERM, self._previous)
@@ -189,7 +202,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                           out_shardings=(state_shardings, None))
         evaluator = evaluate.Evaluator(system, graphdef, config, workdir, mesh)
         writer = metrics.MetricWriter(workdir, total_steps)
-        stop = _StopRequest()
+        stop = _StopRequest(sync_every=config.log_every_steps)
         step = int(state["step"])
         final: dict[str, float] = {}
         try:
@@ -198,7 +211,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 batch_ids = local.pop("id")
                 state, step_metrics = step_fn(state, sharding.global_batch(local, mesh))
                 step += 1
-                stopping = stop.requested  # read once: a signal arriving now is handled at the next boundary
+                stopping = stop.agreed(step)  # read once: a signal arriving now is handled at the next boundary
                 saving = step % config.checkpoint.every_steps == 0 or step == total_steps or stopping
                 if step % config.log_every_steps == 0 or step == total_steps or saving:
                     scalars = metrics.to_host(step_metrics)

@@ -11,23 +11,16 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from imujax.models.evi_mae import EVIMAEEncoder, EVIMAESizes
+from imujax.models.evi_mae import EVIMAEFT, EVIMAESizes
 from imujax.models.heads import MultiHorizonClassifier
-from imujax.models.layers import LayerNorm, Linear
 
 
-class RevalExoEncoder(EVIMAEEncoder):
-    """``EVI_MAE_Encoder``: multimodal features -> LayerNorm -> Linear(feature_dim)."""
+class RevalExoEncoder(EVIMAEFT):
+    """``EVI_MAE_Encoder``: the EVIMAEFT head with feature_dim outputs (multimodal features -> LayerNorm -> Linear)."""
 
     def __init__(self, sizes: EVIMAESizes, feature_dim: int, *, use_graph: bool = True, dtype=jnp.float32,
                  rngs: nnx.Rngs):
-        super().__init__(sizes, use_graph=use_graph, dtype=dtype, rngs=rngs)
-        width = sizes.video_dim + (sizes.graph_hidden if use_graph else 0)
-        self.mlp_head = nnx.List([LayerNorm(width, eps=sizes.norm_eps, dtype=dtype, rngs=rngs),
-                                  Linear(width, feature_dim, ("embed", "mlp"), dtype=dtype, rngs=rngs)])
-
-    def __call__(self, imu, video, dropout_key=None):
-        return self.mlp_head[1](self.mlp_head[0](self.encode_multimodal(imu, video, dropout_key)))
+        super().__init__(sizes, feature_dim, use_graph=use_graph, dtype=dtype, rngs=rngs)
 
 
 def _as_channels_first(imu: jax.Array, channels: int) -> jax.Array:

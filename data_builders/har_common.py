@@ -4,7 +4,9 @@ A dataset package subclasses `HarBuilder`, names its classes (`LABELS`), channel
 two methods: `discover(root)` lists the units of work (usually files) with their subject where the file name tells
 it, and `read(root, source)` parses one unit into `imujax.io.har.Session`s in physical units. This module does the
 rest: optional resampling to `rate_hz`, windows of `window_seconds` every `stride_seconds`, window labels, subject
-splits, the per-file bad-data policy and the record schema:
+splits, the per-file bad-data policy (a file that cannot be parsed raises, or with bad_file_policy="skip" is
+skipped; a file whose sessions are all shorter than one window is skipped under either policy; both are listed with
+the error in metadata.json "bad_files") and the record schema:
 
   imu float32 [W, C] (physical units), imu_rate_hz, channels ("<location>/<sensor>_<axis>"), label (ClassLabel with
   the dataset's class names), subject (int), session (text), start_seconds (window start in its session), id.
@@ -148,7 +150,23 @@ class HarBuilder(tfds.core.GeneratorBasedBuilder, abc.ABC):
                     self._bad_files.append({"file": source.name, "error": str(e)})
                     self.info.metadata["bad_files"] = self._bad_files
                 continue
+            if not records:
+                self._report_short(source, [s for s in sessions if owner is None or owner.get(s.subject) == split])
             yield from records
+
+    def _report_short(self, source: Source, sessions: list[har.Session]) -> None:
+        """A source whose sessions are all shorter than one window gives no record: it is listed in bad_files
+        (under either policy: it is valid data that this window size cannot use), never dropped silently."""
+        lengths = [int(round(len(s.signals) * self.rate_hz / s.rate_hz)) for s in sessions]
+        if not lengths or max(lengths) >= self.window:
+            return  # no session in this split, or windows dropped for lack of labels: not a length problem
+        error = (f"{source.name}: {'empty' if max(lengths) == 0 else 'too short'}: its longest session has "
+                 f"{max(lengths)} samples at {self.rate_hz:g} Hz, fewer than one window of {self.window} samples "
+                 f"({self.builder_config.window_seconds:g} s)")
+        logging.warning("%s: rejecting %s", self.name, error)
+        if all(bad["file"] != source.name for bad in self._bad_files):
+            self._bad_files.append({"file": source.name, "error": error})
+            self.info.metadata["bad_files"] = self._bad_files
 
     def session_records(self, session: har.Session) -> list[tuple[str, dict]]:
         """(key, record) for every kept window of one session."""

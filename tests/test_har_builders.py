@@ -857,6 +857,133 @@ def test_recgym_errors(tmp_path):
     assert "missing column(s) ['G_z']" in build_error(RecGymBuilder, root, tmp_path)
 
 
+# ============================================================================ VTT-ConIoT
+
+from data_builders.vtt_coniot import Builder as VttConIotBuilder  # noqa: E402
+
+VTT_PREFIXES = ("trousers", "back", "hand")
+VTT_SUFFIXES = ("Ax_g", "Ay_g", "Az_g", "Gx_dps", "Gy_dps", "Gz_dps", "Mx_uT", "My_uT", "Mz_uT")
+
+
+def vtt_values(p, t):
+    """Stored values of IMU p (0 trousers, 1 back, 2 hand) at time t: acc in the release's half-g units."""
+    return [2 * (p + t), 0.0, 2.0,                      # acc: (p + t) g, 0, 1 g
+            90.0 + 10 * p, -45.0, 10 * t,               # gyro deg/s
+            20.0 + p, -5.0, 40.0 + t]                   # mag µT
+
+
+def write_vtt(root, activity, user, seconds=4.0, folder=("VTT_ConIot_Dataset", "VTT-ConIot-IMU-Data"),
+              extra_columns=False, nan_rows=(), drop=None, bad_cell=None):
+    """One `activity_<A>_user_<U>_combined.csv` at 100 Hz; `extra_columns` adds an index and a time column and
+    reverses the IMU column order (the reader must go by the header)."""
+    names = [f"{p}_{s}" for p in VTT_PREFIXES for s in VTT_SUFFIXES]
+    order = list(reversed(range(len(names)))) if extra_columns else list(range(len(names)))
+    header = ([""] + ["time_s"] if extra_columns else []) + [names[i] for i in order if names[i] != drop]
+    lines = [",".join(header)]
+    for j in range(int(seconds * 100)):
+        t = j / 100.0
+        values = [v for p in range(3) for v in vtt_values(p, t)]
+        cells = ["" if j in nan_rows else f"{values[i]:.6f}" for i in order if names[i] != drop]
+        if bad_cell is not None and j == bad_cell:
+            cells[0] = "n/a"
+        lines.append(",".join(([str(j), f"{t:.2f}"] if extra_columns else []) + cells))
+    write(os.path.join(root, *folder, f"activity_{activity}_user_{user}_combined.csv"), "\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def vtt(tmp_path_factory):
+    root = tmp_path_factory.mktemp("vtt_raw")
+    write_vtt(root, 1, 1)                                   # 4 s -> windows at 0, 1, 2 s
+    write_vtt(root, 16, 13, seconds=3.0, extra_columns=True)  # 3 s -> windows at 0, 1 s
+    # 6 s with a 5-row gap (interpolated) and a 60-row gap (splits: rows 0-249 and 310-599, one window each)
+    write_vtt(root, 9, 1, seconds=6.0, nan_rows=set(range(50, 55)) | set(range(250, 310)))
+    builder = build(VttConIotBuilder, root, tmp_path_factory.mktemp("vtt"))
+    hip = build(VttConIotBuilder, root, tmp_path_factory.mktemp("vtt_hip"), config="hip")
+    return builder, records_of(builder), records_of(hip)
+
+
+def test_vtt_coniot_channels_units_labels(vtt):
+    builder, records, _ = vtt
+    assert collections.Counter(r["session"].decode() for r in records) == {
+        "u01_a01_00": 3, "u13_a16_00": 2, "u01_a09_00": 1, "u01_a09_01": 1}
+    r = next(x for x in records if x["id"] == b"u01_a01_00_w0001")
+    assert r["imu"].shape == (200, 27) and r["imu_rate_hz"] == 100.0
+    assert names(r)[:9] == [f"hip/{s}_{a}" for s in ("acc", "gyro", "mag") for a in "xyz"]
+    assert names(r)[9] == "back/acc_x" and names(r)[18:21] == ["upper_arm/acc_x", "upper_arm/acc_y", "upper_arm/acc_z"]
+    t = (100 + np.arange(200)) / 100.0
+    for p in range(3):   # stored half-g -> m/s², deg/s -> rad/s, µT as stored
+        np.testing.assert_allclose(r["imu"][:, 9 * p], (p + t) * G, rtol=1e-5)
+        np.testing.assert_allclose(r["imu"][:, 9 * p + 2], G, rtol=1e-6)
+        np.testing.assert_allclose(r["imu"][:, 9 * p + 3], (90 + 10 * p) * D2R, rtol=1e-6)
+        np.testing.assert_allclose(r["imu"][:, 9 * p + 5], 10 * t * D2R, rtol=1e-5)
+        np.testing.assert_allclose(r["imu"][:, 9 * p + 6], 20 + p, rtol=1e-6)
+        np.testing.assert_allclose(r["imu"][:, 9 * p + 8], 40 + t, rtol=1e-6)
+    assert {label_name(builder, x) for x in records if x["session"] == b"u01_a01_00"} == {"roll_painting"}
+    # header-driven columns: reversed order plus index and time columns give the same values
+    s = next(x for x in records if x["id"] == b"u13_a16_00_w0001")
+    np.testing.assert_allclose(s["imu"], r["imu"], rtol=1e-5)
+    assert label_name(builder, s) == "stairs_up_down" and int(s["subject"]) == 13
+    assert {label_name(builder, x) for x in records if x["subject"] == 1} == {"roll_painting", "hands_up_high"}
+
+
+def test_vtt_coniot_nan_gaps_and_hip_config(vtt):
+    _, records, hip = vtt
+    t = np.arange(200) / 100.0
+    first = next(x for x in records if x["id"] == b"u01_a09_00_w0000")
+    # rows 50-54 were empty: the signals are linear in time, so interpolation restores them exactly
+    np.testing.assert_allclose(first["imu"][:, 0], t * G, rtol=1e-5)
+    np.testing.assert_allclose(first["imu"][:, 23], 10 * t * D2R, atol=1e-6)
+    second = next(x for x in records if x["session"] == b"u01_a09_01")
+    assert float(second["start_seconds"]) == 0.0
+    np.testing.assert_allclose(second["imu"][:, 18], (2 + 3.10 + t) * G, rtol=1e-5)   # starts at row 310
+    assert len(hip) == len(records)
+    assert all(names(x) == [f"hip/{s}_{a}" for s in ("acc", "gyro", "mag") for a in "xyz"] for x in hip)
+    h = next(x for x in hip if x["id"] == b"u01_a01_00_w0002")
+    assert h["imu"].shape == (200, 9)
+    np.testing.assert_allclose(h["imu"][:, 0], (2 + t) * G, rtol=1e-5)
+    np.testing.assert_allclose(h["imu"][:, 6:9], np.stack([np.full(200, 20.0), np.full(200, -5.0), 42 + t], 1),
+                               rtol=1e-6)
+
+
+def test_vtt_coniot_errors(tmp_path):
+    root = tmp_path / "raw"
+    write_vtt(root, 3, 2, seconds=1.0, drop="back_Gy_dps")
+    message = build_error(VttConIotBuilder, root, tmp_path)
+    assert "activity_3_user_2_combined.csv: missing column(s) ['back_Gy_dps']" in message
+    assert "trousers, back, hand" in message and "Mz_uT" in message
+    write_vtt(root, 3, 2, seconds=1.0, bad_cell=7)
+    message = build_error(VttConIotBuilder, root, tmp_path)
+    assert "activity_3_user_2_combined.csv: line 9, column 'trousers_Ax_g': expected a number, got 'n/a'" in message
+    path = root / "VTT_ConIot_Dataset" / "VTT-ConIot-IMU-Data" / "activity_3_user_2_combined.csv"
+    write_vtt(root, 3, 2, seconds=1.0)
+    with open(path, "a") as f:
+        f.write("1.0,2.0\n")
+    assert "activity_3_user_2_combined.csv: line 102 has 2 columns, the header has 27" in \
+        build_error(VttConIotBuilder, root, tmp_path)
+    write_vtt(root, 3, 2, seconds=1.0)
+    write_vtt(root, 17, 2, seconds=1.0)
+    message = build_error(VttConIotBuilder, root, tmp_path)
+    assert "activity_17_user_2_combined.csv: unknown activity code 17" in message
+    os.remove(root / "VTT_ConIot_Dataset" / "VTT-ConIot-IMU-Data" / "activity_17_user_2_combined.csv")
+    write_vtt(root, 3, 2, seconds=1.0, folder=("copy",))
+    assert "activity 3 of user 2 also found at" in build_error(VttConIotBuilder, root, tmp_path)
+    empty = tmp_path / "empty"
+    os.makedirs(empty / "VTT_ConIot_Dataset")
+    message = build_error(VttConIotBuilder, empty, tmp_path)
+    assert "no activity_<A>_user_<U>_combined.csv files" in message and "VTT-ConIot-IMU-Data" in message
+    message = build_error(VttConIotBuilder, tmp_path / "nowhere", tmp_path)
+    assert "nowhere does not exist" in message and "VTT_ConIot_Dataset.zip" in message
+
+
+def test_vtt_coniot_accelerometer_scale_override(tmp_path):
+    root = tmp_path / "raw"
+    write_vtt(root, 5, 4, seconds=2.0)
+    builder = build(VttConIotBuilder, root, tmp_path / "out", config="hip", acc_g_per_unit=1.0)
+    (r,) = records_of(builder)
+    np.testing.assert_allclose(r["imu"][:, 2], 2 * G, rtol=1e-6)    # stored 2.0 read as 2 g
+    assert label_name(builder, r) == "picking_objects" and int(r["subject"]) == 4
+
+
 # ============================================================================ shared machinery
 
 def test_resample_session_matches_analytic_signal():

@@ -48,6 +48,10 @@ class GoproConfig(tfds.core.BuilderConfig):
         return self.window_seconds if self.stride_seconds is None else self.stride_seconds
 
 
+class ShortRecordingError(timeseries.TimeSeriesError):
+    """An MP4 whose IMU + video span is shorter than one window: listed in bad_files under either policy."""
+
+
 class Builder(tfds.core.GeneratorBasedBuilder):
     """Unlabelled, synchronised IMU + video windows from GoPro MP4 recordings."""
 
@@ -98,11 +102,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, root: str, files: list[str]) -> Iterator[tuple[str, dict]]:
         config: GoproConfig = self.builder_config
         bad_files = []
+        yielded = 0
         for path in files:
             try:
                 windows = list(file_windows(path, config))
             except (gpmf.GpmfError, mp4.Mp4Error, video_frames.VideoError, timeseries.TimeSeriesError) as e:
-                if config.bad_file_policy != "skip":
+                if config.bad_file_policy != "skip" and not isinstance(e, ShortRecordingError):
                     raise
                 logging.warning("gopro: skipping %s: %s", path, e)
                 bad_files.append({"file": os.path.relpath(path, root), "error": str(e)})
@@ -111,7 +116,11 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             for k, record in enumerate(windows):
                 key = f"{name}_w{k:04d}"
                 yield key, {**record, "id": key}
+            yielded += len(windows)
         self.info.metadata["bad_files"] = bad_files
+        if not yielded:  # otherwise tfds fails with "No examples were yielded", naming no file
+            raise timeseries.TimeSeriesError(f"{root}: no window from any .mp4; rejected: "
+                                             + "; ".join(f"{b['file']}: {b['error']}" for b in bad_files))
 
 
 def window_starts_s(span_start: float, span_end: float, config: GoproConfig) -> np.ndarray:
@@ -140,9 +149,8 @@ def file_windows(path: str, config: GoproConfig) -> Iterator[dict]:
     span_end = min(accl.video_time_s[-1], gyro.video_time_s[-1], info.duration_s)
     starts = window_starts_s(span_start, span_end, config)
     if not len(starts):
-        logging.warning("gopro: %s spans %.2f s, shorter than one %.2f s window", path,
-                        span_end - span_start, config.window_seconds)
-        return
+        raise ShortRecordingError(f"{path}: IMU and video overlap for {max(span_end - span_start, 0.0):.2f} s, "
+                                  f"shorter than one {config.window_seconds:g} s window")
     imu_offsets = np.arange(config.imu_length) / config.imu_rate_hz
     frame_offsets = np.arange(config.num_frames) / config.video_fps
     # samples falling at the same instant in the MP4 timeline would break interpolation; merge them first

@@ -90,7 +90,9 @@ def _unit_factor(kind: str, unit: str, where: str) -> float:
     return table[key]
 
 
-def read_manifest(root: str) -> Manifest:
+def read_manifest(root: str, check_files: bool = True) -> Manifest:
+    """The manifest of `root`; `check_files=False` leaves the existence of the recordings' files to the caller (the
+    builder's bad_file_policy='skip' rejects such recordings one by one, with a report entry)."""
     path = find_manifest(root)
     data = _load(path)
     for key in ("rate_hz", "channels", "units", "recordings"):
@@ -127,10 +129,10 @@ def read_manifest(root: str) -> Manifest:
         if not isinstance(entry, dict) or "imu" not in entry:
             raise ManifestError(f"{where}: needs an 'imu' file")
         imu = os.path.join(root, str(entry["imu"]))
-        if not os.path.exists(imu):
+        if check_files and not os.path.exists(imu):
             raise ManifestError(f"{where}: imu file {imu} does not exist")
         video = os.path.join(root, str(entry["video"])) if entry.get("video") else None
-        if video is not None and not os.path.exists(video):
+        if check_files and video is not None and not os.path.exists(video):
             raise ManifestError(f"{where}: video {video} does not exist")
         label = entry.get("label")
         if label is not None and str(label) not in classes:

@@ -17,6 +17,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging
 
 from data_builders.revalexo import parsing
 from imujax.io import video_frames
@@ -102,19 +103,38 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         pairs = parsing.read_pairs(root, require_video=c.with_video)
         if not pairs:
             raise FileNotFoundError(f"{root}: no usable pairs in data_pairs/*.json. {self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+        # clips too short for any window are left out (listed in metadata.json "bad_files"), so no split ends up empty
+        self._root = root
+        self._bad_files: list[dict[str, str]] = []
+        self.info.metadata["bad_files"] = self._bad_files
+        required_s = max(c.min_clip_s, c.window_s + 1.0)
         by_subject: dict[str, list[parsing.Pair]] = {}
-        for pair in pairs:  # clips too short for any window are left out here, so no split ends up empty
+        for pair in pairs:
             with open(pair.imu_path, encoding="utf-8") as f:
                 rows = sum(1 for line in f if line.strip()) - 1
-            if rows / c.imu_rate_hz >= max(c.min_clip_s, c.window_s + 1.0):
+            if rows / c.imu_rate_hz >= required_s:
                 by_subject.setdefault(pair.subject, []).append(pair)
+            else:
+                self._reject_short(pair, f"{max(rows, 0)} IMU rows ({max(rows, 0) / c.imu_rate_hz:.2f} s at "
+                                         f"{c.imu_rate_hz:g} Hz), shorter than the {required_s:g} s a clip needs")
         if not by_subject:
-            raise ValueError(f"{root}: no clip is at least min_clip_s={c.min_clip_s} s long")
+            raise ValueError(f"{root}: no clip is at least min_clip_s={c.min_clip_s} s long; rejected: "
+                             + "; ".join(f"{b['file']}: {b['error']}" for b in self._bad_files))
         return {subject: self._generate_examples(group, class_names) for subject, group in by_subject.items()}
 
+    def _reject_short(self, pair: parsing.Pair, reason: str) -> None:
+        file = os.path.relpath(pair.imu_path, self._root)
+        logging.warning("revalexo: rejecting clip %s/%s (%s): %s", pair.subject, pair.pair_id, file, reason)
+        self._bad_files.append({"file": file, "clip": f"{pair.subject}/{pair.pair_id}", "error": reason})
+
     def _generate_examples(self, pairs: list[parsing.Pair], class_names: list[str]) -> Iterator[tuple[str, dict]]:
+        c: RevalExoConfig = self.builder_config
         for pair in pairs:
-            yield from clip_windows(pair, class_names, self.builder_config)
+            windows = clip_windows(pair, class_names, c)
+            if not windows:  # the video is shorter than the IMU clip
+                self._reject_short(pair, f"no window: the clip (IMU and video overlap) is shorter than the "
+                                         f"{max(c.min_clip_s, c.window_s + 1.0):g} s a clip needs")
+            yield from windows
 
 
 def clip_windows(pair: parsing.Pair, class_names: list[str], c: RevalExoConfig) -> list[tuple[str, dict]]:

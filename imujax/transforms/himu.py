@@ -18,7 +18,8 @@ from imujax.transforms import imu as imu_tf
 # data/EgoExo4D/mean_std/accl_{mean,std}_left.pt (dB, axes x, y, z).
 EGOEXO4D_LEFT_MEAN = (-32.96684, -23.85517, -30.42711)
 EGOEXO4D_LEFT_STD = (27.27846, 26.88700, 27.16923)
-# WEAR split_1 12-channel statistics (right arm, left arm, right leg, left leg; x, y, z each).
+# WEAR split_1 12-channel statistics, applied by position to the builder's channel order (the WEAR csv order:
+# right arm, right leg, left leg, left arm; x, y, z each), as upstream applies its .pt statistics.
 WEAR_SPLIT1_MEAN = (-36.224, -37.853, -38.987, -36.944, -38.909, -40.279, -34.962, -35.152, -41.230, -34.833,
                     -34.895, -41.239)
 WEAR_SPLIT1_STD = (27.310, 27.370, 27.120, 28.324, 28.377, 28.164, 27.891, 27.973, 28.108, 27.863, 27.849, 28.209)

@@ -32,7 +32,6 @@ def shard_bytes(tree) -> int:
 def measure(num_devices: int, per_device_batch: int) -> dict:
     import jax
     import numpy as np
-    from jax.sharding import NamedSharding, PartitionSpec as P
 
     from configs import evi_mae as evi_mae_config
     from imujax import sharding, systems, train
@@ -50,7 +49,7 @@ def measure(num_devices: int, per_device_batch: int) -> dict:
                                         sharding=sharding.batch_sharding(mesh, 4)),
             "video": jax.ShapeDtypeStruct((config.batch_size, 3, m.num_frames, m.img_size, m.img_size), np.float32,
                                           sharding=sharding.batch_sharding(mesh, 5)),
-            "label": jax.ShapeDtypeStruct((config.batch_size,), np.int32, sharding=NamedSharding(mesh, P(("data", "fsdp")))),
+            "label": jax.ShapeDtypeStruct((config.batch_size,), np.int32, sharding=sharding.batch_sharding(mesh, 1)),
         }
         step = jax.jit(train.make_train_step(system, graphdef, tx, config.seed), donate_argnums=0,
                        out_shardings=(shardings, None))

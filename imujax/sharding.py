@@ -1,12 +1,16 @@
 """Device mesh, logical-axis rules and placement of state and batches on the mesh.
 
 Parameters carry logical axis names (``embed``, ``heads``, ``mlp`` ...) from ``nnx.with_partitioning``; the rules
-below map them onto mesh axes ('data', 'fsdp', 'tensor'). A dimension that a mesh axis does not divide is kept
-replicated rather than failing, so tiny test models and odd widths run on any mesh.
+below map them onto mesh axes ('data', 'fsdp', 'fsdp_inner', 'tensor'). FSDP of size N is two mesh axes,
+'fsdp' x 'fsdp_inner' (N = outer x inner, inner = 1 up to N = 64), so a weight that N divides in neither dimension
+(a 384x1152 ViT-S qkv on 256 devices) is still sharded N ways, outer on one dimension and inner on the other.
+A dimension that no part of an axis group divides is kept replicated rather than failing, so tiny test models and
+odd widths run on any mesh.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
@@ -15,15 +19,20 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 from flax import nnx
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import AbstractMesh, AxisType, Mesh, NamedSharding, PartitionSpec as P
 
-MESH_AXES = ("data", "fsdp", "tensor")
-BATCH_AXES = ("data", "fsdp")
+MESH_AXES = ("data", "fsdp", "fsdp_inner", "tensor")
+FSDP_AXES = ("fsdp", "fsdp_inner")  # major, minor: flattened, the same device order as one N-wide 'fsdp' axis
+BATCH_AXES = ("data", *FSDP_AXES)
+# The outer 'fsdp' axis is the largest divisor of N up to this; 'fsdp_inner' takes the rest. 64 divides every weight
+# width of the models here (multiples of the 64-wide attention head), so up to 64 devices FSDP is one axis and beyond
+# that each weight is sharded over one dimension when N divides it, else over two (outer x inner).
+FSDP_OUTER_MAX = 64
 
 # One place for every model's sharding: logical name -> mesh axis (or axes, or None = replicated).
 DEFAULT_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("batch", BATCH_AXES),
-    ("embed", "fsdp"),
+    ("embed", FSDP_AXES),
     ("heads", "tensor"),
     ("mlp", "tensor"),
     ("vocab", "tensor"),
@@ -60,52 +69,109 @@ def initialize_distributed(coordinator_address: str | None = None, num_processes
                  jax.process_count(), jax.device_count())
 
 
-def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """Mesh ('data', 'fsdp', 'tensor') with Auto axis types; one size may be -1 to take the remaining devices."""
-    devices = list(jax.devices() if devices is None else devices)
+def fsdp_factors(fsdp: int, fsdp_inner: int | None = None) -> tuple[int, int]:
+    """(outer, inner) sizes of the 'fsdp' and 'fsdp_inner' axes for FSDP over ``fsdp`` devices."""
+    if fsdp_inner is None:
+        outer = max(d for d in range(1, min(fsdp, FSDP_OUTER_MAX) + 1) if fsdp % d == 0)
+        return outer, fsdp // outer
+    if fsdp_inner < 1 or fsdp % fsdp_inner:
+        raise ValueError(f"mesh: fsdp_inner={fsdp_inner} does not divide fsdp={fsdp}")
+    return fsdp // fsdp_inner, fsdp_inner
+
+
+def mesh_shape(num_devices: int, data: int = -1, fsdp: int = 1, tensor: int = 1,
+               fsdp_inner: int | None = None) -> dict[str, int]:
+    """Axis sizes {name: size} in MESH_AXES order for ``num_devices``; one of data/fsdp/tensor may be -1."""
     sizes = [data, fsdp, tensor]
     if sizes.count(-1) > 1:
         raise ValueError(f"mesh: at most one axis may be -1, got data={data}, fsdp={fsdp}, tensor={tensor}")
     known = math.prod(s for s in sizes if s != -1)
     if -1 in sizes:
-        if len(devices) % known:
-            raise ValueError(f"mesh: {len(devices)} devices are not divisible by the fixed axis sizes (product {known})")
-        sizes[sizes.index(-1)] = len(devices) // known
-    if math.prod(sizes) != len(devices):
-        raise ValueError(f"mesh: data*fsdp*tensor = {math.prod(sizes)} but {len(devices)} devices are available "
+        if num_devices % known:
+            raise ValueError(f"mesh: {num_devices} devices are not divisible by the fixed axis sizes (product {known})")
+        sizes[sizes.index(-1)] = num_devices // known
+    if math.prod(sizes) != num_devices:
+        raise ValueError(f"mesh: data*fsdp*tensor = {math.prod(sizes)} but {num_devices} devices are available "
                          f"(data={sizes[0]}, fsdp={sizes[1]}, tensor={sizes[2]})")
-    return jax.make_mesh(tuple(sizes), MESH_AXES, axis_types=(AxisType.Auto,) * 3, devices=devices)
+    outer, inner = fsdp_factors(sizes[1], fsdp_inner)
+    return dict(zip(MESH_AXES, (sizes[0], outer, inner, sizes[2])))
 
 
-def logical_to_spec(names: Sequence[str | None] | None, shape: Sequence[int], mesh: Mesh,
+def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, devices: Sequence[jax.Device] | None = None, *,
+              fsdp_inner: int | None = None) -> Mesh:
+    """Mesh ('data', 'fsdp', 'fsdp_inner', 'tensor') with Auto axis types; one size may be -1 to take the remaining
+    devices. ``fsdp`` is the whole FSDP size, split into the two FSDP axes by ``fsdp_factors``."""
+    devices = list(jax.devices() if devices is None else devices)
+    shape = mesh_shape(len(devices), data, fsdp, tensor, fsdp_inner)
+    return jax.make_mesh(tuple(shape.values()), MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES),
+                         devices=devices)
+
+
+def abstract_mesh(num_devices: int, data: int = -1, fsdp: int = 1, tensor: int = 1, *,
+                  fsdp_inner: int | None = None) -> AbstractMesh:
+    """The device-free twin of ``make_mesh``: shardings and shard shapes for a mesh this machine does not have."""
+    shape = mesh_shape(num_devices, data, fsdp, tensor, fsdp_inner)
+    return AbstractMesh(tuple(shape.values()), MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES))
+
+
+def mesh_axes(mesh: Mesh | AbstractMesh, axes: Sequence[str]) -> tuple[str, ...]:
+    """The axes of ``axes`` that ``mesh`` has (meshes built by hand may lack e.g. 'fsdp_inner')."""
+    return tuple(a for a in axes if a in mesh.axis_names)
+
+
+def fsdp_size(mesh: Mesh | AbstractMesh) -> int:
+    return math.prod(mesh.shape[a] for a in mesh_axes(mesh, FSDP_AXES))
+
+
+def _spec_entry(axes: Sequence[str]):
+    return None if not axes else axes[0] if len(axes) == 1 else tuple(axes)
+
+
+def logical_to_spec(names: Sequence[str | None] | None, shape: Sequence[int], mesh: Mesh | AbstractMesh,
                     rules=DEFAULT_RULES) -> P:
     """Map logical names to a PartitionSpec for ``shape``.
 
-    A mesh axis that does not divide its rule's dimension is moved to the largest other unsharded dimension it
-    divides (so FSDP still shards e.g. a 384-wide ViT-S weight on 256 devices through its 1536-wide MLP dimension);
-    if none fits, that axis is dropped and the tensor stays replicated along it.
+    Each name's mesh axes (absent and size-1 axes left out) shard its dimension when their product divides it.
+    A group that does not fit is placed, as much of it as divides, on the other still unsharded dimensions: whole
+    on the largest one it divides if any (so FSDP still shards a 384-wide ViT-S weight on 128 devices through its
+    1152-wide dimension), else split across two (on 256 devices a 384x1152 weight becomes 4 x 64 shards:
+    'fsdp_inner' on one dimension, 'fsdp' on the other), else in part; axes that fit nowhere stay replicated.
     """
     if not names:
         return P()
     table = dict(rules)
+    size = lambda axes: math.prod(mesh.shape[a] for a in axes)  # noqa: E731
+    spec: list[tuple[str, ...]] = [()] * len(shape)
     used: set[str] = set()
-    spec: list = [None] * len(shape)
-    unplaced: list[str] = []
+    pending: list[tuple[str, ...]] = []
     for i, (name, dim) in enumerate(zip(names, shape)):
         axes = table.get(name) if name is not None else None
         axes = (axes,) if isinstance(axes, str) else tuple(axes or ())
-        axes = tuple(a for a in axes if a not in used and mesh.shape[a] > 1)
-        if axes and dim % math.prod(mesh.shape[a] for a in axes) == 0:
-            used.update(axes)
-            spec[i] = axes[0] if len(axes) == 1 else axes
-        else:
-            unplaced += list(axes)
-    for axis in unplaced:
-        free = [i for i in range(len(shape)) if spec[i] is None and shape[i] % mesh.shape[axis] == 0]
-        if axis not in used and free:
-            spec[max(free, key=lambda i: shape[i])] = axis
-            used.add(axis)
-    return P(*spec)
+        axes = tuple(a for a in mesh_axes(mesh, axes) if a not in used and mesh.shape[a] > 1)
+        used.update(axes)
+        if axes and dim % size(axes) == 0:
+            spec[i] = axes
+        elif axes:
+            pending.append(axes)
+    for axes in pending:
+        free = [i for i in range(len(shape)) if not spec[i]]
+        best, best_key = {}, (1, 0)
+        for choice in itertools.product([None, *free], repeat=len(axes)):  # each axis to a free dim, or dropped
+            placed: dict[int, tuple[str, ...]] = {}
+            for axis, i in zip(axes, choice):
+                if i is not None:
+                    placed[i] = placed.get(i, ()) + (axis,)
+            if any(shape[i] % size(group) for i, group in placed.items()):
+                continue
+            # Most devices first, then fewest dimensions (one dimension keeps the old contiguous layout), then the
+            # largest dimensions (earliest on ties).
+            key = (math.prod(size(g) for g in placed.values()), -len(placed),
+                   tuple(sorted(((shape[i], -i) for i in placed), reverse=True)))
+            if key > best_key:
+                best, best_key = placed, key
+        for i, group in best.items():
+            spec[i] = group
+    return P(*(_spec_entry(axes) for axes in spec))
 
 
 def _is_variable(x) -> bool:
@@ -126,14 +192,15 @@ def state_shardings(tree, mesh: Mesh, rules=DEFAULT_RULES):
 
 
 def batch_sharding(mesh: Mesh, ndim: int = 1) -> NamedSharding:
-    return NamedSharding(mesh, P(BATCH_AXES, *([None] * (ndim - 1))))
+    return NamedSharding(mesh, P(mesh_axes(mesh, BATCH_AXES), *([None] * (ndim - 1))))
 
 
 def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-    """Assemble per-host batches into global arrays sharded along the batch over ('data', 'fsdp')."""
+    """Assemble per-host batches into global arrays sharded along the batch over ('data', 'fsdp', 'fsdp_inner')."""
     return {k: jax.make_array_from_process_local_data(batch_sharding(mesh, np.ndim(v)), np.asarray(v))
             for k, v in local.items()}
 
 
-def batch_divisor(mesh: Mesh) -> int:
-    return mesh.shape["data"] * mesh.shape["fsdp"]
+def batch_divisor(mesh: Mesh | AbstractMesh) -> int:
+    """How many ways the batch is split: data x fsdp (all FSDP axes)."""
+    return math.prod(mesh.shape[a] for a in mesh_axes(mesh, BATCH_AXES))

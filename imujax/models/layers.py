@@ -15,6 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from imujax import sharding
+
 Dtype = jnp.dtype | type
 xavier = nnx.initializers.xavier_uniform()
 zeros = nnx.initializers.zeros_init()
@@ -38,21 +40,19 @@ def sincos_table(num_positions: int, dim: int) -> np.ndarray:
     return table.astype(np.float32)[None]
 
 
-BATCH_AXES = ("data", "fsdp")
-
-
 def constrain_batch(x: jax.Array) -> jax.Array:
-    """Keep an activation [B, ...] sharded along its batch over ('data', 'fsdp') when a mesh is active.
+    """Keep an activation [B, ...] sharded along its batch over ('data', 'fsdp', 'fsdp_inner') when a mesh is active.
 
     With FSDP-sharded weights XLA may otherwise gather the whole batch onto every device (per-device activation
     memory then grows with the device count); with no mesh, or a batch the axes do not divide, this is a no-op.
     """
     mesh = jax.sharding.get_abstract_mesh()
-    if mesh.empty or not set(BATCH_AXES) <= set(mesh.axis_names):
+    if mesh.empty or not {"data", "fsdp"} <= set(mesh.axis_names):
         return x
-    if x.shape[0] % (mesh.shape["data"] * mesh.shape["fsdp"]):
+    if x.shape[0] % sharding.batch_divisor(mesh):
         return x
-    return jax.lax.with_sharding_constraint(x, jax.sharding.PartitionSpec(BATCH_AXES, *([None] * (x.ndim - 1))))
+    axes = sharding.mesh_axes(mesh, sharding.BATCH_AXES)
+    return jax.lax.with_sharding_constraint(x, jax.sharding.PartitionSpec(axes, *([None] * (x.ndim - 1))))
 
 
 def gelu(x):

@@ -25,7 +25,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     config.loss = ml_collections.ConfigDict(dict(
         imu_mask_ratio=0.75, video_mask_ratio=0.9, norm_pix_loss=True,
-        mae_weight=1.0, contrast_weight=0.01, contrast_temperature=0.05, graph_weight=10.0))
+        mae_weight=1.0, contrast_weight=0.01, contrast_temperature=0.05, graph_weight=10.0,
+        bidirectional_contrast=False))  # upstream `bidirect_contrast`: video -> IMU only
 
     config.data.update(dict(
         name="synthetic_egomotion/default", imu_channels=ACC_CHANNELS,

@@ -63,7 +63,8 @@ class System:
         mae_video = mae.masked_mse(out["pred_video"], out["target_video"], out["mask_video"],
                                    norm_pix=c.norm_pix_loss)
         contrast, contrast_acc = infonce.evi_mae_info_nce(out["contrast_imu"], out["contrast_video"],
-                                                         temperature=c.contrast_temperature)
+                                                         temperature=c.contrast_temperature,
+                                                         bidirectional=c.get("bidirectional_contrast", False))
         graph_loss = graph.sce_loss(out["graph_recon"], out["graph_nodes"], out["graph_masked"])
         total = (c.mae_weight * (mae_imu + mae_video) + c.contrast_weight * contrast
                  + c.graph_weight * graph_loss)

@@ -17,7 +17,13 @@ def base_config() -> ml_collections.ConfigDict:
         worker_count=2,              # grain worker processes (keep fixed across a run: the iterator state depends on it)
         read_threads=2,              # threads transforming batches in each reader (process 0 or each worker)
         prefetch_batches=2,          # batches read ahead per reader
-        shuffle_seed=0, imu_channels=(), frame_stride=4))
+        shuffle_seed=0, imu_channels=(), frame_stride=4,
+        # Multi-dataset training (imujax.mixture): TFDS names drawn with p_i ∝ n_i^T; empty: config.data.name alone.
+        # config.data.name stays the evaluation dataset and must be one of them. per_dataset.<dataset> overrides
+        # config.data fields for one dataset (e.g. channel_names, patch_seconds); manual_dirs.<dataset> is the raw
+        # data folder auto_build builds a non-embedded dataset from.
+        mixture=(), mixture_temperature=0.5,
+        per_dataset=ml_collections.ConfigDict(), manual_dirs=ml_collections.ConfigDict()))
 
     config.batch_size = 16           # global batch over all hosts and devices
     config.num_epochs = 1            # used when total_steps is 0
@@ -32,10 +38,17 @@ def base_config() -> ml_collections.ConfigDict:
 
     config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
 
-    config.checkpoint = ml_collections.ConfigDict(dict(every_steps=1000, keep=3, use_async=True))
+    config.checkpoint = ml_collections.ConfigDict(dict(
+        every_steps=1000, keep=3, use_async=True,
+        best_metric="",              # model selection: eval key kept best in <workdir>/best_checkpoint; "" = the
+                                     # system's own (fine-tuning: config.finetune.metric), "none" = off
+        best_mode="max"))            # for an explicit best_metric: "max" or "min"
     config.log_every_steps = 50
-    config.eval_every_steps = 0      # 0: evaluate only at the end
+    config.eval_every_steps = 0      # 0: every eval_every_epochs epochs, or only at the end when that is 0 too
+    config.eval_every_epochs = 0     # used when eval_every_steps is 0 (fine-tuning: 1, as upstream validates per epoch)
     config.figures = True            # curves + the system's pictures (e.g. MAE reconstructions) at the end of a run
     config.eval = ml_collections.ConfigDict(dict(
-        retrieval=True, linear_probe=True, probe_train_examples=2048, probe_l2=1e-2, batch_size=0))
+        retrieval=True, linear_probe=True, probe_train_examples=2048, probe_l2=1e-2, batch_size=0,
+        classification=True,         # logits metrics (accuracy, macro/weighted F1 per horizon) for fine-tuning systems
+        checkpoint="auto"))          # --mode=eval: "auto" (best_checkpoint if kept, else latest) | "best" | "latest"
     return config

@@ -44,6 +44,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.batch_size = 16
     config.num_epochs = 200
     config.seed = 42
+    config.eval_every_epochs = 1          # upstream validates every epoch; best checkpoint by finetune.metric
+    config.eval.linear_probe = False      # the head's own logits are evaluated (classification_spec)
 
     if arg == "wear":
         mean, std = IMU_STATS["wear"]

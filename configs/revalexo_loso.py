@@ -9,6 +9,9 @@ Linear(768, 768) + ReLU + Dropout 0.5 and 6 heads), CE with label smoothing 0.1 
 (0, .1, .2, .3, .5, 1.0 s); AdamW lr 5e-5, weight decay 0.05, one parameter group; cosine annealing over 50 epochs
 to 1e-7, per epoch, no warmup; batch 8; fp32; seed 42. Train = the 12 other subjects; val = test = the held-out
 subject, and upstream keeps the epoch with the best weighted F1 at horizon 0 on it (`imujax.eval.loso`).
+Here the loop evaluates the logits every epoch (accuracy, macro / weighted F1 per horizon and their mean) and keeps
+the checkpoint with the best `eval/weighted_f1_h0s` in <workdir>/best_checkpoint; `--mode=eval` evaluates that one and
+writes eval_best_predictions.npz, which `imujax.eval.loso.finetune_report` pools over the 13 fold workdirs.
 Upstream's balanced sampler (inverse class frequency on horizon-0 labels) and early stopping on val loss
 (patience 15) are not part of the imujax loop.
 """
@@ -42,6 +45,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.batch_size = 8
     config.num_epochs = 50
     config.seed = 42
+    config.eval_every_epochs = 1          # upstream validates (and selects) every epoch
+    config.eval.linear_probe = False      # the head's own logits are evaluated (classification_spec)
 
     if arg in SUBJECTS:
         _fold(config, arg)

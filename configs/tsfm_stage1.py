@@ -1,11 +1,16 @@
 """TSFM Stage 1 (MAE + patch contrastive pretraining of the dual-branch encoder), the upstream pretrain.py recipe.
 
   python -m imujax.main --config=configs/tsfm_stage1.py --workdir=runs/tsfm_s1          # upstream sizes and recipe
-  python -m imujax.main --config=configs/tsfm_stage1.py:demo --workdir=runs/tsfm_s1     # synthetic data, minutes
+  python -m imujax.main --config=configs/tsfm_stage1.py:demo --workdir=runs/tsfm_s1     # synthetic + real, minutes
 
-Upstream trains on 6 datasets (uci_har, hhar, mhealth, pamap2, wisdm, unimib_shar) with per-dataset patch seconds;
-the mixture (p ∝ n^0.5, imujax.mixture) is wired into the input pipeline by config.data.mixture once available.
+Upstream trains on 6 datasets (uci_har, hhar, mhealth, pamap2, wisdm, unimib_shar) with per-dataset patch seconds,
+drawn with p ∝ n^0.5: here config.data.mixture (TFDS names, imujax.mixture), config.data.mixture_temperature and
+config.data.per_dataset.<dataset> (channel names, description, rate, patch seconds). The demo mixes the embedded
+synthetic dataset with the real sp_sw_har sample (shared/data/sp_sw_har, built on first use from
+config.data.manual_dirs.sp_sw_har); metrics.jsonl then has loss/<dataset>, mae/<dataset>, samples/<dataset>.
 """
+
+import os
 
 import ml_collections
 
@@ -14,6 +19,22 @@ from configs import common
 SYNTHETIC_CHANNELS = tuple(f"{slot}/{sensor}_{axis}" for slot in ("left_arm", "right_arm", "left_leg", "right_leg",
                                                                    "head")
                            for sensor in ("acc", "gyro") for axis in "xyz")
+# data_builders/sp_sw_har: phone + watch, resampled to 100 Hz, 2 s windows
+SP_SW_HAR_CHANNELS = tuple(f"{device}/{sensor}_{axis}" for device in ("phone", "watch")
+                           for sensor in ("acc", "gyro") for axis in "xyz")
+SP_SW_HAR_CLASSES = ("SEATED", "STANDING_UP", "WALKING", "TURNING", "SITTING_DOWN")
+# the real sample pack next to the repository (shared/data/sp_sw_har: subjects s01-s03)
+SP_SW_HAR_SAMPLE = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",
+                                                 "data", "sp_sw_har"))
+
+
+def sp_sw_har_settings(**changes) -> ml_collections.ConfigDict:
+    """config.data.per_dataset.sp_sw_har: the fields that differ from the synthetic dataset (Stage 2 mixtures also
+    set class_names=SP_SW_HAR_CLASSES)."""
+    base = dict(channel_names=SP_SW_HAR_CHANNELS, sampling_rate_hz=100.0,
+                dataset_description="Smartphone and smartwatch IMU recording of a Timed-Up-and-Go test.")
+    base.update(changes)
+    return ml_collections.ConfigDict(base)
 
 
 def model_config(**changes) -> ml_collections.ConfigDict:
@@ -57,11 +78,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def _demo(config: ml_collections.ConfigDict) -> None:
-    """A few minutes on a 2-core CPU: a small encoder on the embedded synthetic dataset (2 s clips, 0.5 s patches)."""
+    """A few minutes on a 2-core CPU: a small encoder on a p ∝ n^0.5 mixture of the embedded synthetic dataset (2 s
+    clips, 0.5 s patches) and the real sp_sw_har sample (2 s windows, 0.4 s patches; built from shared/data)."""
     config.model.update(dict(d_model=48, num_heads=4, num_temporal_layers=2, dim_feedforward=96,
                              cnn_channels=(8, 16), max_positions=64))
-    config.data.update(dict(auto_build=True, worker_count=0, patch_seconds=0.5, max_patches=4, max_channels=30,
-                            rotation_prob=0.8, dataset_description="Synthetic body-worn IMU recording."))
+    config.data.update(dict(auto_build=True, worker_count=0, patch_seconds=0.5, max_patches=5, max_channels=30,
+                            rotation_prob=0.8, dataset_description="Synthetic body-worn IMU recording.",
+                            mixture=("synthetic_egomotion/default", "sp_sw_har/default"), mixture_temperature=0.5))
+    config.data.per_dataset.sp_sw_har = sp_sw_har_settings(patch_seconds=0.4)
+    config.data.manual_dirs.sp_sw_har = SP_SW_HAR_SAMPLE
     config.optimizer.update(dict(learning_rate=1e-3, warmup_steps=20))
     config.batch_size = 16
     config.num_epochs = 0

@@ -1,6 +1,9 @@
-"""Evaluation used by `--mode=eval` and periodically during training: retrieval R@k and a linear probe.
+"""Evaluation used by `--mode=eval` and periodically during training: retrieval R@k, a linear probe and, for systems
+that define ``classification_spec()`` (fine-tuning), classification metrics of the model's own logits
+(`imujax.eval.classification`: accuracy, macro / weighted F1, per prediction horizon and their mean).
 
 Embeddings come from the system's ``embed`` on the eval-mode model (BatchNorm running statistics, no dropout).
+``selection_metric`` names the eval metric that selects the best checkpoint (`imujax.checkpointing.BestCheckpointer`).
 """
 
 from __future__ import annotations
@@ -12,7 +15,32 @@ from flax import nnx
 from jax.experimental import multihost_utils
 
 from imujax import input_pipeline, sharding
-from imujax.eval import linear_probe, retrieval
+from imujax.eval import classification, linear_probe, retrieval
+
+
+def classification_spec(system, config: ml_collections.ConfigDict):
+    """The system's ClassificationSpec, or None (no hook, or config.eval.classification off)."""
+    hook = getattr(system, "classification_spec", None)
+    if hook is None or not config.eval.get("classification", True):
+        return None
+    return hook()
+
+
+def selection_metric(system, config: ml_collections.ConfigDict) -> tuple[str, str] | None:
+    """(logged eval key, 'max' | 'min') that selects the best checkpoint, or None: config.checkpoint.best_metric when
+    set ('none' disables), else the system's own (e.g. RevalExo: 'eval/weighted_f1_h0s', max)."""
+    name = config.checkpoint.get("best_metric", "")
+    if name == "none":
+        return None
+    if name:
+        mode = config.checkpoint.get("best_mode", "max")
+        if mode not in ("max", "min"):
+            raise ValueError(f"config.checkpoint.best_mode must be 'max' or 'min', got {mode!r}")
+        return (name if name.startswith("eval/") else f"eval/{name}"), mode
+    spec = classification_spec(system, config)
+    if spec is None or not spec.selection:
+        return None
+    return spec.selection_key, spec.selection_mode
 
 
 class Evaluator:
@@ -22,6 +50,9 @@ class Evaluator:
         if batch % jax.process_count():
             raise ValueError(f"eval batch {batch} is not divisible by {jax.process_count()} processes")
         self.per_host_batch = batch // jax.process_count()
+        self.graphdef, self.workdir = graphdef, workdir  # for a system's own protocol (system.evaluate)
+        self.classification = classification_spec(system, config)
+        self.last_classification: classification.ClassificationResult | None = None  # of the latest call
         self.test = input_pipeline.open_source(config, workdir, config.data.eval_split)
         self.train = input_pipeline.open_source(config, workdir, config.data.train_split)
 
@@ -32,16 +63,17 @@ class Evaluator:
 
         self._embed = jax.jit(embed)
 
-    def _collect(self, source, state) -> dict[str, np.ndarray]:
+    def _collect(self, source, state, carry: tuple[str, ...] = ("label",)) -> dict[str, np.ndarray]:
+        """Embeddings of every record of ``source``, with the batch entries named in ``carry``."""
         outputs: dict[str, list] = {}
         for local in input_pipeline.eval_batches(source, self.system.preprocess, per_host_batch=self.per_host_batch,
                                                  process_index=jax.process_index(),
                                                  process_count=jax.process_count()):
-            valid, label = local.pop("valid"), local["label"]
+            valid = local.pop("valid")
             local.pop("id")
+            carried = {k: local[k] for k in dict.fromkeys(carry) if k in local}
             emb = self._embed(state["params"], state["other"], sharding.global_batch(local, self.mesh))
-            emb = dict(emb, label=sharding.global_batch({"label": label}, self.mesh)["label"],
-                       valid=sharding.global_batch({"valid": valid}, self.mesh)["valid"])
+            emb = dict(emb, **sharding.global_batch(dict(carried, valid=valid), self.mesh))
             for key, value in multihost_utils.process_allgather(emb, tiled=True).items():
                 outputs.setdefault(key, []).append(np.asarray(value))
         out = {k: np.concatenate(v) for k, v in outputs.items()}
@@ -49,10 +81,19 @@ class Evaluator:
         return {k: v[keep] for k, v in out.items()}
 
     def __call__(self, state) -> dict[str, float]:
-        if not (self.config.eval.retrieval or self.config.eval.linear_probe):
-            return {}
-        test = self._collect(self.test, state)
+        spec = self.classification
+        self.last_classification = None
+        own = self._system_protocol(state)
+        if not (self.config.eval.retrieval or self.config.eval.linear_probe or spec is not None):
+            return own
+        test = self._collect(self.test, state, ("label",) + (spec.batch_keys if spec is not None else ()))
         metrics: dict[str, float] = {}
+        if spec is not None:
+            if spec.logits not in test:
+                raise KeyError(f"{type(self.system).__module__}: classification_spec names logits {spec.logits!r}, "
+                               f"but embed returns {sorted(test)}")
+            self.last_classification = classification.classification_metrics(spec, test)
+            metrics.update(self.last_classification.scalars)
         if self.config.eval.retrieval and "imu" in test and "video" in test:
             metrics.update(retrieval.retrieval_metrics(test["imu"], test["video"]))
         if self.config.eval.linear_probe and "fused" in test:
@@ -62,7 +103,15 @@ class Evaluator:
             metrics["linear_probe_acc"] = linear_probe.linear_probe_accuracy(
                 train["fused"], train["label"], test["fused"], test["label"], num_classes, self.config.eval.probe_l2)
             metrics["chance_acc"] = float(np.bincount(test["label"]).max() / len(test["label"]))
-        return {f"eval/{k}": v for k, v in metrics.items()}
+        return {**own, **{f"eval/{k}": v for k, v in metrics.items()}}
+
+    def _system_protocol(self, state) -> dict[str, float]:
+        """A system's own evaluation, ``system.evaluate(graphdef, state, workdir)`` (e.g. TSFM Stage 2: zero-shot and
+        few-label supervision), reported under ``eval/``."""
+        hook = getattr(self.system, "evaluate", None)
+        if hook is None:
+            return {}
+        return {f"eval/{k}": float(v) for k, v in hook(self.graphdef, state, self.workdir).items()}
 
 
 class _Subset:

@@ -1,5 +1,6 @@
 """Figures written at the end of a run: loss/metric curves and the system's own pictures (e.g. MAE reconstructions),
-as PNGs in <workdir>/figures and as TensorBoard images."""
+as PNGs in <workdir>/figures and as TensorBoard images; confusion matrices of classification evals (one per
+prediction horizon) at every eval."""
 
 from __future__ import annotations
 
@@ -40,4 +41,25 @@ def write_run_figures(system, graphdef, state, config, workdir: str, step: int, 
         for path in written:
             plots.png_to_tensorboard(workdir, "figures/" + os.path.splitext(os.path.basename(path))[0], path, step)
         logging.info("figures: %s", ", ".join(written))
+    return written
+
+
+def write_confusion_figures(confusions: dict[str, np.ndarray], workdir: str, step: int, *, prefix: str = "confusion",
+                            class_names=None, writer=None) -> list[str]:
+    """<workdir>/figures/<prefix>[_<horizon>].png (row-normalised, rows = true class), overwritten at each eval, and a
+    TensorBoard image at ``step`` (through ``writer``, a MetricWriter, when given). Process 0 only."""
+    if jax.process_index() != 0 or not confusions:
+        return []
+    out_dir = os.path.join(workdir, "figures")
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+    for name, cm in confusions.items():
+        stem = f"{prefix}_{name}" if name else prefix
+        path = plots.plot_confusion(cm, os.path.join(out_dir, stem + ".png"), class_names,
+                                    title=f"{stem} step {step} (rows: true, row-normalised)")
+        if writer is not None:
+            writer.write_image("figures/" + stem, path, step)
+        else:
+            plots.png_to_tensorboard(workdir, "figures/" + stem, path, step)
+        written.append(path)
     return written

@@ -268,7 +268,8 @@ def host_slice(num_records: int, process_index: int, process_count: int) -> slic
 
 
 class Mixture:
-    """Several training sources drawn with p_i ∝ n_i^T (``imujax.mixture.mix_sources``); records get ``dataset_index``.
+    """Several training sources drawn with p_i ∝ n_i^T (``imujax.mixture.mix_sources``); records get
+    ``dataset_index``.
 
     Its length (the sum of the sources') only sets the epoch length; the stream itself is infinite.
     """

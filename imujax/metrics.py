@@ -12,6 +12,7 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -35,6 +36,15 @@ class MetricWriter:
             f.write(json.dumps(record) + "\n")
         for key, value in scalars.items():
             self._tb.add_scalar(key, float(value), int(step))
+        self._tb.flush()
+
+    def write_image(self, tag: str, png_path: str, step: int) -> None:
+        """A PNG as a TensorBoard image in this writer's event file."""
+        if not self.enabled:
+            return
+        from PIL import Image
+        with Image.open(png_path) as im:
+            self._tb.add_image(tag, np.asarray(im.convert("RGB")), int(step), dataformats="HWC")
         self._tb.flush()
 
     def progress(self, step: int, scalars: dict[str, float], samples_per_step: int) -> dict[str, float]:
@@ -68,3 +78,43 @@ def _hms(seconds: float) -> str:
 
 def to_host(metrics: dict) -> dict[str, float]:
     return {k: float(np.asarray(v)) for k, v in jax.device_get(metrics).items()}
+
+
+# -- per-dataset metrics of mixture runs -------------------------------------------------------------------------------
+# A system's loss metrics may carry, for batches with ``dataset_index`` (mixtures):
+PER_EXAMPLE = "per_example"  # {name: [B] per-example values}: the train step averages them per dataset
+PER_DATASET = "per_dataset"  # {name: [num_datasets] values the system computed per dataset (see segment_ratio)}
+
+
+def segment_ratio(numerator, denominator, dataset_index, num_datasets: int):
+    """[num_datasets]: sum of ``numerator`` over each dataset's samples / sum of ``denominator`` (0 when that is 0)."""
+    onehot = (dataset_index[:, None] == jnp.arange(num_datasets)[None, :]).astype(jnp.float32)  # [B, D]
+    num = jnp.einsum("b,bd->d", numerator.astype(jnp.float32), onehot)
+    den = jnp.einsum("b,bd->d", denominator.astype(jnp.float32), onehot)
+    return num / jnp.where(den > 0, den, 1.0)
+
+
+def per_dataset(step_metrics: dict, dataset_index, names) -> dict:
+    """Inside the jitted step: pops PER_EXAMPLE / PER_DATASET from a system's metrics and returns them as scalars
+    '<metric>/<dataset>' (per-example values averaged over the dataset's samples) plus 'samples/<dataset>' counts.
+    A dataset with no sample in the batch gets count 0 and values 0; ``drop_absent`` removes those on the host."""
+    per_example = step_metrics.pop(PER_EXAMPLE, None) or {}
+    given = step_metrics.pop(PER_DATASET, None) or {}
+    if not names or dataset_index is None:
+        return {}
+    ones = jnp.ones(dataset_index.shape, jnp.float32)
+    counts = (dataset_index[:, None] == jnp.arange(len(names))[None, :]).astype(jnp.float32).sum(0)
+    out = {f"samples/{n}": counts[i] for i, n in enumerate(names)}
+    for key, values in per_example.items():
+        means = segment_ratio(values, ones, dataset_index, len(names))
+        out.update({f"{key}/{n}": means[i] for i, n in enumerate(names)})
+    for key, values in given.items():
+        out.update({f"{key}/{n}": values[i] for i, n in enumerate(names)})
+    return out
+
+
+def drop_absent(scalars: dict[str, float], names) -> dict[str, float]:
+    """Remove the per-dataset values of datasets that had no sample in the step's batch."""
+    absent = {n for n in names if scalars.get(f"samples/{n}", 1.0) == 0}
+    return {k: v for k, v in scalars.items()
+            if k.startswith("samples/") or "/" not in k or k.rpartition("/")[2] not in absent}

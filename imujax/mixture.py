@@ -3,6 +3,10 @@
 Dataset i is drawn with probability p_i ∝ n_i^T (T = 0.5: square-root sampling; T = 1: proportional; T = 0: uniform).
 ``mix_sources`` builds the mixture with ``grain.MapDataset.mix`` over per-source shuffled, repeated datasets and tags
 every record with ``dataset_index`` so per-dataset metrics can be computed downstream.
+The config side: ``config.data.mixture`` lists the TFDS names of a run's training datasets (empty: the single
+``config.data.name``), ``config.data.mixture_temperature`` is T, and ``config.data.per_dataset.<dataset>`` overrides
+``config.data`` fields for one dataset (channel names, description, rate, patch seconds, class names ...);
+``dataset_settings`` resolves them. ``config.data.name`` stays the evaluation dataset and must be in the mixture.
 ``group_balanced_weights`` is the upstream HEAD alternative: per-sample weights count(group)^(T-1), capped at 20x
 the smallest weight, normalised (balance over label groups, not datasets).
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import grain
+import ml_collections
 import numpy as np
 
 
@@ -54,3 +59,48 @@ def group_balanced_weights(groups: Sequence[Any], temperature: float = 0.0, cap:
     w = counts[inverse].astype(np.float64) ** (temperature - 1.0)
     w = np.minimum(w, cap * w.min())
     return w / w.sum()
+
+
+# -- config: which datasets a run trains on and their per-dataset settings --------------------------------------------
+def dataset_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+    """TFDS names of the training datasets: config.data.mixture, or (config.data.name,) without a mixture."""
+    mixture = tuple(config.data.get("mixture", ()) or ())
+    if not mixture:
+        return (config.data.name,)
+    if len(set(mixture)) != len(mixture):
+        raise ValueError(f"config.data.mixture lists a dataset twice: {mixture}")
+    if config.data.name not in mixture:
+        raise ValueError(f"config.data.name={config.data.name!r} (the evaluation dataset) must be one of "
+                         f"config.data.mixture={mixture}")
+    return mixture
+
+
+def short_names(names: Sequence[str]) -> tuple[str, ...]:
+    """Metric-friendly names: the dataset part of 'dataset/config', or the whole name with '_' when ambiguous."""
+    short = [n.partition("/")[0] for n in names]
+    if len(set(short)) != len(short):
+        short = [n.replace("/", "_") for n in names]
+    return tuple(short)
+
+
+def eval_index(config: ml_collections.ConfigDict) -> int:
+    """Index of config.data.name (the dataset evaluation records come from) among the training datasets."""
+    return dataset_names(config).index(config.data.name)
+
+
+def dataset_settings(config: ml_collections.ConfigDict, index: int) -> ml_collections.ConfigDict:
+    """config.data with the overrides of config.data.per_dataset.<dataset> (keyed by the name before '/')."""
+    name = dataset_names(config)[index]
+    per_dataset = config.data.get("per_dataset") or {}
+    overrides = dict(per_dataset.get(name.partition("/")[0], None) or {})
+    unknown = sorted(set(overrides) - set(config.data) - {"mixture", "per_dataset"})
+    if unknown or {"mixture", "per_dataset", "name"} & set(overrides):
+        raise ValueError(f"config.data.per_dataset.{name.partition('/')[0]}: {sorted(overrides)} must be fields of "
+                         f"config.data other than name/mixture/per_dataset (unknown: {unknown})")
+    settings = ml_collections.ConfigDict({k: v for k, v in config.data.items() if k != "per_dataset"})
+    settings.update(dict(overrides, name=name))
+    return settings
+
+
+def all_dataset_settings(config: ml_collections.ConfigDict) -> list[ml_collections.ConfigDict]:
+    return [dataset_settings(config, i) for i in range(len(dataset_names(config)))]

@@ -20,7 +20,7 @@ import optax
 from flax import nnx
 from jax.experimental import multihost_utils
 
-from imujax import checkpointing, evaluate, figures, input_pipeline, metrics, sharding, systems
+from imujax import checkpointing, evaluate, figures, input_pipeline, metrics, mixture, sharding, systems
 
 
 # -- optimiser ---------------------------------------------------------------------------------------------------------
@@ -109,7 +109,10 @@ def abstract_with_shardings(state_shardings, abstract_state):
                         state_shardings)
 
 
-def make_train_step(system, graphdef, tx, seed: int):
+def make_train_step(system, graphdef, tx, seed: int, dataset_names=()):
+    """The jitted step. With ``dataset_names`` (a mixture run) and batches carrying ``dataset_index``, the per-example
+    / per-dataset values a system returns (metrics.PER_EXAMPLE / PER_DATASET) become '<metric>/<dataset>' scalars and
+    'samples/<dataset>' counts; without, they are dropped."""
     base_key = jax.random.key(seed)
 
     def train_step(state, batch):
@@ -126,6 +129,7 @@ def make_train_step(system, graphdef, tx, seed: int):
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         step_metrics = dict(step_metrics, grad_norm=optax.global_norm(grads))
+        step_metrics.update(metrics.per_dataset(step_metrics, batch.get("dataset_index"), dataset_names))
         return {"step": state["step"] + 1, "params": params, "other": other, "opt_state": opt_state}, step_metrics
 
     return train_step
@@ -172,7 +176,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                          f"{sharding.batch_divisor(mesh)} and by {jax.process_count()} processes")
 
     input_pipeline.ensure_built(config, workdir)
-    train_source = input_pipeline.open_source(config, workdir, config.data.train_split)
+    train_source = input_pipeline.open_train_source(config, workdir)
+    dataset_names = mixture.short_names(train_source.names) if isinstance(train_source, input_pipeline.Mixture) else ()
     steps_per_epoch = input_pipeline.steps_per_epoch(len(train_source), config.batch_size)
     total_steps = total_steps_for(config, steps_per_epoch)
     schedule = make_schedule(config.optimizer, steps_per_epoch, total_steps)
@@ -187,7 +192,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                       use_async=config.checkpoint.use_async)
     with jax.set_mesh(mesh):
         graphdef, state, state_shardings = create_state(system, config, tx, mesh)
-        latest = ckpt.latest_step()
+        latest, restored_step = ckpt.latest_step(), None
         if latest is not None:
             ckpt.check_compatible(latest, config)
             restored_step, restored = ckpt.restore_latest_good(abstract_with_shardings(state_shardings, state), data)
@@ -198,14 +203,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if ckpt.latest_step() is None and config.init_from:
             state = _init_from(state, config.init_from, state_shardings, system)
 
-        step_fn = jax.jit(make_train_step(system, graphdef, tx, config.seed), donate_argnums=0,
+        step_fn = jax.jit(make_train_step(system, graphdef, tx, config.seed, dataset_names), donate_argnums=0,
                           out_shardings=(state_shardings, None))
         evaluator = evaluate.Evaluator(system, graphdef, config, workdir, mesh)
+        best = _best_checkpointer(system, config, workdir, ckpt, restored_step)
         writer = metrics.MetricWriter(workdir, total_steps)
         stop = _StopRequest(sync_every=config.log_every_steps)
         step = int(state["step"])
         final: dict[str, float] = {}
         try:
+            if (best is not None and best.eval_pending(step)
+                    and _eval_due(config, step, total_steps, steps_per_epoch)):  # skipped by a SIGTERM stop
+                final = _evaluate(evaluator, best, writer, state, config, workdir, step)
             while step < total_steps:
                 local = next(data)
                 batch_ids = local.pop("id")
@@ -214,29 +223,61 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 stopping = stop.agreed(step)  # read once: a signal arriving now is handled at the next boundary
                 saving = step % config.checkpoint.every_steps == 0 or step == total_steps or stopping
                 if step % config.log_every_steps == 0 or step == total_steps or saving:
-                    scalars = metrics.to_host(step_metrics)
+                    scalars = metrics.drop_absent(metrics.to_host(step_metrics), dataset_names)
                     _check_finite(scalars, step, batch_ids, ckpt)  # before any save: keep the last good checkpoint
                 if step % config.log_every_steps == 0 or step == total_steps:
                     scalars["lr"] = float(schedule(step - 1))
                     scalars.update(writer.progress(step, scalars, config.batch_size))
                     writer.write(step, scalars)
+                # Eval before the save, whose selection record then includes this step's eval.
+                if not stopping and _eval_due(config, step, total_steps, steps_per_epoch):
+                    final = _evaluate(evaluator, best, writer, state, config, workdir, step)
                 if saving:
-                    ckpt.save(step, state, data, config)
+                    ckpt.save(step, state, data, config, selection=None if best is None else best.record())
                 if stopping:
                     logging.warning("stopping at step %d after SIGTERM; resume with the same command", step)
                     break
-                if (config.eval_every_steps and step % config.eval_every_steps == 0) or step == total_steps:
-                    final = evaluator(state)
-                    writer.write(step, final)
-                    if final and jax.process_index() == 0:
-                        print("eval " + " ".join(f"{k}={v:.4f}" for k, v in final.items()), flush=True)
             if step == total_steps and config.figures:
                 figures.write_run_figures(system, graphdef, state, config, workdir, step, mesh)
         finally:
             ckpt.wait()
             ckpt.close()
+            if best is not None:
+                best.wait()
+                best.close()
             writer.close()
             stop.restore()
+    return final
+
+
+def _eval_due(config, step: int, total_steps: int, steps_per_epoch: int) -> bool:
+    every = config.eval_every_steps or config.get("eval_every_epochs", 0) * steps_per_epoch
+    return bool(every and step % every == 0) or step == total_steps
+
+
+def _best_checkpointer(system, config, workdir: str, ckpt, restored_step: int | None):
+    """Model selection for runs with a selection metric (fine-tuning: the system's, e.g. RevalExo weighted F1 at
+    horizon 0 on the eval split), continued from the restored checkpoint's record; None otherwise."""
+    selection = evaluate.selection_metric(system, config)
+    if selection is None:
+        return None
+    best = checkpointing.BestCheckpointer(os.path.join(workdir, checkpointing.BEST_DIR), *selection,
+                                          use_async=config.checkpoint.use_async)
+    best.resume(None if restored_step is None else ckpt.saved_selection(restored_step), restored_step or 0)
+    return best
+
+
+def _evaluate(evaluator, best, writer, state, config, workdir: str, step: int) -> dict[str, float]:
+    """One periodic eval: metrics, model selection (saves the best checkpoint), log line, confusion figures."""
+    final = evaluator(state)
+    if best is not None:
+        final = dict(final, **best.update(step, final, state, config))
+    writer.write(step, final)
+    if final and jax.process_index() == 0:
+        print("eval " + " ".join(f"{k}={v:.4f}" for k, v in final.items()), flush=True)
+    result = evaluator.last_classification
+    if config.figures and result is not None and jax.process_index() == 0:
+        figures.write_confusion_figures(result.confusions, workdir, step, writer=writer)
     return final
 
 
@@ -294,24 +335,70 @@ def _paths(paths, limit: int = 8) -> str:
 
 
 def evaluate_only(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-    """Evaluate the latest checkpoint in workdir, or the weights named by config.init_from."""
+    """Evaluate a checkpoint of workdir: config.eval.checkpoint 'auto' (the selected best checkpoint when the run kept
+    one, else the latest), 'best' or 'latest'; without checkpoints, the weights named by config.init_from.
+
+    Process 0 writes <workdir>/eval_<source>.json (step, metrics) and, for classification systems,
+    eval_<source>_predictions.npz (labels / predictions / transitions per horizon, read by
+    `imujax.eval.loso.finetune_report`) and the confusion figures <workdir>/figures/confusion_<source>_*.png.
+    """
     system = systems.make_system(config)
     mesh = sharding.make_mesh(**config.mesh)
     input_pipeline.ensure_built(config, workdir)
     tx = make_optimizer(config.optimizer, optax.constant_schedule(config.optimizer.learning_rate))
+    which = config.eval.get("checkpoint", "auto")
+    if which not in ("auto", "best", "latest"):
+        raise ValueError(f"config.eval.checkpoint must be 'auto', 'best' or 'latest', got {which!r}")
+    best_dir = os.path.join(workdir, checkpointing.BEST_DIR)
     ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), use_async=False)
+    best = None
+    if which != "latest" and os.path.isdir(best_dir):
+        best = checkpointing.BestCheckpointer(best_dir, "", use_async=False, create=False)
     with jax.set_mesh(mesh):
         graphdef, state, state_shardings = create_state(system, config, tx, mesh)
         latest = ckpt.latest_step()
-        if latest is not None:
+        best_step = None if best is None else best.latest_step()
+        if best_step is not None:
+            best.check_compatible(best_step, config)
+            state = dict(state, **best.restore(best_step, abstract_with_shardings(state_shardings, state)))
+            saved = best.saved_metrics(best_step)
+            source, step = "best", best_step
+            logging.warning("evaluating the best checkpoint, step %d (%s=%.6g)", best_step, saved["metric"],
+                            saved["value"])
+        elif which == "best":
+            raise FileNotFoundError(f"--config.eval.checkpoint=best: no best checkpoint in {best_dir} (model "
+                                    f"selection keeps one when the run has a selection metric and evaluates)")
+        elif latest is not None:
             ckpt.check_compatible(latest, config)
             restored = ckpt.manager.restore(latest, args=checkpointing.state_only_restore(
                 abstract_with_shardings(state_shardings, state)))
             state = restored["state"]
+            source, step = "latest", latest
         elif config.init_from:
             state = _init_from(state, config.init_from, state_shardings, system)
+            source, step = "init", 0
         else:
             raise FileNotFoundError(f"nothing to evaluate: no checkpoint in {ckpt.directory} and no "
                                     f"--config.init_from")
         ckpt.close()
-        return evaluate.Evaluator(system, graphdef, config, workdir, mesh)(state)
+        if best is not None:
+            best.close()
+        evaluator = evaluate.Evaluator(system, graphdef, config, workdir, mesh)
+        results = evaluator(state)
+        if jax.process_index() == 0:
+            _write_eval_outputs(workdir, source, step, results, evaluator.last_classification, config)
+        return results
+
+
+def _write_eval_outputs(workdir: str, source: str, step: int, results: dict, result, config) -> None:
+    import json
+
+    from imujax.eval import classification
+    with open(os.path.join(workdir, f"eval_{source}.json"), "w") as f:
+        json.dump({"checkpoint": source, "step": int(step), "metrics": {k: float(v) for k, v in results.items()}},
+                  f, indent=1)
+    if result is not None:
+        classification.save_predictions(os.path.join(workdir, f"eval_{source}_predictions.npz"), result,
+                                         step=np.int64(step))
+        if config.figures:
+            figures.write_confusion_figures(result.confusions, workdir, step, prefix=f"confusion_{source}")

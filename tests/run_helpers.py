@@ -20,6 +20,19 @@ def train_command(workdir, data_dir, *extra, total_steps=TOTAL_STEPS, figures=Fa
             f"--config.figures={figures}", *extra]
 
 
+TINY_FINETUNE_MODEL = dict(imu_dim=32, imu_depth=1, imu_heads=2, imu_time=64, imu_freq=32, video_dim=32,
+                           video_depth=1, video_heads=2, num_frames=4, img_size=32, graph_hidden=16)
+
+
+def finetune_command(workdir, data_dir, *extra, total_steps=12, horizons=(0.0, 0.5), mode="train"):
+    """Tiny RevalExo multi-horizon fine-tune (configs/revalexo_loso.py:demo) on the tiny synthetic data."""
+    return [sys.executable, "-m", "imujax.main", "--config=configs/revalexo_loso.py:demo", f"--workdir={workdir}",
+            f"--mode={mode}", "--config.data.name=synthetic_egomotion/tiny", f"--config.data.data_dir={data_dir}",
+            "--config.data.auto_build=False", "--config.batch_size=8", f"--config.total_steps={total_steps}",
+            f"--config.finetune.horizons={tuple(horizons)}", "--config.optimizer.learning_rate=3e-3",
+            *[f"--config.model.{k}={v}" for k, v in TINY_FINETUNE_MODEL.items()], *extra]
+
+
 def env(devices: int = 1, **extra):
     return dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu",
                 **extra)

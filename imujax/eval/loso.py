@@ -10,6 +10,11 @@ the per-horizon transition flags, per fold and pooled over folds.
 
 Here a "candidate" stands for one upstream checkpoint: a function that fits on the training arrays and returns a
 predictor (e.g. probes with different regularisation, or fine-tuning epochs).
+
+Fine-tuned folds (`configs/revalexo_loso.py:<subject>`, one workdir each) make the selection inside the training loop
+(`imujax.checkpointing.BestCheckpointer`: weighted F1 at horizon 0 on the held-out subject, every epoch);
+`--mode=eval` on a fold evaluates that selected checkpoint and writes eval_best_predictions.npz, and
+`finetune_report` pools those files into the same report as `run_loso`.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from imujax.eval import metrics
+from imujax.eval import classification, metrics
 
 REVALEXO_SUBJECTS = ("Subject01", "Subject02", "Subject03", "Subject05", "Subject06", "Subject07", "Subject08",
                      "Subject11", "Subject17", "Subject20", "Subject24", "Subject26", "Subject29")
@@ -128,13 +133,18 @@ def run_loso(data: LosoData, candidates: Mapping[str, Candidate], num_classes: i
         if trans is not None:
             pooled_t.append(trans)
 
+    protocol = {"selection": selection, "selection_metric": f"weighted_f1@{horizon_names[selection_horizon]}",
+                "subjects": [_plain(s) for s in subjects], "horizons": horizon_names, "candidates": list(candidates)}
+    return _report(protocol, folds, pooled_y, pooled_p, pooled_t, horizon_names, num_classes)
+
+
+def _report(protocol: dict, folds: list, pooled_y: list, pooled_p: list, pooled_t: list,
+            horizon_names: list[str], num_classes: int) -> dict:
     y, p = np.concatenate(pooled_y), np.concatenate(pooled_p)
-    t = np.concatenate(pooled_t) if pooled_t else None
+    t = np.concatenate(pooled_t) if pooled_t and len(pooled_t) == len(pooled_y) else None
     fold_wf1 = {h: [f["metrics"][h]["all"]["weighted_f1"] for f in folds] for h in horizon_names + ["all"]}
     return {
-        "protocol": {"selection": selection, "selection_metric": f"weighted_f1@{horizon_names[selection_horizon]}",
-                     "subjects": [_plain(s) for s in subjects], "horizons": horizon_names,
-                     "candidates": list(candidates)},
+        "protocol": protocol,
         "folds": folds,
         "pooled": horizon_metrics(y, p, t, horizon_names, num_classes),
         "fold_mean_weighted_f1": {h: float(np.mean(v)) for h, v in fold_wf1.items()},
@@ -142,6 +152,40 @@ def run_loso(data: LosoData, candidates: Mapping[str, Candidate], num_classes: i
         "confusion": {name: metrics.confusion_matrix(y[:, h], p[:, h], num_classes).tolist()
                       for h, name in enumerate(horizon_names)},
     }
+
+
+def finetune_report(fold_workdirs: Mapping[str, str], num_classes: int, source: str = "best") -> dict:
+    """LOSO report of fine-tuned folds, {held-out subject: fold workdir}, from each fold's
+    ``eval_<source>_predictions.npz`` (written by ``--mode=eval``; source 'best' = the checkpoint the loop selected).
+    Same structure as `run_loso`; each fold's "selected" is the evaluated checkpoint step."""
+    if not fold_workdirs:
+        raise ValueError("finetune_report needs at least one fold")
+    folds, pooled_y, pooled_p, pooled_t = [], [], [], []
+    horizon_names = None
+    for subject, workdir in fold_workdirs.items():
+        path = os.path.join(workdir, f"eval_{source}_predictions.npz")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"fold {subject!r}: no {path}; run --mode=eval on that fold's workdir first")
+        fold = classification.load_predictions(path)
+        names = [str(n) for n in fold["horizon_names"]]
+        if horizon_names is None:
+            horizon_names = names
+        elif names != horizon_names:
+            raise ValueError(f"fold {subject!r} has horizons {names}, other folds {horizon_names}")
+        labels, preds = fold["labels"], fold["predictions"]
+        keep = (labels >= 0).all(axis=1)  # windows with a label at every horizon
+        trans = fold["transitions"][keep] if "transitions" in fold else None
+        labels, preds = labels[keep], preds[keep]
+        folds.append({"subject": subject, "num_test": int(len(labels)), "selected": int(fold["step"]),
+                      "metrics": horizon_metrics(labels, preds, trans, horizon_names, num_classes)})
+        pooled_y.append(labels)
+        pooled_p.append(preds)
+        if trans is not None:
+            pooled_t.append(trans)
+    protocol = {"selection": "test_subject" if source == "best" else source,
+                "selection_metric": f"weighted_f1@{horizon_names[0]}" if source == "best" else "",
+                "subjects": list(fold_workdirs), "horizons": horizon_names, "checkpoint": source}
+    return _report(protocol, folds, pooled_y, pooled_p, pooled_t, horizon_names, num_classes)
 
 
 def _plain(value):

@@ -171,12 +171,21 @@ def restore_model(config, workdir: str):
 
 def report(config, workdir: str, rate: float = 0.10, finetune_lr: float = 1e-5) -> dict[str, float]:
     """Closed-set zero-shot accuracy / macro-F1 on the eval split and the ``rate`` supervision protocol."""
-    from flax import nnx
-
     from imujax import input_pipeline
 
     system, model, step = restore_model(config, workdir)
     source = input_pipeline.open_source(config, workdir, config.data.eval_split)
+    out = evaluate_model(system, model, source, (rate,), finetune_lr)
+    out["step"] = float(step)
+    return out
+
+
+def evaluate_model(system, model, source, rates: Sequence[float] = (0.10,), finetune_lr: float = 1e-5
+                   ) -> dict[str, float]:
+    """Closed-set zero-shot metrics (and chance = 1 / classes) of an eval-mode TSFM Stage-2 ``model`` on every
+    record of ``source``, and the supervision protocol at each of ``rates`` ('supervised_10pct/...' for 0.1)."""
+    from flax import nnx
+
     rows = [system.preprocess(source[i], None) for i in range(len(source))]
     inputs = {k: np.stack([r[k] for r in rows]) for k in rows[0] if k not in ("label", "label_variant")}
     labels = np.array([r["label"] for r in rows])
@@ -191,9 +200,9 @@ def report(config, workdir: str, rate: float = 0.10, finetune_lr: float = 1e-5) 
     label_emb = np.asarray(system.label_embeddings(model))
     out = {f"zs_closed/{k}": v for k, v in closed_set(emb, label_emb, labels).items()}
     out["zs_closed/chance_acc"] = 1.0 / label_emb.shape[0]
-    sup = supervised_protocol(params, embed_fn, label_emb, inputs, labels, rate, learning_rate=finetune_lr)
-    out.update({f"supervised_{int(rate * 100)}pct/{k}": v for k, v in sup.items()})
-    out["step"] = float(step)
+    for rate in rates:
+        sup = supervised_protocol(params, embed_fn, label_emb, inputs, labels, rate, learning_rate=finetune_lr)
+        out.update({f"supervised_{rate * 100:g}pct/{k}": v for k, v in sup.items()})
     return out
 
 

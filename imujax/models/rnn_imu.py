@@ -343,6 +343,15 @@ class MultiHorizonClassifier(nnx.Module):
         return [head[1](head[0](features, rngs=rngs)) for head in self.heads]
 
 
+def _time_conv(conv: nnx.Conv, h: jax.Array) -> jax.Array:
+    """`conv` (an nnx.Conv with a (k, 1) kernel [k, 1, I, O], VALID, stride 1) applied to h [N, T, I] as a 1-D conv
+    over T; the parameters keep the 2-D layout of the torch Conv2d."""
+    kernel = conv.kernel[...][:, 0]
+    y = jax.lax.conv_general_dilated(h, kernel.astype(h.dtype), (1,), "VALID", dimension_numbers=("NWC", "WIO", "NWC"),
+                                     precision=conv.precision)
+    return y + conv.bias[...].astype(y.dtype)
+
+
 class DeepConvLSTM(nnx.Module):
     """RevalExo DeepConvLSTM: [B, T, C] -> features [B, feature_dim] (`encode_features`, the pretraining path).
 
@@ -382,12 +391,14 @@ class DeepConvLSTM(nnx.Module):
             raise ValueError(f"DeepConvLSTM: expected input [B, T, {self.channels}] (time, channel), got {x.shape}")
         if x.shape[1] <= 4 * (self.conv1.kernel_size[0] - 1):
             raise ValueError(f"DeepConvLSTM: input length {x.shape[1]} is too short for the four convolutions")
-        # NHWC with H = time, W = IMU channel, C = conv kernels; the (k, 1) convs never mix IMU channels.
-        h = x[..., None]
+        # The (k, 1) convs never mix IMU channels, so each runs as a 1-D conv over time with the IMU channel folded
+        # into the batch: [B * C, T, K]. Same sums as the NHWC 2-D conv, but XLA:CPU runs the 1-D form (and above
+        # all its kernel gradient) several times faster.
+        h = einops.rearrange(x, "b t c -> (b c) t 1")
         for conv in (self.conv1, self.conv2, self.conv3, self.conv4):
-            h = jax.nn.relu(conv(h))
+            h = jax.nn.relu(_time_conv(conv, h))
         # torch permutes [B, K, T', C] -> [B, T', K, C] and flattens: feature index = k * C + c.
-        h = einops.rearrange(h, "b t c k -> b t (k c)")
+        h = einops.rearrange(h, "(b c) t k -> b t (k c)", b=x.shape[0])
         features = self.lstm(h)[:, -1]
         return features if self.feature_projector is None else self.feature_projector(features)
 

@@ -24,8 +24,8 @@ def standardized_soft_targets(sim: jax.Array, soft_temperature: float = 0.5, std
     return jax.nn.softmax((sim - sim.mean()) / jnp.maximum(std, std_floor) / soft_temperature, axis=-1)
 
 
-def _soft_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
-    return -(targets * jax.nn.log_softmax(logits, axis=-1)).sum(-1).mean()
+def _row_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    return -(targets * jax.nn.log_softmax(logits, axis=-1)).sum(-1)
 
 
 def _queue_parts(queue_imu, queue_text, queue_valid, dim, dtype):
@@ -65,9 +65,10 @@ def soft_info_nce(z: jax.Array, t: jax.Array, logit_scale: jax.Array, *, frozen_
     else:
         targets = hard
     targets = jax.lax.stop_gradient(targets)
-    loss = 0.5 * (_soft_cross_entropy(i2t, targets) + _soft_cross_entropy(t2i, targets))
+    rows = 0.5 * (_row_cross_entropy(i2t, targets) + _row_cross_entropy(t2i, targets))
+    loss = rows.mean()
     acc = (jnp.argmax(i2t[:, :b], axis=-1) == jnp.arange(b)).mean()
-    return loss, {"scale": s, "i2t_acc": acc}
+    return loss, {"scale": s, "i2t_acc": acc, "per_example_loss": rows}
 
 
 def multi_prototype_info_nce(z: jax.Array, t: jax.Array, logit_scale: jax.Array, *, queue_imu=None, queue_text=None,
@@ -97,8 +98,8 @@ def multi_prototype_info_nce(z: jax.Array, t: jax.Array, logit_scale: jax.Array,
     col_valid = jnp.concatenate([jnp.ones((b,), bool), qv])
     t2i = jnp.where(col_valid[None], s * t_best @ jnp.concatenate([z, qz]).T, NEG)
     hard = jnp.concatenate([jnp.eye(b, dtype=z.dtype), jnp.zeros((b, qz.shape[0]), z.dtype)], axis=1)
-    loss = 0.5 * (_soft_cross_entropy(i2t, targets) + _soft_cross_entropy(t2i, hard))
-    return loss, {"scale": s, "best_prototype": best, "t_best": t_best}
+    rows = 0.5 * (_row_cross_entropy(i2t, targets) + _row_cross_entropy(t2i, hard))
+    return rows.mean(), {"scale": s, "best_prototype": best, "t_best": t_best, "per_example_loss": rows}
 
 
 def siglip_loss(z: jax.Array, t: jax.Array, logit_scale: jax.Array, logit_bias: jax.Array) -> tuple[jax.Array, dict]:
@@ -106,7 +107,8 @@ def siglip_loss(z: jax.Array, t: jax.Array, logit_scale: jax.Array, logit_bias: 
     s = temperature_scale(logit_scale, 100.0)
     logits = s * z @ t.T + logit_bias
     y = 2 * jnp.eye(z.shape[0], dtype=z.dtype) - 1
-    return -jax.nn.log_sigmoid(y * logits).mean(), {"scale": s}
+    rows = -jax.nn.log_sigmoid(y * logits).mean(-1)
+    return rows.mean(), {"scale": s, "per_example_loss": rows}
 
 
 class MemoryBank(nnx.Module):

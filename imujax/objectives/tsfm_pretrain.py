@@ -18,15 +18,27 @@ def rezscore_target(patches: jax.Array, floor: float = 1e-6) -> jax.Array:
     return (patches - mean) / jnp.maximum(std, floor)
 
 
-def mae_loss(recon: jax.Array, patches: jax.Array, mae_mask: jax.Array, patch_mask: jax.Array,
-             channel_mask: jax.Array, channel_drop: jax.Array | None = None) -> jax.Array:
-    """MSE over time, then over valid non-dropped channels, then over patches that are masked AND valid."""
+def _mae_terms(recon, patches, mae_mask, patch_mask, channel_mask, channel_drop):
     err = jnp.square(recon - rezscore_target(patches)).mean(axis=2)  # [B, P, C]
     chan = channel_mask if channel_drop is None else channel_mask & ~channel_drop
     w_c = chan.astype(err.dtype)[:, None, :]
     per_patch = (err * w_c).sum(-1) / jnp.maximum(w_c.sum(-1), 1.0)
-    w_p = (mae_mask & patch_mask).astype(err.dtype)
+    return per_patch, (mae_mask & patch_mask).astype(err.dtype)  # [B, P] each
+
+
+def mae_loss(recon: jax.Array, patches: jax.Array, mae_mask: jax.Array, patch_mask: jax.Array,
+             channel_mask: jax.Array, channel_drop: jax.Array | None = None) -> jax.Array:
+    """MSE over time, then over valid non-dropped channels, then over patches that are masked AND valid."""
+    per_patch, w_p = _mae_terms(recon, patches, mae_mask, patch_mask, channel_mask, channel_drop)
     return (per_patch * w_p).sum() / jnp.maximum(w_p.sum(), 1.0)
+
+
+def mae_sums(recon: jax.Array, patches: jax.Array, mae_mask: jax.Array, patch_mask: jax.Array,
+             channel_mask: jax.Array, channel_drop: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """Per sample ([B], [B]): the sum of its masked valid patches' errors and their count. Summed over any subset of
+    the batch, their ratio is ``mae_loss`` restricted to it (per-dataset metrics)."""
+    per_patch, w_p = _mae_terms(recon, patches, mae_mask, patch_mask, channel_mask, channel_drop)
+    return (per_patch * w_p).sum(-1), w_p.sum(-1)
 
 
 def pool_channels(proj: jax.Array, channel_mask: jax.Array) -> jax.Array:
@@ -37,8 +49,10 @@ def pool_channels(proj: jax.Array, channel_mask: jax.Array) -> jax.Array:
 
 
 def patch_nt_xent(proj1: jax.Array, proj2: jax.Array, patch_mask: jax.Array, channel_mask: jax.Array,
-                  temperature: float = 0.2) -> tuple[jax.Array, jax.Array]:
-    """NT-Xent over the 2N valid patches of both views (positive i <-> i+N), diagonal excluded. -> (loss, acc).
+                  temperature: float = 0.2, per_example: bool = False):
+    """NT-Xent over the 2N valid patches of both views (positive i <-> i+N), diagonal excluded. -> (loss, acc), plus
+    with ``per_example`` a pair ([B], [B]): each sample's summed NLL over the anchors of its valid patches in both
+    views and their count (a subset's sums give the loss over its anchors; per-dataset metrics).
 
     Padding patches are removed by masking (shapes stay static under jit): they are neither anchors nor candidates.
     """
@@ -57,7 +71,10 @@ def patch_nt_xent(proj1: jax.Array, proj2: jax.Array, patch_mask: jax.Array, cha
     w = v.astype(nll.dtype)
     loss = jnp.where(v, nll, 0.0).sum() / jnp.maximum(w.sum(), 1.0)
     acc = ((jnp.argmax(logits, axis=-1) == pos) * w).sum() / jnp.maximum(w.sum(), 1.0)
-    return loss, acc
+    if not per_example:
+        return loss, acc
+    shape = (2,) + patch_mask.shape  # anchors ordered [view, sample, patch]
+    return loss, acc, (jnp.where(v, nll, 0.0).reshape(shape).sum((0, 2)), w.reshape(shape).sum((0, 2)))
 
 
 def ema_balanced_total(l_mae: jax.Array, l_con: jax.Array, ema: jax.Array, initialized: jax.Array,

@@ -8,6 +8,9 @@
   (`config.data.slot_mapping`), RevalExo spectrogram in (freq, time) layout; video: 16 frames by linspace over the
   window, ImageNet-normalised, short side scaled, random-resized crop (scale 0.8-1) + flip in training, centre crop
   in eval. Loss: label-smoothed CE per horizon, mean over horizons (§3.3).
+Evaluation (`classification_spec`): accuracy, macro and weighted F1 of the logits, per horizon and their mean; the best
+checkpoint is selected by `config.finetune.metric`: weighted F1 at horizon index 0 on the eval split for RevalExo
+(§3.3; in a LOSO fold the eval split is the held-out subject), mAP (CMU-MMAC) or accuracy (WEAR) for EVIMAEFT (§3.2).
 EVIMAEFT targets (shared/specs/evi_mae.md §2.1, §3.2):
 - loss "bce" (released EVI-MAE recipe): multi-hot vector that starts at smoothing/C everywhere, each listed class
   set to 1 - smoothing; BCE-with-logits averaged over classes and batch.
@@ -28,12 +31,18 @@ import numpy as np
 import optax
 from flax import nnx
 
+from imujax.eval import classification
 from imujax.models.evi_mae import EVIMAEFT, EVIMAESizes
 from imujax.models.evi_mae_fusion import EVIMAEFusion
 from imujax.systems import evi_mae as pretrain_system
 from imujax.transforms import imu as imu_tf
 from imujax.transforms import records, revalexo
 from imujax.transforms import video as video_tf
+
+
+# config.finetune.metric (upstream spelling) -> imujax.eval.classification metric name
+SELECTION_METRICS = {"acc": "accuracy", "map": "map", "weighted_f1": "weighted_f1", "macro_f1": "macro_f1",
+                     "accuracy": "accuracy"}
 
 
 def smoothed_multi_hot(positives: np.ndarray, num_classes: int, smoothing: float) -> np.ndarray:
@@ -72,6 +81,18 @@ class System:
             raise ValueError(f"config.finetune.loss must be 'bce' or 'ce', got {f.loss!r}")
         if f.head == "revalexo_fusion" and f.loss != "ce":
             raise ValueError("config.finetune.head='revalexo_fusion' trains with loss='ce' (one CE per horizon)")
+        self.classification_spec()  # validates config.finetune.metric
+
+    def classification_spec(self) -> classification.ClassificationSpec:
+        """Eval hook: the logits, their labels per horizon and the checkpoint-selection metric (upstream's)."""
+        f = self.config.finetune
+        selection = SELECTION_METRICS.get(f.metric, f.metric)
+        if f.head == "revalexo_fusion":  # checkpoint metric: classification-report weighted F1 at horizon index 0
+            return classification.ClassificationSpec(
+                f.num_classes, logits="logits", labels="labels", horizon_names=classification.names_for(f.horizons),
+                transitions="transitions", selection=selection, selection_horizon=0)
+        return classification.ClassificationSpec(f.num_classes, logits="logits", labels="label", multi_hot="targets",
+                                                 selection=selection)
 
     def make_model(self, rngs: nnx.Rngs):
         f = self.config.finetune

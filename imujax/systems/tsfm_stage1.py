@@ -5,6 +5,9 @@ Per record (numpy, grain workers): channels -> optional SO(3) rotation per body 
 mask (random / span / channel dropout) and a weak-augmented second view. Channel descriptions become frozen
 sentence vectors once at start-up (cached on disk) and records carry indices into that table.
 Loss: L_mae / EMA(L_mae) + L_con / EMA(L_con) with the EMAs carried in the model's training state.
+Multi-dataset runs (config.data.mixture): each dataset has its own channel names, description, rate and patch seconds
+(config.data.per_dataset.<dataset>); records carry ``dataset_index`` and the description table has one row per
+(dataset, channel). The loss then also returns each term restricted to each dataset (per-dataset metrics).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from imujax import metrics as run_metrics
+from imujax import mixture
 from imujax.models.tsfm import TSFMPretrain, TSFMSizes
 from imujax.objectives import tsfm_pretrain
 from imujax.text import descriptions
@@ -42,11 +47,16 @@ def make_text_embedder(config: ml_collections.ConfigDict):
 
 
 class RecordPatcher:
-    """Shared record -> fixed-shape patch arrays (+ channel indices into the description table)."""
+    """Shared record -> fixed-shape patch arrays (+ channel indices into the description table).
 
-    def __init__(self, config: ml_collections.ConfigDict, channel_table: list[str]):
-        self.data = config.data
-        self.index = {name: i for i, name in enumerate(channel_table)}
+    ``data`` holds the dataset's settings (default config.data); its channels are rows first_row, first_row + 1, ...
+    of the description table.
+    """
+
+    def __init__(self, config: ml_collections.ConfigDict, channel_table: list[str],
+                 data: ml_collections.ConfigDict | None = None, first_row: int = 0):
+        self.data = config.data if data is None else data
+        self.index = {name: first_row + i for i, name in enumerate(channel_table)}
 
     def __call__(self, record: dict, rng: np.random.Generator | None, patch_seconds: float):
         d = self.data
@@ -68,24 +78,49 @@ class RecordPatcher:
 
 def channel_table(config: ml_collections.ConfigDict) -> list[str]:
     """Channel names known to the run: config.data.imu_channels or the dataset's declared channel list."""
-    if config.data.imu_channels:
-        return list(config.data.imu_channels)
-    if config.data.channel_names:
-        return list(config.data.channel_names)
-    raise ValueError("config.data.imu_channels or config.data.channel_names must list the channels "
+    return _channel_names(config.data)
+
+
+def _channel_names(data: ml_collections.ConfigDict) -> list[str]:
+    if data.imu_channels:
+        return list(data.imu_channels)
+    if data.channel_names:
+        return list(data.channel_names)
+    where = f"config.data.per_dataset.{data.name.partition('/')[0]}" if data.get("mixture") else "config.data"
+    raise ValueError(f"{where}.imu_channels or .channel_names must list the channels of {data.name!r} "
                      "(their descriptions are embedded once at start-up)")
+
+
+def dataset_patchers(config: ml_collections.ConfigDict, leading: tuple[str, ...] = ()
+                     ) -> tuple[list[str], list[RecordPatcher]]:
+    """One RecordPatcher per training dataset (config.data.mixture, or config.data.name) and the description strings
+    they index: ``leading`` first, then each dataset's channels described with that dataset's description, rate and
+    patch length (the channel string of spec §1)."""
+    strings, patchers = list(leading), []
+    for settings in mixture.all_dataset_settings(config):
+        for key in ("max_patches", "max_channels"):
+            if settings[key] != config.data[key]:
+                raise ValueError(f"config.data.per_dataset.{settings.name.partition('/')[0]}.{key}: the batch shape is "
+                                 f"shared by every dataset; set config.data.{key} instead")
+        names = _channel_names(settings)
+        patchers.append(RecordPatcher(config, names, data=settings, first_row=len(strings)))
+        patch = settings.patch_seconds if config.text.augment else None
+        strings += [descriptions.channel_string(settings.dataset_description, descriptions.describe_channel(n),
+                                                settings.sampling_rate_hz, patch) for n in names]
+    return strings, patchers
+
+
+def record_dataset(record: dict, default: int) -> int:
+    """The record's dataset (mixtures tag records with ``dataset_index``; evaluation records are of ``default``)."""
+    return int(record["dataset_index"]) if "dataset_index" in record else default
 
 
 class System:
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
         self.sizes = sizes_from_config(config.model, use_channel_encoding=True)
-        names = channel_table(config)
-        self.patcher = RecordPatcher(config, names)
-        d = config.data
-        strings = [descriptions.channel_string(d.dataset_description, descriptions.describe_channel(n),
-                                               d.sampling_rate_hz, d.patch_seconds if config.text.augment else None)
-                   for n in names]
+        strings, self.patchers = dataset_patchers(config)
+        self.eval_dataset = mixture.eval_index(config)
         sentences = descriptions.sentence_table(make_text_embedder(config), strings)
         if sentences.shape[1] != self.sizes.sbert_dim:
             raise ValueError(f"text embedder width {sentences.shape[1]} != config.model.sbert_dim {self.sizes.sbert_dim}")
@@ -96,7 +131,8 @@ class System:
 
     def preprocess(self, record: dict, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
         d, c = self.config.data, self.config.loss
-        patches, patch_mask, channel_mask, ids = self.patcher(record, rng, d.patch_seconds)
+        patcher = self.patchers[record_dataset(record, self.eval_dataset)]
+        patches, patch_mask, channel_mask, ids = patcher(record, rng, patcher.data.patch_seconds)
         out = {"patches": patches, "patch_mask": patch_mask, "channel_mask": channel_mask, "channel_ids": ids,
                "label": np.int32(record["label"])}
         if rng is None:
@@ -117,13 +153,24 @@ class System:
         _, proj1, recon = model(batch["patches"], pm, cm, mae_mask=batch["mae_mask"],
                                 channel_drop=batch["channel_drop"], channel_sentence=sentence, dropout_key=k1)
         _, proj2, _ = model(batch["patches_view"], pm, cm, channel_sentence=sentence, dropout_key=k2)
-        l_mae = tsfm_pretrain.mae_loss(recon, batch["patches"], batch["mae_mask"], pm, cm, batch["channel_drop"])
-        l_con, acc = tsfm_pretrain.patch_nt_xent(proj1, proj2, pm, cm, c.contrast_temperature)
+        mae_args = (recon, batch["patches"], batch["mae_mask"], pm, cm, batch["channel_drop"])
+        l_mae = tsfm_pretrain.mae_loss(*mae_args)
+        l_con, acc, con_sums = tsfm_pretrain.patch_nt_xent(proj1, proj2, pm, cm, c.contrast_temperature,
+                                                           per_example=True)
         total, ema = tsfm_pretrain.ema_balanced_total(l_mae, l_con, model.loss_ema[...], model.loss_ema_ready[...],
                                                       c.ema_decay, c.mae_weight, c.contrast_weight)
         model.loss_ema[...] = ema
         model.loss_ema_ready[...] = jnp.ones((), bool)
-        return total, {"loss": total, "mae": l_mae, "contrast": l_con, "contrast_acc": acc}
+        out = {"loss": total, "mae": l_mae, "contrast": l_con, "contrast_acc": acc}
+        if "dataset_index" in batch:  # mixture: each loss term restricted to each dataset's patches, same balance
+            index, n = batch["dataset_index"], len(self.patchers)
+            mae_d = run_metrics.segment_ratio(*tsfm_pretrain.mae_sums(*mae_args), index, n)
+            con_d = run_metrics.segment_ratio(*con_sums, index, n)
+            safe = jnp.maximum(ema, 1e-8)
+            out[run_metrics.PER_DATASET] = jax.lax.stop_gradient({
+                "loss": c.mae_weight * mae_d / safe[0] + c.contrast_weight * con_d / safe[1],
+                "mae": mae_d, "contrast": con_d})
+        return total, out
 
     def embed(self, model: TSFMPretrain, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         """Mean of the encoder output over valid patches and channels (``fused``, for the linear probe)."""

@@ -6,6 +6,11 @@ and a label-text variant (raw name, or a template such as "person {}" with proba
 Text token states of every channel description and label variant are computed once at start-up (disk cache).
 Loss: soft-target InfoNCE (K=1), multi-prototype InfoNCE (K>1) or SigLIP, with a memory bank of negatives.
 ``config.encoder_init_from`` starts the encoder from a Stage-1 run directory (its latest checkpoint).
+Multi-dataset runs (config.data.mixture): per-dataset channels, descriptions and patch lengths as in Stage 1; the
+label bank's table is the union of every dataset's class names (``label_variant`` indexes it), while ``label`` stays
+the dataset's own class index (evaluation is closed-set on config.data.name's classes).
+End-of-run evaluation (config.eval.zero_shot): closed-set zero-shot and the config.eval.supervision_rates protocol
+(imujax.eval.zero_shot) on the eval split, written to metrics.jsonl with the other eval metrics.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from imujax import metrics as run_metrics
+from imujax import mixture
 from imujax.models.tsfm import TSFM, encode_frozen
 from imujax.objectives import prototypes
-from imujax.systems.tsfm_stage1 import RecordPatcher, channel_table, make_text_embedder, sizes_from_config
+from imujax.systems.tsfm_stage1 import dataset_patchers, make_text_embedder, record_dataset, sizes_from_config
 from imujax.text import descriptions
 from imujax.transforms import tsfm_augment
 
@@ -63,17 +70,24 @@ class System:
         self.sizes = sizes_from_config(config.model, use_channel_encoding=False,
                                        memory_bank_size=config.loss.memory_bank_size)
         embedder = make_text_embedder(config)
-        names = channel_table(config)
-        d, t = config.data, config.text
-        self.patcher = RecordPatcher(config, [descriptions.PAD] + names)  # index 0: padded channels
-        patch = d.patch_seconds if t.augment else None
-        strings = [descriptions.PAD] + [descriptions.channel_string(
-            d.dataset_description, descriptions.describe_channel(n), d.sampling_rate_hz, patch) for n in names]
+        t = config.text
+        strings, self.patchers = dataset_patchers(config, leading=(descriptions.PAD,))  # row 0: padded channels
+        self.eval_dataset = mixture.eval_index(config)
         self.channel_tokens, self.channel_token_mask = descriptions.token_table(embedder, strings, t.max_length)
         self.templates = tuple(t.label_templates)
-        self.class_names = list(d.class_names)
+        # label table: every dataset's classes, each name once; label_maps[i][local class] -> row of the table
+        self.label_names: list[str] = []
+        self.label_maps = []
+        for patcher in self.patchers:
+            names = list(patcher.data.class_names)
+            if not names:
+                raise ValueError(f"class_names of {patcher.data.name!r} are empty (config.data.class_names or "
+                                 f"config.data.per_dataset.<dataset>.class_names)")
+            self.label_names += [n for n in names if n not in self.label_names]
+            self.label_maps.append(np.array([self.label_names.index(n) for n in names], np.int32))
+        self.class_names = list(self.patchers[self.eval_dataset].data.class_names)  # closed-set candidates
         self.label_tokens, self.label_token_mask = descriptions.token_table(
-            embedder, descriptions.label_variants(self.class_names, self.templates), t.max_length)
+            embedder, descriptions.label_variants(self.label_names, self.templates), t.max_length)
         if self.label_tokens.shape[-1] != self.sizes.semantic_dim:
             raise ValueError(f"text width {self.label_tokens.shape[-1]} != config.model.semantic_dim "
                              f"{self.sizes.semantic_dim} (the label bank works on the text model's token states)")
@@ -101,21 +115,24 @@ class System:
 
     # -- data ----------------------------------------------------------------------------------------------------------
     def preprocess(self, record: dict, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
-        d = self.config.data
+        dataset = record_dataset(record, self.eval_dataset)
+        patcher = self.patchers[dataset]
+        d = patcher.data
         seconds = d.patch_seconds
         if rng is not None and d.patch_seconds_choices:
             seconds = float(rng.choice(np.asarray(d.patch_seconds_choices)))
-        record = dict(record, imu=self._signal_augment(np.asarray(record["imu"], np.float32), rng))
-        patches, patch_mask, channel_mask, ids = self.patcher(record, rng, seconds)
+        record = dict(record, imu=self._signal_augment(np.asarray(record["imu"], np.float32), rng, d))
+        patches, patch_mask, channel_mask, ids = patcher(record, rng, seconds)
         label = int(record["label"])
         variant = 0
         if rng is not None and rng.random() < self.config.text.augment_prob:
             variant = int(rng.integers(1, len(self.templates)))
+        row = int(self.label_maps[dataset][label])
         return {"patches": patches, "patch_mask": patch_mask, "channel_mask": channel_mask, "channel_ids": ids,
-                "label": np.int32(label), "label_variant": np.int32(label * len(self.templates) + variant)}
+                "label": np.int32(label), "label_variant": np.int32(row * len(self.templates) + variant)}
 
-    def _signal_augment(self, imu: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
-        d = self.config.data
+    def _signal_augment(self, imu: np.ndarray, rng: np.random.Generator | None, d=None) -> np.ndarray:
+        d = self.config.data if d is None else d
         if rng is None:
             return imu
         if rng.random() < d.jitter_prob:
@@ -154,7 +171,8 @@ class System:
                 use_soft=c.soft_targets != "none", **negatives)
             t_best = metrics.pop("t_best")
             metrics.pop("best_prototype")
-        out = {"loss": loss, **metrics}
+        rows = metrics.pop("per_example_loss")
+        out = {"loss": loss, **metrics, run_metrics.PER_EXAMPLE: {"loss": rows}}
         if self.sizes.memory_bank_size and c.kind != "siglip":
             out["bank_rejected"] = model.memory_bank.enqueue(z, t_best)
             out["bank_filled"] = model.memory_bank.filled[...]
@@ -163,8 +181,27 @@ class System:
     # -- evaluation ----------------------------------------------------------------------------------------------------
     def label_embeddings(self, model: TSFM) -> jax.Array:
         """Label-bank embeddings [n_classes, K, D] of the raw class names (template 0)."""
-        rows = np.arange(len(self.class_names)) * len(self.templates)
+        rows = self.label_maps[self.eval_dataset] * len(self.templates)
         return model.label_bank(jnp.asarray(self.label_tokens[rows]), jnp.asarray(self.label_token_mask[rows]))
 
     def embed(self, model: TSFM, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         return {"fused": self.session_embedding(model, batch)}
+
+    def evaluate(self, graphdef, state, workdir: str) -> dict[str, float]:
+        """The TSFM protocol (spec §10) on config.data.eval_split when config.eval.zero_shot is set: closed-set
+        zero-shot accuracy / macro-F1 (+ chance 1 / classes) and the config.eval.supervision_rates fine-tuning
+        protocol (e.g. 'supervised_10pct/acc'). Called by the Evaluator (end of run, eval_every_steps)."""
+        e = self.config.eval
+        if not e.get("zero_shot", False):
+            return {}
+        if jax.process_count() > 1:  # the protocol fine-tunes a host-local copy; run it offline on multi-host runs
+            logging.warning("zero-shot / supervision protocol skipped on a %d-process run: run "
+                            "`python -m imujax.eval.zero_shot` on the workdir", jax.process_count())
+            return {}
+        from imujax import input_pipeline
+        from imujax.eval import zero_shot
+        source = input_pipeline.open_source(self.config, workdir, self.config.data.eval_split)
+        model = nnx.merge(graphdef, jax.device_get(state["params"]), jax.device_get(state["other"]))
+        model.eval()
+        return zero_shot.evaluate_model(self, model, source, tuple(e.get("supervision_rates", (0.1,))),
+                                        e.get("finetune_lr", 1e-5))

@@ -7,6 +7,7 @@ the masks and dropout an uninterrupted run would have drawn.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -391,8 +392,6 @@ def evaluate_only(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
 
 
 def _write_eval_outputs(workdir: str, source: str, step: int, results: dict, result, config) -> None:
-    import json
-
     from imujax.eval import classification
     with open(os.path.join(workdir, f"eval_{source}.json"), "w") as f:
         json.dump({"checkpoint": source, "step": int(step), "metrics": {k: float(v) for k, v in results.items()}},

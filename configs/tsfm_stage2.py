@@ -62,20 +62,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def _demo(config: ml_collections.ConfigDict) -> None:
-    """Minutes on a 2-core CPU: the Stage-1 demo encoder sizes, real MiniLM text, the Stage-1 demo's mixture of
-    synthetic egomotion clips and the sp_sw_har sample."""
+    """Minutes on a 2-core CPU: the Stage-1 demo encoder sizes, real MiniLM text, synthetic egomotion clips."""
     config.model.update(dict(d_model=48, num_heads=4, num_temporal_layers=2, dim_feedforward=96,
                              feature_extractor="cnn", cnn_channels=(8, 16), max_positions=64, d_model_fused=48,
                              num_semantic_temporal_layers=1, num_fusion_queries=2, num_pool_queries=2,
                              label_bank_num_queries=2, per_patch_prediction=True))
     config.data.update(dict(auto_build=True, worker_count=0, patch_seconds=0.5, patch_seconds_choices=(0.4, 0.5),
                             max_patches=5, max_channels=30, rotation_prob=0.0,
-                            dataset_description="Synthetic body-worn IMU recording.",
-                            mixture=("synthetic_egomotion/default", "sp_sw_har/default"), mixture_temperature=0.5))
-    # Labels of both datasets share one text label bank; evaluation (zero-shot, 10%) is on config.data.name.
-    config.data.per_dataset.sp_sw_har = tsfm_stage1.sp_sw_har_settings(
-        patch_seconds=0.4, class_names=tsfm_stage1.SP_SW_HAR_CLASSES)
-    config.data.manual_dirs.sp_sw_har = tsfm_stage1.SP_SW_HAR_SAMPLE
+                            dataset_description="Synthetic body-worn IMU recording."))
     config.loss.memory_bank_size = 64
     config.optimizer.update(dict(learning_rate=1e-3, warmup_steps=20, grad_clip_norm=1.0))
     config.batch_size = 16

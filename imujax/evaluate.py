@@ -50,7 +50,7 @@ class Evaluator:
         if batch % jax.process_count():
             raise ValueError(f"eval batch {batch} is not divisible by {jax.process_count()} processes")
         self.per_host_batch = batch // jax.process_count()
-        self.graphdef, self.workdir = graphdef, workdir  # for a system's own protocol (system.evaluate)
+        self.graphdef = graphdef  # for a system's own protocol (system.evaluate)
         self.classification = classification_spec(system, config)
         self.last_classification: classification.ClassificationResult | None = None  # of the latest call
         self.test = input_pipeline.open_source(config, workdir, config.data.eval_split)
@@ -106,12 +106,12 @@ class Evaluator:
         return {**own, **{f"eval/{k}": v for k, v in metrics.items()}}
 
     def _system_protocol(self, state) -> dict[str, float]:
-        """A system's own evaluation, ``system.evaluate(graphdef, state, workdir)`` (e.g. TSFM Stage 2: zero-shot and
-        few-label supervision), reported under ``eval/``."""
+        """A system's own evaluation on the eval split, ``system.evaluate(graphdef, state, source)`` (e.g. TSFM Stage 2:
+        zero-shot and few-label supervision), reported under ``eval/``."""
         hook = getattr(self.system, "evaluate", None)
         if hook is None:
             return {}
-        return {f"eval/{k}": float(v) for k, v in hook(self.graphdef, state, self.workdir).items()}
+        return {f"eval/{k}": float(v) for k, v in hook(self.graphdef, state, self.test).items()}
 
 
 class _Subset:

@@ -282,8 +282,8 @@ class Mixture:
     def __len__(self) -> int:
         return sum(len(s) for s in self.sources)
 
-    def sizes(self) -> dict[str, int]:
-        return {n: len(s) for n, s in zip(self.names, self.sources)}
+    def weights(self) -> np.ndarray:
+        return mixture.temperature_weights([len(s) for s in self.sources], self.temperature)
 
 
 def open_train_source(config: ml_collections.ConfigDict, workdir: str):
@@ -293,9 +293,8 @@ def open_train_source(config: ml_collections.ConfigDict, workdir: str):
     names = mixture.dataset_names(config)
     sources = [open_source(config, workdir, config.data.train_split, name) for name in names]
     mixed = Mixture(sources, names, config.data.get("mixture_temperature", 0.5))
-    weights = mixture.temperature_weights([len(s) for s in sources], mixed.temperature)
     logging.info("training mixture (T=%s): %s", mixed.temperature,
-                 ", ".join(f"{n} {len(s)} records p={w:.3f}" for n, s, w in zip(names, sources, weights)))
+                 ", ".join(f"{n} {len(s)} records p={w:.3f}" for n, s, w in zip(names, sources, mixed.weights())))
     return mixed
 
 
@@ -316,7 +315,7 @@ def train_dataset(source, preprocess, *, global_batch: int, seed: int, worker_co
         raise ValueError(f"training split has {len(source)} records, fewer than one global batch of {global_batch}")
     local_batch = global_batch // process_count
     if isinstance(source, Mixture):
-        ds = mixture.mix_sources(source.sources, source.temperature, seed)
+        ds = mixture.mix_sources(source.sources, seed=seed, weights=source.weights())
     else:
         ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat(None)
     ds = ds.random_map(CheckedTransform(preprocess), seed=seed + 1)

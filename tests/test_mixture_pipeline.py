@@ -234,9 +234,10 @@ def test_stage2_end_of_run_protocol_reports_zero_shot_and_10pct(tiny_data_dir, t
     config.loss.memory_bank_size = 8
     system = s2.System(config)
     graphdef, params, other = nnx.split(system.make_model(nnx.Rngs(0)), nnx.Param, ...)
-    out = system.evaluate(graphdef, {"params": params, "other": other}, str(tmp_path))
+    source = input_pipeline.open_source(config, str(tmp_path), config.data.eval_split)
+    out = system.evaluate(graphdef, {"params": params, "other": other}, source)
     assert out["zs_closed/chance_acc"] == pytest.approx(1 / 8)
     assert 0.0 <= out["zs_closed/macro_f1"] <= 1.0 and 0.0 <= out["supervised_10pct/acc"] <= 1.0
     assert 1 <= out["supervised_10pct/train_examples"] <= 8  # <= 1 per class (max(1, int(0.1 * 12) // 8))
     config.eval.zero_shot = False
-    assert system.evaluate(graphdef, {"params": params, "other": other}, str(tmp_path)) == {}
+    assert system.evaluate(graphdef, {"params": params, "other": other}, source) == {}

@@ -76,12 +76,8 @@ class RecordPatcher:
         return patches, patch_mask, channel_mask, ids
 
 
-def channel_table(config: ml_collections.ConfigDict) -> list[str]:
-    """Channel names known to the run: config.data.imu_channels or the dataset's declared channel list."""
-    return _channel_names(config.data)
-
-
 def _channel_names(data: ml_collections.ConfigDict) -> list[str]:
+    """A dataset's channel names: its imu_channels, or its declared channel list."""
     if data.imu_channels:
         return list(data.imu_channels)
     if data.channel_names:

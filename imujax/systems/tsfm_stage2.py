@@ -131,8 +131,8 @@ class System:
         return {"patches": patches, "patch_mask": patch_mask, "channel_mask": channel_mask, "channel_ids": ids,
                 "label": np.int32(label), "label_variant": np.int32(row * len(self.templates) + variant)}
 
-    def _signal_augment(self, imu: np.ndarray, rng: np.random.Generator | None, d=None) -> np.ndarray:
-        d = self.config.data if d is None else d
+    def _signal_augment(self, imu: np.ndarray, rng: np.random.Generator | None,
+                        d: ml_collections.ConfigDict) -> np.ndarray:
         if rng is None:
             return imu
         if rng.random() < d.jitter_prob:
@@ -187,10 +187,11 @@ class System:
     def embed(self, model: TSFM, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         return {"fused": self.session_embedding(model, batch)}
 
-    def evaluate(self, graphdef, state, workdir: str) -> dict[str, float]:
+    def evaluate(self, graphdef, state, source) -> dict[str, float]:
         """The TSFM protocol (spec §10) on config.data.eval_split when config.eval.zero_shot is set: closed-set
         zero-shot accuracy / macro-F1 (+ chance 1 / classes) and the config.eval.supervision_rates fine-tuning
-        protocol (e.g. 'supervised_10pct/acc'). Called by the Evaluator (end of run, eval_every_steps)."""
+        protocol (e.g. 'supervised_10pct/acc'), on ``source`` (the eval split). Called by the Evaluator (end of
+        run, eval_every_steps) with the eval source it already holds."""
         e = self.config.eval
         if not e.get("zero_shot", False):
             return {}
@@ -198,9 +199,7 @@ class System:
             logging.warning("zero-shot / supervision protocol skipped on a %d-process run: run "
                             "`python -m imujax.eval.zero_shot` on the workdir", jax.process_count())
             return {}
-        from imujax import input_pipeline
         from imujax.eval import zero_shot
-        source = input_pipeline.open_source(self.config, workdir, self.config.data.eval_split)
         model = nnx.merge(graphdef, jax.device_get(state["params"]), jax.device_get(state["other"]))
         model.eval()
         return zero_shot.evaluate_model(self, model, source, tuple(e.get("supervision_rates", (0.1,))),

@@ -84,15 +84,21 @@ def _normal(rng, *shape):
 
 
 def evi_mae_batch(config, batch: int, rng) -> dict:
+    """The training batch layout (`systems.evi_mae.System.preprocess`): IMU and uint8 video as patch vectors."""
     import numpy as np
     m = config.model
-    return {"imu": _normal(rng, batch, m.imu_channels, m.imu_time, m.imu_freq),
-            "video": _normal(rng, batch, 3, m.num_frames, m.img_size, m.img_size),
+    tokens_a = (m.imu_time // m.patch) * (m.imu_freq // m.patch)
+    tokens_v = (m.num_frames // m.tubelet) * (m.img_size // m.patch) ** 2
+    return {"imu": _normal(rng, batch, tokens_a, m.imu_channels * m.patch ** 2),
+            "video": rng.integers(0, 256, (batch, tokens_v, 3 * m.tubelet * m.patch ** 2), dtype=np.uint8),
             "label": np.zeros(batch, np.int32)}
 
 
 def evi_mae_torch(config, data):
+    import numpy as np
     import torch
+    from imujax.systems import evi_mae as evi_mae_system
+    from imujax.transforms import patches as patch_layout
     from tests.torch_reference.evi_mae import EVIMAE, RefSizes
 
     m, c = config.model, config.loss
@@ -107,7 +113,12 @@ def evi_mae_torch(config, data):
         return c.mae_weight * (out["mae_imu"] + out["mae_video"]) + c.contrast_weight * out["c_loss"] \
             + c.graph_weight * out["g_loss"]
 
-    return list(model.parameters()), loss_fn, (data["imu"], data["video"])
+    # The reference takes upstream's layouts: the spectrogram and the normalised channels-first clip.
+    imu = patch_layout.imu_from_patches(data["imu"].numpy(), m.imu_channels, m.imu_time, m.imu_freq, m.patch)
+    video = patch_layout.video_from_patches(np.asarray(evi_mae_system.System.model_inputs(
+        {"imu": None, "video": data["video"].numpy()})[1]), m.num_frames, m.img_size, m.tubelet, m.patch)
+    return list(model.parameters()), loss_fn, (torch.from_numpy(np.ascontiguousarray(imu)),
+                                               torch.from_numpy(np.ascontiguousarray(video)))
 
 
 def primus_adjust(config) -> None:

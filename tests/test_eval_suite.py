@@ -12,7 +12,7 @@ from PIL import Image
 
 import data_builders.synthetic_egomotion as se
 from imujax.eval import few_shot, loso, metrics, plots, probes
-from imujax.models import evi_mae as evi_mae_model
+from imujax.transforms import patches as patch_layout
 
 # -- metrics ----------------------------------------------------------------------------------------------------------
 
@@ -229,10 +229,10 @@ def test_loso_runner_on_synthetic_subjects_with_figures(synthetic_records, tmp_p
 def test_patch_layout_inverses_match_model_targets():
     rng = np.random.default_rng(0)
     imu = rng.normal(size=(1, 12, 64, 32)).astype(np.float32)
-    patches = np.asarray(evi_mae_model.imu_patch_targets(imu, 16))[0]
+    patches = patch_layout.imu_patches(imu, 16)[0]
     np.testing.assert_array_equal(plots.imu_image_from_patches(patches, 12, 64, 32, 16), imu[0])
     video = rng.normal(size=(1, 3, 4, 32, 32)).astype(np.float32)
-    patches = np.asarray(evi_mae_model.video_patch_targets(video, 2, 16))[0]
+    patches = patch_layout.video_patches(video, 2, 16)[0]
     np.testing.assert_array_equal(plots.video_from_patches(patches, 4, 32, 2, 16), video[0])
     # norm-pix inverse: normalising a target patch and denormalising gives it back
     t = rng.normal(size=(5, 48))

@@ -5,7 +5,7 @@ with Pillow alone (heat maps as coloured pixels, curves and scatters with ImageD
 scikit-learn's t-SNE when installed, else the small exact t-SNE below (numpy, O(N^2): fine for a few thousand points).
 
 MAE reconstructions: the EVI-MAE decoder predicts per-token patch vectors in the layout of
-`imujax.models.evi_mae.imu_patch_targets` / `video_patch_targets`; `imu_image_from_patches` and
+`imujax.transforms.patches` (`imu_patches` / `video_patches`); `imu_image_from_patches` and
 `video_from_patches` invert those layouts, and with norm-pix training the prediction is mapped back to input units
 with each target patch's own mean and standard deviation (the usual MAE visualisation).
 """
@@ -17,9 +17,10 @@ import math
 import os
 from typing import Sequence
 
-import einops
 import numpy as np
 from PIL import Image, ImageDraw
+
+from imujax.transforms import patches as patch_layout
 
 # -- backends -------------------------------------------------------------------------------------------------------
 
@@ -336,16 +337,13 @@ def plot_embedding(features: np.ndarray, labels: np.ndarray, out_png: str, class
 
 
 def imu_image_from_patches(patches: np.ndarray, channels: int, time: int, freq: int, patch: int) -> np.ndarray:
-    """Inverse of `imu_patch_targets` for one sample: [L_a, p*q*C] -> [C, time, freq]."""
-    return einops.rearrange(np.asarray(patches), "(h w) (p q c) -> c (w q) (h p)", h=freq // patch,
-                            w=time // patch, p=patch, q=patch, c=channels)
+    """Inverse of `patches.imu_patches` for one sample: [L_a, C*p*p] -> [C, time, freq]."""
+    return patch_layout.imu_from_patches(np.asarray(patches), channels, time, freq, patch)
 
 
 def video_from_patches(patches: np.ndarray, frames: int, size: int, tubelet: int, patch: int) -> np.ndarray:
-    """Inverse of `video_patch_targets` for one sample: [L_v, p0*p1*p2*3] -> [3, frames, size, size]."""
-    g = size // patch
-    return einops.rearrange(np.asarray(patches), "(t h w) (p0 p1 p2 c) -> c (t p0) (h p1) (w p2)",
-                            t=frames // tubelet, h=g, w=g, p0=tubelet, p1=patch, p2=patch)
+    """Inverse of `patches.video_patches` for one sample: [L_v, p0*p1*p2*3] -> [3, frames, size, size]."""
+    return patch_layout.video_from_patches(np.asarray(patches), frames, size, tubelet, patch)
 
 
 def denormalize_patches(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -375,13 +373,13 @@ def _tile(image: np.ndarray, min_side: int = 96) -> np.ndarray:
 
 def plot_imu_reconstruction(imu: np.ndarray, pred: np.ndarray, mask: np.ndarray, out_png: str, patch: int,
                             norm_pix: bool = True, channels_shown: Sequence[int] = (0, 3, 6, 9)) -> str:
-    """imu [C, time, freq] input spectrogram; pred [L_a, p*q*C] decoder output; mask [L_a] (1 = masked).
+    """imu [C, time, freq] input spectrogram; pred [L_a, C*p*p] decoder output; mask [L_a] (1 = masked).
 
     Rows: input / masked input (masked patches grey) / reconstruction (visible patches from the input, masked
     patches from the prediction), one column per shown channel; spectrograms drawn with frequency upwards."""
     imu = np.asarray(imu, np.float64)
     c, time, freq = imu.shape
-    target = einops.rearrange(imu, "c (w q) (h p) -> (h w) (p q c)", p=patch, q=patch)
+    target = patch_layout.imu_patches(imu, patch)
     recon = denormalize_patches(pred, target) if norm_pix else np.asarray(pred, np.float64)
     mask = np.asarray(mask).astype(bool)
     if mask.shape != (len(target),):
@@ -408,8 +406,7 @@ def plot_video_reconstruction(video: np.ndarray, pred: np.ndarray, mask: np.ndar
     """video [3, T, S, S] normalised clip; pred [L_v, tubelet*p*p*3]; mask [L_v]. Rows: input / masked / recon."""
     video = np.asarray(video, np.float64)
     _, frames, size, _ = video.shape
-    target = einops.rearrange(video, "c (t p0) (h p1) (w p2) -> (t h w) (p0 p1 p2 c)", p0=tubelet, p1=patch,
-                              p2=patch)
+    target = patch_layout.video_patches(video, tubelet, patch)
     recon = denormalize_patches(pred, target) if norm_pix else np.asarray(pred, np.float64)
     mask = np.asarray(mask).astype(bool)
     if mask.shape != (len(target),):

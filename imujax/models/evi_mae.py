@@ -17,6 +17,7 @@ from flax import nnx
 
 from imujax.models import layers
 from imujax.models.layers import BatchNorm, Block, LayerNorm, Linear, PatchEmbed, PReLU, VideoBlock
+from imujax.transforms import patches as patch_layout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,33 +161,57 @@ class EVIMAEEncoder(nnx.Module):
         self.dtype = dtype
 
     # -- embeddings ------------------------------------------------------------------------------------------------
+    # Every entry point takes the IMU as a spectrogram [B, 12, X, Y] or as `patches.imu_patches` vectors
+    # [B, L_a, 12*p*p], and the video as a clip [B, 3, T, H, W] or `patches.video_patches` vectors [B, L_v, kt*p*p*3]
+    # (what training batches carry: patchifying costs far less in the input pipeline than inside the step).
+    def imu_patches(self, imu):
+        s = self.sizes
+        if imu.ndim == 4:
+            if imu.shape[1] != s.imu_channels:
+                raise ValueError(f"imu must have {s.imu_channels} channels on axis 1, got shape {imu.shape}")
+            tokens = (imu.shape[2] // s.patch) * (imu.shape[3] // s.patch)
+            if tokens != s.imu_tokens:
+                raise ValueError(f"imu spectrogram {imu.shape[2:]} gives {tokens} patches; the model expects "
+                                 f"{s.imu_tokens} ({s.imu_time}x{s.imu_freq} with patch {s.patch})")
+            imu = patch_layout.imu_patches(imu, s.patch)
+        if imu.shape[1:] != (s.imu_tokens, s.imu_channels * s.patch ** 2):
+            raise ValueError(f"imu must be [B, {s.imu_channels}, {s.imu_time}, {s.imu_freq}] or patches "
+                             f"[B, {s.imu_tokens}, {s.imu_channels * s.patch ** 2}], got {imu.shape}")
+        return imu
+
+    def video_patches(self, video):
+        s = self.sizes
+        if video.ndim == 5:
+            if video.shape[1:] != (3, s.num_frames, s.img_size, s.img_size):
+                raise ValueError(f"video must be [B, 3, {s.num_frames}, {s.img_size}, {s.img_size}], got {video.shape}")
+            video = patch_layout.video_patches(video, s.tubelet, s.patch)
+        if video.shape[1:] != (s.video_tokens, 3 * s.tubelet * s.patch ** 2):
+            raise ValueError(f"video must be [B, 3, {s.num_frames}, {s.img_size}, {s.img_size}] or patches "
+                             f"[B, {s.video_tokens}, {3 * s.tubelet * s.patch ** 2}], got {video.shape}")
+        return video
+
     def embed_imu_parts(self, imu):
-        """imu [B, 12, X, Y] -> per-part tokens [P, B, L_a, D_a].
+        """imu -> per-part tokens [P, B, L_a, D_a].
 
         Upstream swaps the last two axes before a 16x16 conv, so the patch grid runs row-major over (Y, X): with the
-        pretraining layout (time=320, freq=128) the token index is f*20 + t. Patches flatten as (c, kh, kw) = (c, y, x).
+        pretraining layout (time=320, freq=128) the token index is f*20 + t. A part's patch is its (c, kh, kw) slice.
         """
         s = self.sizes
-        if imu.shape[1] != s.imu_channels:
-            raise ValueError(f"imu must have {s.imu_channels} channels on axis 1, got shape {imu.shape}")
-        patches = einops.rearrange(imu, "b (n c) (w q) (h p) -> n b (h w) (c p q)",
-                                   n=s.imu_parts, p=s.patch, q=s.patch)
-        if patches.shape[2] != s.imu_tokens:
-            raise ValueError(f"imu spectrogram {imu.shape[2:]} gives {patches.shape[2]} patches; the model expects "
-                             f"{s.imu_tokens} ({s.imu_time}x{s.imu_freq} with patch {s.patch})")
-        tokens = self.patch_embed_a(patches.astype(self.dtype))
+        parts = einops.rearrange(self.imu_patches(imu), "b l (n k) -> n b l k", n=s.imu_parts)
+        tokens = self.patch_embed_a(parts.astype(self.dtype))
         pos = layers.sincos_table(s.imu_tokens, s.imu_dim)
         return tokens + pos.astype(tokens.dtype) + self.modality_a[...].astype(tokens.dtype)
 
-    def embed_video(self, video):
-        """video [B, 3, T, H, W] -> tokens [B, L_v, D_v] in (t, h, w) order; patches flatten as (c, kt, kh, kw)."""
+    def embed_video(self, video, keep=None):
+        """video -> tokens [B, L_v, D_v] in (t, h, w) order, or only the tokens ``keep`` [B, K] names (the MAE
+        encoder's visible ones: embedding only those is the same math at a tenth of the cost)."""
         s = self.sizes
-        if video.shape[1:] != (3, s.num_frames, s.img_size, s.img_size):
-            raise ValueError(f"video must be [B, 3, {s.num_frames}, {s.img_size}, {s.img_size}], got {video.shape}")
-        patches = einops.rearrange(video, "b c (t p0) (h p1) (w p2) -> b (t h w) (c p0 p1 p2)",
-                                   p0=s.tubelet, p1=s.patch, p2=s.patch)
-        tokens = self.patch_embed_video(patches.astype(self.dtype))
-        pos = layers.sincos_table(s.video_tokens, s.video_dim)
+        patches = self.video_patches(video)
+        pos = layers.sincos_table(s.video_tokens, s.video_dim)[0]
+        if keep is not None:
+            patches = jnp.take_along_axis(patches, keep[..., None], axis=1)
+            pos = jnp.asarray(pos)[keep]
+        tokens = self.patch_embed_video(patches.astype(self.dtype), channels_last=3)
         return tokens + pos.astype(tokens.dtype) + self.modality_video[...].astype(tokens.dtype)
 
     # -- towers ----------------------------------------------------------------------------------------------------
@@ -225,28 +250,23 @@ class EVIMAEEncoder(nnx.Module):
         return jnp.concatenate([pooled, graph.astype(pooled.dtype)], axis=-1)
 
 
-def random_masking(x, noise, mask_ratio: float):
-    """MAE masking: keep the lowest-noise int(L*(1-ratio)) tokens, in ids_shuffle order.
+def masking_ids(noise, mask_ratio: float):
+    """MAE masking draw: keep the lowest-noise int(L*(1-ratio)) tokens, in ids_shuffle order.
 
-    Returns (kept [B, K, D], mask [B, L] with 1 = removed, ids_restore [B, L]).
+    Returns (ids_keep [B, K], mask [B, L] with 1 = removed, ids_restore [B, L]).
     """
-    length = x.shape[1]
+    batch, length = noise.shape
     keep = int(length * (1 - mask_ratio))
     ids_shuffle = jnp.argsort(noise, axis=1)
     ids_restore = jnp.argsort(ids_shuffle, axis=1)
-    kept = jnp.take_along_axis(x, ids_shuffle[:, :keep, None], axis=1)
-    mask = jnp.concatenate([jnp.zeros((x.shape[0], keep)), jnp.ones((x.shape[0], length - keep))], axis=1)
-    return kept, jnp.take_along_axis(mask, ids_restore, axis=1), ids_restore
+    mask = jnp.concatenate([jnp.zeros((batch, keep)), jnp.ones((batch, length - keep))], axis=1)
+    return ids_shuffle[:, :keep], jnp.take_along_axis(mask, ids_restore, axis=1), ids_restore
 
 
-def imu_patch_targets(imu, patch: int):
-    """Pretraining IMU target: [B, C, T, F] -> [B, L_a, p*q*C], patch vector index (p*16+q)*C + c (upstream order)."""
-    return einops.rearrange(imu, "b c (w q) (h p) -> b (h w) (p q c)", p=patch, q=patch)
-
-
-def video_patch_targets(video, tubelet: int, patch: int):
-    return einops.rearrange(video, "b c (t p0) (h p1) (w p2) -> b (t h w) (p0 p1 p2 c)",
-                            p0=tubelet, p1=patch, p2=patch)
+def random_masking(x, noise, mask_ratio: float):
+    """(kept tokens [B, K, D], mask [B, L], ids_restore [B, L]) of the `masking_ids` draw."""
+    ids_keep, mask, ids_restore = masking_ids(noise, mask_ratio)
+    return jnp.take_along_axis(x, ids_keep[..., None], axis=1), mask, ids_restore
 
 
 class EVIMAE(EVIMAEEncoder):
@@ -299,16 +319,17 @@ class EVIMAE(EVIMAEEncoder):
     def __call__(self, imu, video, *, masks: dict[str, jax.Array], imu_mask_ratio: float = 0.75,
                  video_mask_ratio: float = 0.9, dropout_key: jax.Array | None = None) -> dict[str, jax.Array]:
         """Pretraining forward. ``masks`` holds the draws of ``draw_masks`` (explicit, so runs are reproducible and
-        the PyTorch comparison can feed the same ones). Returns the predictions, targets and pieces the losses need."""
-        s = self.sizes
+        the PyTorch comparison can feed the same ones). Returns the predictions, targets and pieces the losses need;
+        IMU patch vectors are in the `patches.imu_patches` order (`patches.imu_vectors_from_upstream` maps upstream's)."""
+        imu, video = self.imu_patches(imu), self.video_patches(video)
         parts = self.embed_imu_parts(imu)
-        v = self.embed_video(video)
 
         nodes = self.graph_nodes(parts)
         graph_recon, graph_masked = self.graph_mae(nodes, masks["node_perm"], dropout_key)
 
         a, mask_a, restore_a = random_masking(parts.mean(axis=0), masks["imu_noise"], imu_mask_ratio)
-        v, mask_v, restore_v = random_masking(v, masks["video_noise"], video_mask_ratio)
+        keep_v, mask_v, restore_v = masking_ids(masks["video_noise"], video_mask_ratio)
+        v = self.embed_video(video, keep=keep_v)
         a = self.to_video_width(self.run_imu_blocks(a))
         v = self.run_video_blocks(v)
 
@@ -318,8 +339,7 @@ class EVIMAE(EVIMAEEncoder):
 
         pred_a, pred_v = self.decode(joint, a.shape[1], restore_a, restore_v)
         return {"pred_imu": pred_a, "pred_video": pred_v, "mask_imu": mask_a, "mask_video": mask_v,
-                "target_imu": imu_patch_targets(imu, s.patch),
-                "target_video": video_patch_targets(video, s.tubelet, s.patch),
+                "target_imu": imu, "target_video": video,
                 "contrast_imu": contrast_imu, "contrast_video": contrast_video,
                 "graph_nodes": nodes, "graph_recon": graph_recon, "graph_masked": graph_masked,
                 "latent_imu": a, "latent_video": v}
@@ -340,7 +360,15 @@ class EVIMAE(EVIMAEEncoder):
         for blk in self.decoder_blocks:
             x = blk(x)
         x = self.decoder_norm(x)
-        return self.decoder_pred_a(x[:, :s.imu_tokens]), self.decoder_pred_video(x[:, s.imu_tokens:])
+        return self._predict_imu(x[:, :s.imu_tokens]), self.decoder_pred_video(x[:, s.imu_tokens:])
+
+    def _predict_imu(self, x):
+        """``decoder_pred_a`` emits upstream's (y, x, channel) vectors; its weight columns are permuted instead so the
+        output is in the input's `patches.imu_patches` order and the target needs no transpose."""
+        linear, channels = self.decoder_pred_a, self.sizes.imu_channels
+        kernel = patch_layout.imu_vectors_from_upstream(linear.kernel[...], channels).astype(x.dtype)
+        bias = patch_layout.imu_vectors_from_upstream(linear.bias[...], channels).astype(x.dtype)
+        return jnp.dot(x, kernel) + bias
 
     def encode_unmasked(self, imu, video):
         """Unmasked encoder outputs in natural token order (``latent_imu`` [B, L_a, D_v], ``latent_video``)."""

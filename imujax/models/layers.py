@@ -100,9 +100,16 @@ class Attention(nnx.Module):
         if self.qv_bias:
             k_bias = jnp.zeros_like(self.q_bias[...])
             qkv = qkv + jnp.concatenate([self.q_bias[...], k_bias, self.v_bias[...]]).astype(qkv.dtype)
-        q, k, v = einops.rearrange(qkv, "b n (three h d) -> three b n h d", three=3, h=self.num_heads)
-        out = jax.nn.dot_product_attention(q, k, v, scale=self.head_dim ** -0.5)
-        return self.proj(einops.rearrange(out, "b n h d -> b n (h d)"))
+        if jax.default_backend() != "cpu":
+            q, k, v = einops.rearrange(qkv, "b n (three h d) -> three b n h d", three=3, h=self.num_heads)
+            out = jax.nn.dot_product_attention(q, k, v, scale=self.head_dim ** -0.5)
+            return self.proj(einops.rearrange(out, "b n h d -> b n (h d)"))
+        # XLA:CPU runs jax.nn.dot_product_attention's [B, T, H, D] einsums with transposes around every batched
+        # matmul; heads-major plain matmuls are ~2x faster forward + backward at the EVI-MAE decoder's 1728 tokens.
+        q, k, v = einops.rearrange(qkv, "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
+        scores = jnp.einsum("bhtd,bhsd->bhts", q, k) * jnp.asarray(self.head_dim ** -0.5, q.dtype)
+        weights = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(v.dtype)
+        return self.proj(einops.rearrange(jnp.einsum("bhts,bhsd->bhtd", weights, v), "b h n d -> b n (h d)"))
 
 
 class Mlp(nnx.Module):
@@ -160,8 +167,15 @@ class PatchEmbed(nnx.Module):
     def __init__(self, in_features: int, dim: int, *, dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
         self.proj = Linear(in_features, dim, ("patch", "embed"), dtype=dtype, rngs=rngs)
 
-    def __call__(self, patches):
-        return self.proj(patches)
+    def __call__(self, patches, channels_last: int = 0):
+        """``channels_last=c``: patch vectors arrive in (k..., c) order; the kernel rows are permuted to match (cheaper
+        than permuting the activations)."""
+        if not channels_last:
+            return self.proj(patches)
+        kernel = einops.rearrange(self.proj.kernel[...], "(c k) d -> (k c) d", c=channels_last)
+        dtype = self.proj.dtype or patches.dtype
+        out = jnp.dot(patches.astype(dtype), kernel.astype(dtype))
+        return out + self.proj.bias[...].astype(dtype) if self.proj.use_bias else out
 
 
 class BatchNorm(nnx.Module):

@@ -18,6 +18,7 @@ from imujax.models.evi_mae import EVIMAE, EVIMAESizes
 from imujax.eval import plots
 from imujax.objectives import graph, infonce, mae
 from imujax.transforms import imu as imu_tf
+from imujax.transforms import patches as patch_layout
 from imujax.transforms import records
 from imujax.transforms import video as video_tf
 
@@ -37,28 +38,47 @@ class System:
 
     # -- data -------------------------------------------------------------------------------------------------------
     def preprocess(self, record: dict, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
-        """One decoded record -> {'imu' [12, T, F], 'video' [3, F, H, W], 'label'}. rng None means eval (deterministic)."""
-        d = self.config.data
+        """One decoded record -> {'imu', 'video', 'label'}, rng None meaning eval (deterministic).
+
+        'imu' is the spectrogram [12, T, F] as `patches.imu_patches` vectors; 'video' the uint8 clip as
+        `patches.video_patches` vectors, ImageNet-normalised on the device by `model_inputs` (a quarter of the bytes
+        to move, no float pass on the host)."""
+        d, s = self.config.data, self.sizes
         imu = records.select_channels(record, d.imu_channels)
         frames = records.frames(record)
         train = rng is not None
-        clip, frame_ids = video_tf.evi_mae_video(frames, train=train, rng=rng, num_frames=self.sizes.num_frames,
-                                                 stride=d.frame_stride, img_size=self.sizes.img_size)
+        clip, frame_ids = video_tf.evi_mae_clip(frames, train=train, rng=rng, num_frames=s.num_frames,
+                                                stride=d.frame_stride, img_size=s.img_size)
         start, end = imu_tf.imu_slice_for_frames(len(imu), frame_ids, len(frames))
         spec = imu_tf.evi_mae_spectrogram(
             imu[start:max(end, start + 2)], mean=d.imu_mean, std=d.imu_std, target_length=self.sizes.imu_time,
             n_bins=self.sizes.imu_freq, n_fft=d.n_fft, win_length=d.win_length, hop_length=d.hop_length)
         if train and d.imu_noise:
             spec = imu_tf.evi_mae_imu_noise(spec, rng)
-        return {"imu": spec, "video": clip, "label": np.int32(record.get("label", -1))}  # -1: unlabelled
+        return {"imu": np.ascontiguousarray(patch_layout.imu_patches(spec, s.patch)),
+                "video": np.ascontiguousarray(patch_layout.video_patches_from_frames(clip, s.tubelet, s.patch)),
+                "label": np.int32(record.get("label", -1))}  # -1: unlabelled
+
+    @staticmethod
+    def model_inputs(batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        """(imu, video) for the model: uint8 video patch vectors (rgb innermost) get ImageNet-normalised; a float
+        video is taken as already normalised (a clip [B, 3, T, H, W] or patch vectors, as the model accepts)."""
+        video = batch["video"]
+        if video.dtype != jnp.uint8:
+            return batch["imu"], video
+        rgb = video.astype(jnp.float32).reshape(*video.shape[:-1], -1, 3)
+        mean = jnp.asarray(video_tf.IMAGENET_MEAN, jnp.float32)
+        inv_std = 1.0 / jnp.asarray(video_tf.IMAGENET_STD, jnp.float32)
+        return batch["imu"], ((rgb * (1.0 / 255.0) - mean) * inv_std).reshape(video.shape)
 
     # -- objective --------------------------------------------------------------------------------------------------
     def loss(self, model: EVIMAE, batch: dict[str, jax.Array], rng: jax.Array):
         c = self.config.loss
         k_mask, k_drop = jax.random.split(rng)
         masks = model.draw_masks(k_mask, batch["imu"].shape[0])
-        out = model(batch["imu"], batch["video"], masks=masks, imu_mask_ratio=c.imu_mask_ratio,
-                    video_mask_ratio=c.video_mask_ratio, dropout_key=k_drop)
+        imu, video = self.model_inputs(batch)
+        out = model(imu, video, masks=masks, imu_mask_ratio=c.imu_mask_ratio, video_mask_ratio=c.video_mask_ratio,
+                    dropout_key=k_drop)
         mae_imu = mae.masked_mse(out["pred_imu"], out["target_imu"], out["mask_imu"], norm_pix=c.norm_pix_loss)
         mae_video = mae.masked_mse(out["pred_video"], out["target_video"], out["mask_video"],
                                    norm_pix=c.norm_pix_loss)
@@ -74,10 +94,11 @@ class System:
     # -- evaluation -------------------------------------------------------------------------------------------------
     def embed(self, model: EVIMAE, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         """Eval-mode embeddings: the contrastive IMU/video features (for retrieval) and the fused fine-tune feature."""
-        a, v = model.encode_unmasked(batch["imu"], batch["video"])
-        imu = model.norm_a(model.blocks_u[0](a, "a")).mean(axis=1)
-        video = model.norm_video(model.blocks_u[0](v, "v")).mean(axis=1)
-        return {"imu": imu, "video": video, "fused": model.encode_multimodal(batch["imu"], batch["video"])}
+        imu, video = self.model_inputs(batch)
+        a, v = model.encode_unmasked(imu, video)
+        return {"imu": model.norm_a(model.blocks_u[0](a, "a")).mean(axis=1),
+                "video": model.norm_video(model.blocks_u[0](v, "v")).mean(axis=1),
+                "fused": model.encode_multimodal(imu, video)}
 
     # -- pictures ---------------------------------------------------------------------------------------------------
     def pictures(self, model: EVIMAE, batch: dict[str, jax.Array], rng: jax.Array) -> dict[str, jax.Array]:
@@ -86,10 +107,10 @@ class System:
 
         @nnx.jit
         def forward(model, batch, key):
-            masks = model.draw_masks(key, batch["imu"].shape[0])
-            out = model(batch["imu"], batch["video"], masks=masks, imu_mask_ratio=c.imu_mask_ratio,
-                        video_mask_ratio=c.video_mask_ratio)
-            return {"imu": batch["imu"], "video": batch["video"], "pred_imu": out["pred_imu"],
+            imu, video = self.model_inputs(batch)
+            masks = model.draw_masks(key, imu.shape[0])
+            out = model(imu, video, masks=masks, imu_mask_ratio=c.imu_mask_ratio, video_mask_ratio=c.video_mask_ratio)
+            return {"imu": imu, "video": video, "pred_imu": out["pred_imu"],
                     "mask_imu": out["mask_imu"], "pred_video": out["pred_video"], "mask_video": out["mask_video"]}
 
         return forward(model, batch, rng)
@@ -98,9 +119,11 @@ class System:
         """Reconstructions of the first example of the batch."""
         s, norm_pix = self.sizes, self.config.loss.norm_pix_loss
         arrays = {k: v[0] for k, v in arrays.items()}
+        imu = patch_layout.imu_from_patches(arrays["imu"], s.imu_channels, s.imu_time, s.imu_freq, s.patch)
+        video = patch_layout.video_from_patches(arrays["video"], s.num_frames, s.img_size, s.tubelet, s.patch)
         return [
-            plots.plot_imu_reconstruction(arrays["imu"], arrays["pred_imu"], arrays["mask_imu"],
+            plots.plot_imu_reconstruction(imu, arrays["pred_imu"], arrays["mask_imu"],
                                           os.path.join(out_dir, "reconstruction_imu.png"), s.patch, norm_pix),
-            plots.plot_video_reconstruction(arrays["video"], arrays["pred_video"], arrays["mask_video"],
+            plots.plot_video_reconstruction(video, arrays["pred_video"], arrays["mask_video"],
                                             os.path.join(out_dir, "reconstruction_video.png"), s.tubelet, s.patch,
                                             norm_pix=norm_pix)]

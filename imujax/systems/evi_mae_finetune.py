@@ -137,9 +137,15 @@ class System:
         return {"imu": spec, "video": video_tf.to_channels_first(clip), "label": labels[0], "labels": labels,
                 "transitions": transitions}
 
+    def model_inputs(self, batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        """(imu, video): RevalExo batches hold the normalised clip, the others the pretraining patch layout."""
+        if self.config.finetune.head == "revalexo_fusion":
+            return batch["imu"], batch["video"]
+        return self.pretrain.model_inputs(batch)
+
     def logits(self, model, batch: dict[str, jax.Array], dropout_key: jax.Array | None) -> jax.Array:
         """[B, C] (EVIMAEFT) or [H, B, C] (RevalExo fusion)."""
-        out = model(batch["imu"], batch["video"], dropout_key=dropout_key)
+        out = model(*self.model_inputs(batch), dropout_key=dropout_key)
         return (out[0] if isinstance(out, tuple) else out).astype(jnp.float32)
 
     def loss(self, model, batch: dict[str, jax.Array], rng: jax.Array):
@@ -161,8 +167,8 @@ class System:
 
     def embed(self, model, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         if self.config.finetune.head == "revalexo_fusion":
-            logits, features = model(batch["imu"], batch["video"])
+            logits, features = model(*self.model_inputs(batch))
             return {"fused": features, "logits": logits.astype(jnp.float32).transpose(1, 0, 2)}
-        fused = model.encode_multimodal(batch["imu"], batch["video"])
+        fused = model.encode_multimodal(*self.model_inputs(batch))
         return {"fused": fused, "logits": model.mlp_head[1](model.mlp_head[0](fused)).astype(jnp.float32)}
 

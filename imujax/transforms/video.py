@@ -268,6 +268,39 @@ def to_channels_first(frames: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(einops.rearrange(frames, "f h w c -> c f h w"))
 
 
+def evi_mae_clip(
+    frames: np.ndarray | Sequence[bytes],
+    *,
+    train: bool,
+    rng: np.random.Generator | None,
+    num_frames: int = 16,
+    stride: int = 4,
+    img_size: int = 224,
+    scales: Sequence[float] = MULTI_SCALE_CROP_SCALES,
+) -> tuple[np.ndarray, np.ndarray]:
+    """EVI-MAE clip before normalisation -> (uint8 [num_frames, img_size, img_size, 3], frame ids).
+
+    `frames` is the whole clip, decoded uint8 [N, H, W, 3] or a sequence of encoded images (only the
+    sampled ones are decoded). Train: random window offset and multi-scale crop. Eval: centred
+    window and the full-short-side centre crop (the scale-1 centre candidate of the multi-scale
+    crop), both deterministic. The frame ids feed `imu.imu_slice_for_frames`.
+    """
+    if train and rng is None:
+        raise ValueError("evi_mae_clip: train=True needs an rng")
+    num_available = len(frames)
+    ids = sample_frame_indices(num_available, num_frames, stride, rng if train else None)
+    if isinstance(frames, np.ndarray):
+        clip = _check_frames(frames, "evi_mae_clip")[ids]
+    else:
+        clip = decode_frames(frames, ids)
+    if train:
+        clip = multi_scale_crop(clip, img_size, rng, scales)
+    else:
+        short = min(clip.shape[1:3])
+        clip = resize_frames(center_crop(clip, short), img_size)
+    return clip, ids
+
+
 def evi_mae_video(
     frames: np.ndarray | Sequence[bytes],
     *,
@@ -280,24 +313,7 @@ def evi_mae_video(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """EVI-MAE clip -> (float32 [3, num_frames, img_size, img_size], frame ids).
-
-    `frames` is the whole clip, decoded uint8 [N, H, W, 3] or a sequence of encoded images (only the
-    sampled ones are decoded). Train: random window offset and multi-scale crop. Eval: centred
-    window and the full-short-side centre crop (the scale-1 centre candidate of the multi-scale
-    crop), both deterministic. The frame ids feed `imu.imu_slice_for_frames`.
-    """
-    if train and rng is None:
-        raise ValueError("evi_mae_video: train=True needs an rng")
-    num_available = len(frames)
-    ids = sample_frame_indices(num_available, num_frames, stride, rng if train else None)
-    if isinstance(frames, np.ndarray):
-        clip = _check_frames(frames, "evi_mae_video")[ids]
-    else:
-        clip = decode_frames(frames, ids)
-    if train:
-        clip = multi_scale_crop(clip, img_size, rng, scales)
-    else:
-        short = min(clip.shape[1:3])
-        clip = resize_frames(center_crop(clip, short), img_size)
+    """`evi_mae_clip`, normalised, as upstream feeds it -> (float32 [3, num_frames, img_size, img_size], frame ids)."""
+    clip, ids = evi_mae_clip(frames, train=train, rng=rng, num_frames=num_frames, stride=stride, img_size=img_size,
+                             scales=scales)
     return to_channels_first(normalize(clip, mean, std)), ids

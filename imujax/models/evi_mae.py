@@ -216,9 +216,7 @@ class EVIMAEEncoder(nnx.Module):
 
     # -- towers ----------------------------------------------------------------------------------------------------
     def run_imu_blocks(self, x):
-        for blk in self.blocks_a:
-            x = blk(x)
-        return x
+        return layers.scan_blocks(self.blocks_a, x)
 
     def run_video_blocks(self, x):
         for blk in self.blocks_video:

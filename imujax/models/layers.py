@@ -141,6 +141,20 @@ class Block(nnx.Module):
         return x + self.mlp(getattr(self, "norm2" + suffix)(x))
 
 
+def scan_blocks(blocks, x, *args):
+    """``for block in blocks: x = block(x, *args)`` as one lax.scan over the blocks' stacked weights.
+
+    Unrolled, XLA:CPU fused the residual stream's gradient of all later blocks into every block's weight-gradient
+    transpose and recomputed it per element (quadratic in depth); a loop body is a fusion boundary."""
+    graphdef = nnx.graphdef(blocks[0])
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[nnx.state(b) for b in blocks])
+
+    def body(h, state):
+        return nnx.merge(graphdef, state)(h, *args), None
+
+    return jax.lax.scan(body, x, stacked)[0]
+
+
 class VideoBlock(nnx.Module):
     """VideoMAE encoder block: q/v-bias attention, no layer-scale (init_values 0)."""
 

@@ -86,19 +86,18 @@ def _normal(rng, *shape):
 def evi_mae_batch(config, batch: int, rng) -> dict:
     """The training batch layout (`systems.evi_mae.System.preprocess`): IMU and uint8 video as patch vectors."""
     import numpy as np
-    m = config.model
-    tokens_a = (m.imu_time // m.patch) * (m.imu_freq // m.patch)
-    tokens_v = (m.num_frames // m.tubelet) * (m.img_size // m.patch) ** 2
-    return {"imu": _normal(rng, batch, tokens_a, m.imu_channels * m.patch ** 2),
-            "video": rng.integers(0, 256, (batch, tokens_v, 3 * m.tubelet * m.patch ** 2), dtype=np.uint8),
+    from imujax.systems.evi_mae import System
+    s = System(config).sizes
+    return {"imu": _normal(rng, batch, s.imu_tokens, s.imu_channels * s.patch ** 2),
+            "video": rng.integers(0, 256, (batch, s.video_tokens, 3 * s.tubelet * s.patch ** 2), dtype=np.uint8),
             "label": np.zeros(batch, np.int32)}
 
 
 def evi_mae_torch(config, data):
     import numpy as np
     import torch
-    from imujax.systems import evi_mae as evi_mae_system
     from imujax.transforms import patches as patch_layout
+    from imujax.transforms.video import normalize_rgb
     from tests.torch_reference.evi_mae import EVIMAE, RefSizes
 
     m, c = config.model, config.loss
@@ -115,8 +114,9 @@ def evi_mae_torch(config, data):
 
     # The reference takes upstream's layouts: the spectrogram and the normalised channels-first clip.
     imu = patch_layout.imu_from_patches(data["imu"].numpy(), m.imu_channels, m.imu_time, m.imu_freq, m.patch)
-    video = patch_layout.video_from_patches(np.asarray(evi_mae_system.System.model_inputs(
-        {"imu": None, "video": data["video"].numpy()})[1]), m.num_frames, m.img_size, m.tubelet, m.patch)
+    rgb = data["video"].numpy().reshape(batch, sizes.video_tokens, -1, 3)
+    video = patch_layout.video_from_patches(normalize_rgb(rgb).reshape(batch, sizes.video_tokens, -1),
+                                            m.num_frames, m.img_size, m.tubelet, m.patch)
     return list(model.parameters()), loss_fn, (torch.from_numpy(np.ascontiguousarray(imu)),
                                                torch.from_numpy(np.ascontiguousarray(video)))
 
@@ -290,7 +290,7 @@ BENCHES = {b.name: b for b in [
 ]}
 BY_SYSTEM = {"evi_mae": "evi_mae", "primus": "primus", "revalexo_contrastive": "deepconvlstm",
              "himu_mae": "audio_mae"}
-ALL = ("evi_mae", "primus", "deepconvlstm", "audio_mae")
+ALL = tuple(BENCHES)
 
 
 def bench_config(bench: Bench, config_spec: str, dtype: str):
@@ -486,11 +486,12 @@ def main() -> None:
 
     if args.worker:
         bench = BENCHES[args.bench]
-        config = bench_config(bench, args.config, args.dtype)
+        config = bench_config(bench, args.config or bench.config, args.dtype)
+        batch = args.batch or bench.batch
         if args.worker == "jax":
-            result = bench_jax(bench, config, args.batch, args.steps, args.warmup)
+            result = bench_jax(bench, config, batch, args.steps, args.warmup)
         else:
-            result = bench_torch(bench, config, args.batch, args.steps, args.warmup,
+            result = bench_torch(bench, config, batch, args.steps, args.warmup,
                                  compile_model=args.worker == "torch_compile", threads=args.threads)
         print(json.dumps(result))
         return

@@ -390,6 +390,24 @@ def test_normalize_and_channels_first():
     np.testing.assert_array_equal(cf[2, 1, 3, 4], out[1, 3, 4, 2])
 
 
+def test_training_batch_video_layout_matches_the_upstream_clip():
+    """uint8 patch vectors cut from channels-last frames, normalised as `System.model_inputs` does on the device,
+    are the normalised channels-first clip's `patches.video_patches`."""
+    import jax.numpy as jnp
+    from imujax.systems.evi_mae import System
+    from imujax.transforms import patches
+
+    clip, _ = video_t.evi_mae_clip(_frames(40, 48, 64, seed=4), train=True, rng=np.random.default_rng(1),
+                                   img_size=32)
+    vectors = patches.video_patches_from_frames(clip, 2, 16)
+    assert vectors.dtype == np.uint8 and vectors.shape == (8 * 2 * 2, 2 * 16 * 16 * 3)
+    _, on_device = System.model_inputs({"imu": None, "video": jnp.asarray(vectors[None])})
+    upstream = video_t.to_channels_first(video_t.normalize(clip))
+    np.testing.assert_allclose(np.asarray(on_device[0]), patches.video_patches(upstream, 2, 16), atol=1e-6)
+    np.testing.assert_array_equal(patches.video_from_patches(patches.video_patches(upstream, 2, 16), 16, 32, 2, 16),
+                                  upstream)
+
+
 def test_evi_mae_video_shapes_determinism_and_encoded_input():
     clip = _frames(80, 48, 64, seed=3)
     video, ids = video_t.evi_mae_video(clip, train=True, rng=np.random.default_rng(0), img_size=32)

@@ -364,9 +364,8 @@ class EVIMAE(EVIMAEEncoder):
         """``decoder_pred_a`` emits upstream's (y, x, channel) vectors; its weight columns are permuted instead so the
         output is in the input's `patches.imu_patches` order and the target needs no transpose."""
         linear, channels = self.decoder_pred_a, self.sizes.imu_channels
-        kernel = patch_layout.imu_vectors_from_upstream(linear.kernel[...], channels).astype(x.dtype)
-        bias = patch_layout.imu_vectors_from_upstream(linear.bias[...], channels).astype(x.dtype)
-        return jnp.dot(x, kernel) + bias
+        return layers.linear_with(linear, x, patch_layout.imu_vectors_from_upstream(linear.kernel[...], channels),
+                                  patch_layout.imu_vectors_from_upstream(linear.bias[...], channels))
 
     def encode_unmasked(self, imu, video):
         """Unmasked encoder outputs in natural token order (``latent_imu`` [B, L_a, D_v], ``latent_video``)."""

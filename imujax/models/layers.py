@@ -69,6 +69,13 @@ class Linear(nnx.Linear):
                          rngs=rngs)
 
 
+def linear_with(linear: nnx.Linear, x, kernel, bias=None):
+    """``linear``'s computation with a given (e.g. row- or column-permuted) kernel and bias, in its compute dtype."""
+    dtype = linear.dtype or x.dtype
+    out = jnp.dot(x.astype(dtype), kernel.astype(dtype))
+    return out if bias is None else out + bias.astype(dtype)
+
+
 class LayerNorm(nnx.LayerNorm):
     """PyTorch-equivalent LayerNorm: two-pass variance, eps given explicitly (EVI-MAE uses 1e-5)."""
 
@@ -187,9 +194,7 @@ class PatchEmbed(nnx.Module):
         if not channels_last:
             return self.proj(patches)
         kernel = einops.rearrange(self.proj.kernel[...], "(c k) d -> (k c) d", c=channels_last)
-        dtype = self.proj.dtype or patches.dtype
-        out = jnp.dot(patches.astype(dtype), kernel.astype(dtype))
-        return out + self.proj.bias[...].astype(dtype) if self.proj.use_bias else out
+        return linear_with(self.proj, patches, kernel, self.proj.bias[...] if self.proj.use_bias else None)
 
 
 class BatchNorm(nnx.Module):

@@ -66,10 +66,7 @@ class System:
         video = batch["video"]
         if video.dtype != jnp.uint8:
             return batch["imu"], video
-        rgb = video.astype(jnp.float32).reshape(*video.shape[:-1], -1, 3)
-        mean = jnp.asarray(video_tf.IMAGENET_MEAN, jnp.float32)
-        inv_std = 1.0 / jnp.asarray(video_tf.IMAGENET_STD, jnp.float32)
-        return batch["imu"], ((rgb * (1.0 / 255.0) - mean) * inv_std).reshape(video.shape)
+        return batch["imu"], video_tf.normalize_rgb(video.reshape(*video.shape[:-1], -1, 3)).reshape(video.shape)
 
     # -- objective --------------------------------------------------------------------------------------------------
     def loss(self, model: EVIMAE, batch: dict[str, jax.Array], rng: jax.Array):

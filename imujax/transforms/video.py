@@ -257,10 +257,15 @@ def normalize(
     scale: float = 1.0 / 255.0,
 ) -> np.ndarray:
     """float32 (frames * scale - mean) / std per RGB channel (scale 1/255 maps uint8 to [0, 1])."""
-    frames = _check_frames(frames, "normalize")
+    return normalize_rgb(_check_frames(frames, "normalize"), mean, std, scale)
+
+
+def normalize_rgb(values, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                  scale: float = 1.0 / 255.0):
+    """`normalize` for any array (numpy or jax) whose last axis is RGB, e.g. on the device."""
     mean_arr = np.asarray(mean, dtype=np.float32)
     inv_std = 1.0 / np.asarray(std, dtype=np.float32)
-    return (frames.astype(np.float32) * np.float32(scale) - mean_arr) * inv_std
+    return (values.astype(np.float32) * np.float32(scale) - mean_arr) * inv_std
 
 
 def to_channels_first(frames: np.ndarray) -> np.ndarray:
@@ -304,16 +309,11 @@ def evi_mae_clip(
 def evi_mae_video(
     frames: np.ndarray | Sequence[bytes],
     *,
-    train: bool,
-    rng: np.random.Generator | None,
-    num_frames: int = 16,
-    stride: int = 4,
-    img_size: int = 224,
-    scales: Sequence[float] = MULTI_SCALE_CROP_SCALES,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    **clip_args,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`evi_mae_clip`, normalised, as upstream feeds it -> (float32 [3, num_frames, img_size, img_size], frame ids)."""
-    clip, ids = evi_mae_clip(frames, train=train, rng=rng, num_frames=num_frames, stride=stride, img_size=img_size,
-                             scales=scales)
+    """`evi_mae_clip` (same arguments), normalised as upstream feeds it -> (float32 [3, num_frames, img_size,
+    img_size], frame ids)."""
+    clip, ids = evi_mae_clip(frames, **clip_args)
     return to_channels_first(normalize(clip, mean, std)), ids

@@ -26,7 +26,8 @@ per-window Python loop is replaced by `batched_window_attend` (same math, all wi
 Figures: samples/s = batch / median step time over `--steps` timed steps after `--warmup`; compile s (JAX: lower +
 compile; torch.compile: the first step); model FLOPs per step from XLA's cost analysis of the JAX step, lowered with
 every scan unrolled (the analysis counts a loop body once); achieved GFLOP/s and MFU against a measured fp32 matmul
-peak on this machine.
+peak on this machine. The JAX worker sets up the process as `python -m imujax.main` does (`imujax.runtime`: huge-page
+malloc); the torch workers run in the unchanged environment, as upstream's code would.
 """
 
 from __future__ import annotations
@@ -485,6 +486,9 @@ def main() -> None:
         return
 
     if args.worker:
+        if args.worker == "jax":  # run as `python -m imujax.main` does; torch runs as upstream's code would
+            from imujax import runtime
+            runtime.use_huge_pages()
         bench = BENCHES[args.bench]
         config = bench_config(bench, args.config or bench.config, args.dtype)
         batch = args.batch or bench.batch

@@ -18,6 +18,8 @@ import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
+from imujax import runtime
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file, optionally ':variant'.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and data.")
@@ -89,4 +91,5 @@ def run() -> None:
 
 
 if __name__ == "__main__":
+    runtime.use_huge_pages()
     run()

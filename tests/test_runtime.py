@@ -1,0 +1,53 @@
+"""imujax.runtime: the command line re-executes itself once with glibc's huge-page malloc tunable."""
+
+import subprocess
+import sys
+
+from imujax import runtime
+from run_helpers import REPO
+
+
+def test_environment_adds_the_tunable_and_keeps_existing_ones():
+    env = runtime.huge_page_environment({"PATH": "/bin"}, platform_ok=True)
+    assert env == {"PATH": "/bin", "GLIBC_TUNABLES": runtime.HUGE_PAGE_TUNABLE}
+    env = runtime.huge_page_environment({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}, platform_ok=True)
+    assert env["GLIBC_TUNABLES"] == f"glibc.malloc.arena_max=2:{runtime.HUGE_PAGE_TUNABLE}"
+
+
+def test_no_reexecution_when_set_opted_out_or_unsupported():
+    assert runtime.huge_page_environment({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, platform_ok=True) is None
+    assert runtime.huge_page_environment({runtime.OPT_OUT: "0"}, platform_ok=True) is None
+    assert runtime.huge_page_environment({}, platform_ok=False) is None
+
+
+def test_kernel_setting_is_read_from_the_bracketed_mode(tmp_path):
+    setting = tmp_path / "enabled"
+    for text, allowed in [("always [madvise] never\n", True), ("[always] madvise never\n", True),
+                          ("always madvise [never]\n", False)]:
+        setting.write_text(text)
+        assert runtime._transparent_huge_pages_allowed(str(setting)) is allowed
+    assert not runtime._transparent_huge_pages_allowed(str(tmp_path / "missing"))
+
+
+def test_reexecution_keeps_arguments_and_pid_and_runs_once(tmp_path):
+    """A script calling use_huge_pages() runs its body exactly once, with its arguments, in the same process."""
+    script = tmp_path / "probe.py"
+    log = tmp_path / "log"
+    script.write_text(
+        "import os, sys\n"
+        f"sys.path.insert(0, {REPO!r})\n"
+        f"open({str(log)!r}, 'a').write(f'start {{os.getpid()}}\\n')\n"
+        "from imujax import runtime\n"
+        "runtime.use_huge_pages()\n"
+        "print(os.getpid(), os.environ.get('GLIBC_TUNABLES', ''), sys.argv[1:])\n")
+    env = {"PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, str(script), "--flag=1", "x"], env=env, capture_output=True, text=True,
+                         check=True, timeout=120)
+    pid, tunables, args = out.stdout.split(" ", 2)
+    assert args.strip() == "['--flag=1', 'x']"
+    starts = log.read_text().split()
+    assert all(p == pid for p in starts[1::2])  # exec keeps the PID
+    if runtime.huge_page_environment(env) is not None:  # this machine supports it: one re-execution
+        assert len(starts) == 4 and runtime.HUGE_PAGE_TUNABLE in tunables
+    else:
+        assert len(starts) == 2 and tunables == ""

@@ -66,7 +66,7 @@ class System:
         video = batch["video"]
         if video.dtype != jnp.uint8:
             return batch["imu"], video
-        return batch["imu"], video_tf.normalize_rgb(video.reshape(*video.shape[:-1], -1, 3)).reshape(video.shape)
+        return batch["imu"], video_tf.normalize_rgb(video)
 
     # -- objective --------------------------------------------------------------------------------------------------
     def loss(self, model: EVIMAE, batch: dict[str, jax.Array], rng: jax.Array):

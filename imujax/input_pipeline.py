@@ -8,6 +8,7 @@ the model), which is what makes resume exact.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import math
@@ -18,6 +19,7 @@ import grain
 import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
+import threadpoolctl
 
 from imujax import mixture
 
@@ -235,6 +237,13 @@ class CheckedSource:
                               f"time")
 
 
+@functools.cache
+def _one_blas_thread() -> None:
+    """Transforms run one BLAS thread per process (parallelism comes from grain workers): numpy's small matmuls (the
+    spectrogram's DFT) were several times slower when OpenBLAS threads competed with the workers and the step."""
+    threadpoolctl.threadpool_limits(1, user_api="blas")
+
+
 class CheckedTransform:
     """Wraps a system's ``preprocess``: rejects non-finite outputs naming the record, and carries the record id
     (as bytes, kept on the host) so a failing step can name the records of its batch."""
@@ -243,6 +252,7 @@ class CheckedTransform:
         self.preprocess = preprocess
 
     def __call__(self, record, rng=None):
+        _one_blas_thread()
         record_id = record.get("id", b"?")
         try:
             out = self.preprocess(record, rng)

@@ -1,7 +1,10 @@
-"""imujax.runtime: the command line re-executes itself once with glibc's huge-page malloc tunable."""
+"""Process-level settings: the command line re-executes itself once with glibc's huge-page malloc tunable, and record
+transforms run one BLAS thread per process."""
 
 import subprocess
 import sys
+
+import numpy as np
 
 from imujax import runtime
 from run_helpers import REPO
@@ -51,3 +54,14 @@ def test_reexecution_keeps_arguments_and_pid_and_runs_once(tmp_path):
         assert len(starts) == 4 and runtime.HUGE_PAGE_TUNABLE in tunables
     else:
         assert len(starts) == 2 and tunables == ""
+
+
+def test_record_transforms_pin_numpy_blas_to_one_thread():
+    import threadpoolctl
+    from imujax import input_pipeline
+
+    transform = input_pipeline.CheckedTransform(lambda record, rng: {"x": np.ones(3, np.float32)})
+    out = transform({"id": b"r0"})
+    assert out["id"] == b"r0"
+    blas = threadpoolctl.threadpool_info()
+    assert blas and all(pool["num_threads"] == 1 for pool in blas if pool["user_api"] == "blas")

@@ -107,8 +107,9 @@ def _windowed_dft(n_fft: int, win_length: int, n_freq: int, dtype_name: str) -> 
     """[win_length, 2 * n_freq]: Hann window x (cos | -sin) rows of the n_fft-point DFT, built in float64.
 
     Only the window's win_length non-zero taps contribute to a zero-padded n_fft frame, so a frame's spectrum is one
-    [win_length] x [win_length, 2 * n_freq] product: 5-8x faster than pocketfft on the padded frames (the EVI-MAE
-    spectrogram has one frame per sample). The window's offset inside the n_fft frame multiplies each bin by a
+    [win_length] x [win_length, 2 * n_freq] product: 2.5-3x faster than pocketfft on the padded frames in a training
+    process (one BLAS thread, huge-page malloc; 0.55 -> 0.22 ms demo, 3.6 -> 1.1 ms full size), and the EVI-MAE
+    spectrogram has one frame per sample. The window's offset inside the n_fft frame multiplies each bin by a
     unit-modulus phase, which the power drops, so the taps are indexed from 0.
     """
     phase = (np.outer(np.arange(win_length), np.arange(n_freq)) % n_fft) * (2.0 * math.pi / n_fft)  # exact n*k mod N

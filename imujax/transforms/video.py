@@ -263,8 +263,8 @@ def normalize(
 def normalize_rgb(values, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
                   scale: float = 1.0 / 255.0):
     """`normalize` for any array (numpy or jax) whose last axis is RGB or RGB-interleaved (patch vectors with RGB
-    innermost), e.g. on the device. The per-channel constants are tiled to the whole last axis: a 3-wide innermost
-    broadcast vectorises badly on CPU (XLA took 10 ms instead of 3 for a demo batch)."""
+    innermost), e.g. on the device. The per-channel constants are tiled to the whole last axis, so XLA:CPU does not
+    broadcast a 3-wide innermost axis (which it vectorises badly)."""
     reps, rest = divmod(values.shape[-1], 3)
     if rest:
         raise ValueError(f"normalize_rgb: last axis must be RGB-interleaved (a multiple of 3), got {values.shape}")

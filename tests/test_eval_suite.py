@@ -230,10 +230,10 @@ def test_patch_layout_inverses_match_model_targets():
     rng = np.random.default_rng(0)
     imu = rng.normal(size=(1, 12, 64, 32)).astype(np.float32)
     patches = patch_layout.imu_patches(imu, 16)[0]
-    np.testing.assert_array_equal(plots.imu_image_from_patches(patches, 12, 64, 32, 16), imu[0])
+    np.testing.assert_array_equal(patch_layout.imu_from_patches(patches, 12, 64, 32, 16), imu[0])
     video = rng.normal(size=(1, 3, 4, 32, 32)).astype(np.float32)
     patches = patch_layout.video_patches(video, 2, 16)[0]
-    np.testing.assert_array_equal(plots.video_from_patches(patches, 4, 32, 2, 16), video[0])
+    np.testing.assert_array_equal(patch_layout.video_from_patches(patches, 4, 32, 2, 16), video[0])
     # norm-pix inverse: normalising a target patch and denormalising gives it back
     t = rng.normal(size=(5, 48))
     norm = (t - t.mean(-1, keepdims=True)) / np.sqrt(t.var(-1, ddof=1, keepdims=True) + 1e-6)

@@ -5,9 +5,8 @@ with Pillow alone (heat maps as coloured pixels, curves and scatters with ImageD
 scikit-learn's t-SNE when installed, else the small exact t-SNE below (numpy, O(N^2): fine for a few thousand points).
 
 MAE reconstructions: the EVI-MAE decoder predicts per-token patch vectors in the layout of
-`imujax.transforms.patches` (`imu_patches` / `video_patches`); `imu_image_from_patches` and
-`video_from_patches` invert those layouts, and with norm-pix training the prediction is mapped back to input units
-with each target patch's own mean and standard deviation (the usual MAE visualisation).
+`imujax.transforms.patches` (`imu_patches` / `video_patches`; `imu_from_patches` and `video_from_patches` invert
+them), and with norm-pix training the prediction is mapped back to input units with each target patch's own mean and standard deviation (the usual MAE visualisation).
 """
 
 from __future__ import annotations
@@ -336,16 +335,6 @@ def plot_embedding(features: np.ndarray, labels: np.ndarray, out_png: str, class
 # -- MAE reconstructions --------------------------------------------------------------------------------------------
 
 
-def imu_image_from_patches(patches: np.ndarray, channels: int, time: int, freq: int, patch: int) -> np.ndarray:
-    """Inverse of `patches.imu_patches` for one sample: [L_a, C*p*p] -> [C, time, freq]."""
-    return patch_layout.imu_from_patches(np.asarray(patches), channels, time, freq, patch)
-
-
-def video_from_patches(patches: np.ndarray, frames: int, size: int, tubelet: int, patch: int) -> np.ndarray:
-    """Inverse of `patches.video_patches` for one sample: [L_v, p0*p1*p2*3] -> [3, frames, size, size]."""
-    return patch_layout.video_from_patches(np.asarray(patches), frames, size, tubelet, patch)
-
-
 def denormalize_patches(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Norm-pix predictions back to input units with each target patch's mean and unbiased variance."""
     target = np.asarray(target, np.float64)
@@ -386,8 +375,8 @@ def plot_imu_reconstruction(imu: np.ndarray, pred: np.ndarray, mask: np.ndarray,
         raise ValueError(f"mask must have {len(target)} entries (one per IMU token), got shape {mask.shape}")
     pasted = np.where(mask[:, None], recon, target)
     masked = np.where(mask[:, None], np.nan, target)
-    images = [imu, imu_image_from_patches(masked, c, time, freq, patch),
-              imu_image_from_patches(pasted, c, time, freq, patch)]
+    images = [imu, patch_layout.imu_from_patches(masked, c, time, freq, patch),
+              patch_layout.imu_from_patches(pasted, c, time, freq, patch)]
     lo, hi = np.nanmin(imu), np.nanmax(imu)
     channels_shown = [k for k in channels_shown if k < c] or [0]
     rows = [[_tile(colormap(img[k].T[::-1], lo, hi)) for k in channels_shown] for img in images]
@@ -412,8 +401,8 @@ def plot_video_reconstruction(video: np.ndarray, pred: np.ndarray, mask: np.ndar
     if mask.shape != (len(target),):
         raise ValueError(f"mask must have {len(target)} entries (one per video token), got shape {mask.shape}")
     grey = np.zeros_like(target)  # 0 in normalised units = the dataset mean colour
-    clips = [video, video_from_patches(np.where(mask[:, None], grey, target), frames, size, tubelet, patch),
-             video_from_patches(np.where(mask[:, None], recon, target), frames, size, tubelet, patch)]
+    clips = [video] + [patch_layout.video_from_patches(np.where(mask[:, None], fill, target), frames, size, tubelet,
+                                                       patch) for fill in (grey, recon)]
     m, s = np.asarray(mean).reshape(3, 1, 1, 1), np.asarray(std).reshape(3, 1, 1, 1)
     shown = np.linspace(0, frames - 1, min(max_frames, frames)).round().astype(int)
     rows = [[_tile((np.clip(clip * s + m, 0, 1)[:, t].transpose(1, 2, 0) * 255).round().astype(np.uint8))

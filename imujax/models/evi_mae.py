@@ -358,14 +358,15 @@ class EVIMAE(EVIMAEEncoder):
         for blk in self.decoder_blocks:
             x = blk(x)
         x = self.decoder_norm(x)
-        return self._predict_imu(x[:, :s.imu_tokens]), self.decoder_pred_video(x[:, s.imu_tokens:])
+        pred_video = layers.linear_with(self.decoder_pred_video, x[:, s.imu_tokens:], wide_output=True)
+        return self._predict_imu(x[:, :s.imu_tokens]), pred_video
 
     def _predict_imu(self, x):
         """``decoder_pred_a`` emits upstream's (y, x, channel) vectors; its weight columns are permuted instead so the
         output is in the input's `patches.imu_patches` order and the target needs no transpose."""
         linear, channels = self.decoder_pred_a, self.sizes.imu_channels
         return layers.linear_with(linear, x, patch_layout.imu_vectors_from_upstream(linear.kernel[...], channels),
-                                  patch_layout.imu_vectors_from_upstream(linear.bias[...], channels))
+                                  patch_layout.imu_vectors_from_upstream(linear.bias[...], channels), wide_output=True)
 
     def encode_unmasked(self, imu, video):
         """Unmasked encoder outputs in natural token order (``latent_imu`` [B, L_a, D_v], ``latent_video``)."""

@@ -47,6 +47,7 @@ class EVIMAESizes:
     graph_layers: int = 2
     graph_dropout: float = 0.2
     graph_mask_ratio: float = 0.5
+    remat: bool = True              # recompute all but the weight matmuls in the backward pass (`layers.scan_blocks`)
 
     @property
     def imu_tokens(self) -> int:
@@ -215,8 +216,9 @@ class EVIMAEEncoder(nnx.Module):
         return tokens + pos.astype(tokens.dtype) + self.modality_video[...].astype(tokens.dtype)
 
     # -- towers ----------------------------------------------------------------------------------------------------
-    def run_imu_blocks(self, x):
-        return layers.scan_blocks(self.blocks_a, x)
+    def run_imu_blocks(self, *streams):
+        """Each stream [N, L, D_a] through all IMU blocks, all in one scan."""
+        return layers.scan_blocks(self.blocks_a, streams, remat=self.sizes.remat)
 
     def run_video_blocks(self, x):
         for blk in self.blocks_video:
@@ -229,22 +231,32 @@ class EVIMAEEncoder(nnx.Module):
             return x
         return x.reshape(*x.shape[:-1], self.sizes.video_dim, 2).mean(axis=-1)
 
-    def graph_nodes(self, parts):
-        """parts [P, B, L, D] -> node features [B, P, D]: every part through all IMU blocks, then the token mean."""
-        num_parts, batch = parts.shape[:2]
-        encoded = self.run_imu_blocks(parts.reshape(num_parts * batch, *parts.shape[2:]))
-        return encoded.mean(axis=1).reshape(num_parts, batch, -1).transpose(1, 0, 2)
+    def imu_streams(self, parts):
+        """parts [P, B, L, D] -> every part on its own (the graph nodes' input) and the part mean (the IMU token
+        stream), stacked as [P*B, L, D] and [B, L, D] for `run_imu_blocks`."""
+        return parts.reshape(-1, *parts.shape[2:]), parts.mean(axis=0)
+
+    @staticmethod
+    def graph_nodes(encoded_parts, num_parts: int):
+        """Encoded parts [P*B, L, D] -> node features [B, P, D] (each part's token mean)."""
+        return encoded_parts.mean(axis=1).reshape(num_parts, -1, encoded_parts.shape[-1]).transpose(1, 0, 2)
 
     def encode_multimodal(self, imu, video, dropout_key=None):
         """Fine-tune ``multimodal`` forward: [B, D_v + 512] = pooled joint tokens concatenated with the graph feature."""
         parts = self.embed_imu_parts(imu)
-        a = self.to_video_width(self.run_imu_blocks(parts.mean(axis=0)))
+        all_parts, part_mean = self.imu_streams(parts)
+        if self.use_graph:
+            encoded_parts, a = self.run_imu_blocks(all_parts, part_mean)
+        else:
+            (a,) = self.run_imu_blocks(part_mean)
+        a = self.to_video_width(a)
         v = self.run_video_blocks(self.embed_video(video))
         x = self.norm(self.blocks_u[0](jnp.concatenate([a, v], axis=1)))
         pooled = x.mean(axis=1)
         if not self.use_graph:
             return pooled
-        graph = self.graph_encoder(self.graph_nodes(parts), _gin_keys(dropout_key, len(self.graph_encoder.layers)))
+        graph = self.graph_encoder(self.graph_nodes(encoded_parts, parts.shape[0]),
+                                   _gin_keys(dropout_key, len(self.graph_encoder.layers)))
         return jnp.concatenate([pooled, graph.astype(pooled.dtype)], axis=-1)
 
 
@@ -322,14 +334,15 @@ class EVIMAE(EVIMAEEncoder):
         imu, video = self.imu_patches(imu), self.video_patches(video)
         parts = self.embed_imu_parts(imu)
 
-        nodes = self.graph_nodes(parts)
+        all_parts, part_mean = self.imu_streams(parts)
+        a, mask_a, restore_a = random_masking(part_mean, masks["imu_noise"], imu_mask_ratio)
+        encoded_parts, a = self.run_imu_blocks(all_parts, a)  # the graph nodes' unmasked pass and the MAE pass
+        nodes = self.graph_nodes(encoded_parts, parts.shape[0])
         graph_recon, graph_masked = self.graph_mae(nodes, masks["node_perm"], dropout_key)
 
-        a, mask_a, restore_a = random_masking(parts.mean(axis=0), masks["imu_noise"], imu_mask_ratio)
         keep_v, mask_v, restore_v = masking_ids(masks["video_noise"], video_mask_ratio)
-        v = self.embed_video(video, keep=keep_v)
-        a = self.to_video_width(self.run_imu_blocks(a))
-        v = self.run_video_blocks(v)
+        a = self.to_video_width(a)
+        v = self.run_video_blocks(self.embed_video(video, keep=keep_v))
 
         joint = self.norm(self.blocks_u[0](jnp.concatenate([a, v], axis=1)))
         contrast_imu = self.norm_a(self.blocks_u[0](a, "a")).mean(axis=1)
@@ -370,7 +383,8 @@ class EVIMAE(EVIMAEEncoder):
 
     def encode_unmasked(self, imu, video):
         """Unmasked encoder outputs in natural token order (``latent_imu`` [B, L_a, D_v], ``latent_video``)."""
-        a = self.to_video_width(self.run_imu_blocks(self.embed_imu_parts(imu).mean(axis=0)))
+        (a,) = self.run_imu_blocks(self.embed_imu_parts(imu).mean(axis=0))
+        a = self.to_video_width(a)
         v = self.run_video_blocks(self.embed_video(video))
         return a, v
 

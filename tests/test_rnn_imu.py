@@ -256,3 +256,31 @@ def test_default_init_follows_torch_bounds_and_trains():
     leaves = jax.tree.leaves(grads)
     assert all(np.all(np.isfinite(np.asarray(g))) for g in leaves)
     assert float(jnp.abs(grads["backbone"][5]["weight_hh_l0"][...]).max()) > 0
+
+
+def test_gru_gradients_match_torch_autograd():
+    """`gru_last_state`'s hand-written backward pass against torch.nn.GRU's autograd, every input and weight."""
+    rng = np.random.default_rng(3)
+    n, s, i, h = 5, 7, 4, 6
+    gru = torch.nn.GRU(i, h, batch_first=True)
+    x = rng.normal(size=(n, s, i)).astype(np.float32)
+    target = rng.normal(size=(n, h)).astype(np.float32)
+    x_t = torch.from_numpy(x).requires_grad_(True)
+    h_last = gru(x_t)[1][0]
+    (torch.sin(h_last) * torch.from_numpy(target)).sum().backward()
+
+    model = rnn_imu.TorchGRU(i, h, rngs=nnx.Rngs(0))
+    for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+        value = getattr(gru, name).detach().numpy()
+        getattr(model, name).set_value(jnp.asarray(value.T if value.ndim == 2 else value))
+    graphdef, params = nnx.split(model)
+
+    def loss(params, x):
+        return jnp.sum(jnp.sin(nnx.merge(graphdef, params)(x)) * target)
+
+    grads, d_x = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, jnp.asarray(x))
+    assert np.max(np.abs(np.asarray(d_x) - x_t.grad.numpy())) < TOL
+    for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+        want = getattr(gru, name).grad.numpy()
+        got = np.asarray(grads[name][...])
+        assert np.max(np.abs((got.T if got.ndim == 2 else got) - want)) < TOL, name

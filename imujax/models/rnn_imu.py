@@ -77,21 +77,55 @@ class TorchGRU(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """x: [N, S, I] (batch, sequence, features) -> final hidden state [N, H]; h0 = 0."""
-        hidden = self.hidden_size
-        w_hh, b_hh = self.weight_hh_l0[...], self.bias_hh_l0[...]
         # Input projections for every step at once; only the recurrent matmul stays inside the scan.
         x_proj = jnp.einsum("nsi,ig->sng", x, self.weight_ih_l0[...], precision=HIGHEST) + self.bias_ih_l0[...]
+        return gru_last_state(x_proj, self.weight_hh_l0[...], self.bias_hh_l0[...])
 
-        def step(h, xg):
-            hg = jnp.dot(h, w_hh, precision=HIGHEST) + b_hh
-            r = jax.nn.sigmoid(xg[:, :hidden] + hg[:, :hidden])
-            z = jax.nn.sigmoid(xg[:, hidden : 2 * hidden] + hg[:, hidden : 2 * hidden])
-            n = jnp.tanh(xg[:, 2 * hidden :] + r * hg[:, 2 * hidden :])
-            return (1.0 - z) * n + z * h, None
 
-        h0 = jnp.zeros((x.shape[0], hidden), x_proj.dtype)
-        h_last, _ = jax.lax.scan(step, h0, x_proj)
-        return h_last
+@jax.custom_vjp
+def gru_last_state(x_proj: jax.Array, w_hh: jax.Array, b_hh: jax.Array) -> jax.Array:
+    """The GRU recurrence from h0 = 0 over input projections x_proj [S, N, 3H] (gates r, z, n) -> h_S [N, H].
+
+    The hand-written backward pass forms the recurrent weight's gradient once, as one [H, S*N] x [S*N, 3H] matmul
+    after the reverse scan; autodiff accumulated it step by step inside the loop (S small matmuls, S full-size adds).
+    """
+    return _gru_forward(x_proj, w_hh, b_hh)[0]
+
+
+def _gru_forward(x_proj, w_hh, b_hh):
+    hidden = w_hh.shape[0]
+
+    def step(h, xg):
+        hg = jnp.dot(h, w_hh, precision=HIGHEST) + b_hh
+        r = jax.nn.sigmoid(xg[:, :hidden] + hg[:, :hidden])
+        z = jax.nn.sigmoid(xg[:, hidden : 2 * hidden] + hg[:, hidden : 2 * hidden])
+        hn = hg[:, 2 * hidden :]
+        n = jnp.tanh(xg[:, 2 * hidden :] + r * hn)
+        return (1.0 - z) * n + z * h, (h, r, z, n, hn)
+
+    h0 = jnp.zeros((x_proj.shape[1], hidden), x_proj.dtype)
+    h_last, saved = jax.lax.scan(step, h0, x_proj)
+    return h_last, (w_hh, saved)
+
+
+def _gru_backward(residuals, d_last):
+    w_hh, saved = residuals
+
+    def step(dh, xs):
+        h, r, z, n, hn = xs
+        d_n = dh * (1.0 - z) * (1.0 - n * n)       # through n = tanh(x_n + r * hn)
+        d_r = d_n * hn * r * (1.0 - r)               # through r = sigmoid(x_r + h_r)
+        d_z = dh * (h - n) * z * (1.0 - z)           # through z = sigmoid(x_z + h_z)
+        d_hg = jnp.concatenate([d_r, d_z, d_n * r], axis=-1)
+        d_prev = dh * z + jnp.dot(d_hg, w_hh.T, precision=HIGHEST)
+        return d_prev, (d_hg, jnp.concatenate([d_r, d_z, d_n], axis=-1))
+
+    _, (d_hg, d_x) = jax.lax.scan(step, d_last, saved, reverse=True)
+    d_w = jnp.einsum("snh,sng->hg", saved[0], d_hg, precision=HIGHEST)
+    return d_x, d_w, d_hg.sum(axis=(0, 1))
+
+
+gru_last_state.defvjp(_gru_forward, _gru_backward)
 
 
 class TorchLSTM(nnx.Module):

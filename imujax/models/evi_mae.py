@@ -47,7 +47,7 @@ class EVIMAESizes:
     graph_layers: int = 2
     graph_dropout: float = 0.2
     graph_mask_ratio: float = 0.5
-    remat: bool = True              # recompute all but the weight matmuls in the backward pass (`layers.scan_blocks`)
+    remat: bool = True              # IMU blocks keep only weight-matmul outputs for backward (`layers.scan_blocks`)
 
     @property
     def imu_tokens(self) -> int:
@@ -233,7 +233,7 @@ class EVIMAEEncoder(nnx.Module):
 
     def imu_streams(self, parts):
         """parts [P, B, L, D] -> every part on its own (the graph nodes' input) and the part mean (the IMU token
-        stream), stacked as [P*B, L, D] and [B, L, D] for `run_imu_blocks`."""
+        stream), shaped [P*B, L, D] and [B, L, D] for `run_imu_blocks`."""
         return parts.reshape(-1, *parts.shape[2:]), parts.mean(axis=0)
 
     @staticmethod

@@ -1,6 +1,7 @@
 """imujax.models.chunked_attention: plain softmax attention's values and gradients without any T x T residual."""
 
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -48,7 +49,7 @@ def test_no_t_by_t_tensor_is_formed_anywhere_in_forward_and_backward():
     def shapes(jaxpr):
         for eqn in jaxpr.eqns:
             yield from (var.aval.shape for var in eqn.outvars if hasattr(var.aval, "shape"))
-            for sub in jax.core.jaxprs_in_params(eqn.params):
+            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
                 yield from shapes(sub)
 
     seen = list(shapes(jaxpr.jaxpr))

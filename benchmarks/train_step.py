@@ -335,7 +335,7 @@ def model_flops(make_step, *args) -> float:
 def bench_jax(bench: Bench, config, batch_size: int, steps: int, warmup: int) -> dict:
     import jax
     import numpy as np
-    from imujax import sharding, systems, train
+    from imujax import runtime, sharding, systems, train
 
     config.batch_size = batch_size
     system = systems.make_system(config)
@@ -353,6 +353,7 @@ def bench_jax(bench: Bench, config, batch_size: int, steps: int, warmup: int) ->
         start = time.perf_counter()
         compiled = step.lower(state, batch).compile()
         compile_s = time.perf_counter() - start
+        runtime.release_free_memory()  # as the training loop does after its first (compiling) step
         times = []
         for i in range(warmup + steps):
             start = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Process set-up that has to happen before the C allocator starts: huge pages for large mallocs on Linux.
+"""C-allocator set-up on Linux: huge pages for large mallocs, and handing freed memory back after compiling.
 
 XLA:CPU mallocs each step's temporaries afresh (hundreds of MB for EVI-MAE) and frees them after the step. glibc serves
 that from a new mmap every time, so every step first-touches 4 KiB pages: at the demo's size the page faults were a
@@ -6,10 +6,14 @@ third of the step (0.26 -> 0.18 s per step with huge pages, `benchmarks/train_st
 makes malloc advise transparent huge pages on such maps, but tunables are read only at process start, so the
 command line re-executes itself once with the tunable set (same PID, same arguments; nothing has run yet).
 Opt out with ``IMUJAX_HUGE_PAGES=0``.
+
+Compiling a large step leaves the C heap holding memory XLA's compiler freed (~0.9 GB for the full-size EVI-MAE step)
+that the step cannot reuse: its temporaries are one separate mmap. `release_free_memory` hands it back.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
 import sys
@@ -60,3 +64,18 @@ def use_huge_pages() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, sys.orig_argv, env)
+
+
+def release_free_memory() -> bool:
+    """Return the C heap's free pages to the OS (glibc ``malloc_trim(0)``); False where there is no such call.
+
+    Called after the first training step and after evaluations, i.e. after compilations: the full-size EVI-MAE step's
+    peak RSS fell from 5.5 to 4.6 GB (a bare step loop), since the freed compiler memory otherwise stays resident."""
+    if sys.platform != "linux":
+        return False
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        return False
+    trim(0)
+    return True

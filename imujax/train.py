@@ -21,7 +21,7 @@ import optax
 from flax import nnx
 from jax.experimental import multihost_utils
 
-from imujax import checkpointing, evaluate, figures, input_pipeline, metrics, mixture, sharding, systems
+from imujax import checkpointing, evaluate, figures, input_pipeline, metrics, mixture, runtime, sharding, systems
 
 
 # -- optimiser ---------------------------------------------------------------------------------------------------------
@@ -212,6 +212,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         stop = _StopRequest(sync_every=config.log_every_steps)
         step = int(state["step"])
         final: dict[str, float] = {}
+        compiled = False
         try:
             if (best is not None and best.eval_pending(step)
                     and _eval_due(config, step, total_steps, steps_per_epoch)):  # skipped by a SIGTERM stop
@@ -220,6 +221,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 local = next(data)
                 batch_ids = local.pop("id")
                 state, step_metrics = step_fn(state, sharding.global_batch(local, mesh))
+                if not compiled:  # the call compiled the step: hand the compiler's freed memory back
+                    runtime.release_free_memory()
+                    compiled = True
                 step += 1
                 stopping = stop.agreed(step)  # read once: a signal arriving now is handled at the next boundary
                 saving = step % config.checkpoint.every_steps == 0 or step == total_steps or stopping
@@ -233,6 +237,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 # Eval before the save, whose selection record then includes this step's eval.
                 if not stopping and _eval_due(config, step, total_steps, steps_per_epoch):
                     final = _evaluate(evaluator, best, writer, state, config, workdir, step)
+                    runtime.release_free_memory()  # after the eval functions' compilation
                 if saving:
                     ckpt.save(step, state, data, config, selection=None if best is None else best.record())
                 if stopping:

@@ -26,8 +26,9 @@ per-window Python loop is replaced by `batched_window_attend` (same math, all wi
 Figures: samples/s = batch / median step time over `--steps` timed steps after `--warmup`; compile s (JAX: lower +
 compile; torch.compile: the first step); model FLOPs per step from XLA's cost analysis of the JAX step, lowered with
 every scan unrolled (the analysis counts a loop body once); achieved GFLOP/s and MFU against a measured fp32 matmul
-peak on this machine; peak RSS of the worker process, for JAX read before the FLOP count's extra lowering. The JAX worker sets up the process as `python -m imujax.main` does (`imujax.runtime`: huge-page
-malloc); the torch workers run in the unchanged environment, as upstream's code would.
+peak on this machine; peak RSS of the worker process, for JAX read before the FLOP count's extra lowering. The JAX
+worker sets up the process as `python -m imujax.main` does (`imujax.runtime`: huge-page malloc, freed compiler memory
+handed back after compiling); the torch workers run in the unchanged environment, as upstream's code would.
 """
 
 from __future__ import annotations

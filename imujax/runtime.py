@@ -7,7 +7,7 @@ makes malloc advise transparent huge pages on such maps, but tunables are read o
 command line re-executes itself once with the tunable set (same PID, same arguments; nothing has run yet).
 Opt out with ``IMUJAX_HUGE_PAGES=0``.
 
-Compiling a large step leaves the C heap holding memory XLA's compiler freed (~0.9 GB for the full-size EVI-MAE step)
+Compiling a large step leaves the C heap holding memory XLA's compiler freed (~0.8 GB for the full-size EVI-MAE step)
 that the step cannot reuse: its temporaries are one separate mmap. `release_free_memory` hands it back.
 """
 
@@ -69,8 +69,8 @@ def use_huge_pages() -> None:
 def release_free_memory() -> bool:
     """Return the C heap's free pages to the OS (glibc ``malloc_trim(0)``); False where there is no such call.
 
-    Called after the first training step and after evaluations, i.e. after compilations: the full-size EVI-MAE step's
-    peak RSS fell from 5.5 to 4.6 GB (a bare step loop), since the freed compiler memory otherwise stays resident."""
+    Called after the first training step and after evaluations, i.e. after compilations: the full-size EVI-MAE
+    benchmark's peak RSS fell from 5.13 to 4.36 GB, since the freed compiler memory otherwise stays resident."""
     if sys.platform != "linux":
         return False
     try:

@@ -6,7 +6,8 @@ scikit-learn's t-SNE when installed, else the small exact t-SNE below (numpy, O(
 
 MAE reconstructions: the EVI-MAE decoder predicts per-token patch vectors in the layout of
 `imujax.transforms.patches` (`imu_patches` / `video_patches`; `imu_from_patches` and `video_from_patches` invert
-them), and with norm-pix training the prediction is mapped back to input units with each target patch's own mean and standard deviation (the usual MAE visualisation).
+them), and with norm-pix training the prediction is mapped back to input units with each target patch's own mean and
+standard deviation (the usual MAE visualisation).
 """
 
 from __future__ import annotations

@@ -86,4 +86,4 @@ def _backward(scale, rows, residuals, d_out):
     return _merge(dq, q.shape[2]), dk.astype(k.dtype), dv.astype(v.dtype)
 
 
-chunked_attention.defvjp(lambda q, k, v, scale, rows: _forward(q, k, v, scale, rows), _backward)
+chunked_attention.defvjp(_forward, _backward)

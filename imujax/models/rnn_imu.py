@@ -66,7 +66,6 @@ class TorchGRU(nnx.Module):
     """Single-layer batch-first GRU with PyTorch's parameterisation; returns the final hidden state h_n[0]."""
 
     def __init__(self, input_size: int, hidden_size: int, *, rngs: nnx.Rngs):
-        self.hidden_size = hidden_size
         init = torch_uniform(1.0 / math.sqrt(hidden_size))
         self.weight_ih_l0 = nnx.Param(_partitioned(init, (None, "mlp"))(rngs.params(), (input_size, 3 * hidden_size)))
         self.weight_hh_l0 = nnx.Param(

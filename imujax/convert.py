@@ -30,12 +30,13 @@ from flax import nnx
 from imujax.bridges.torch import export as torch_export
 from imujax.bridges.torch import reader
 from imujax.bridges.torch import rules
+from imujax.models.layers import LayerStack
 
 FAMILY_MODULES = ("imujax.bridges.torch.evi_mae_rules", "imujax.bridges.torch.tsfm_rules",
                   "imujax.bridges.torch.audio_mae_rules", "imujax.bridges.torch.rnn_imu_rules")
 CONFIG_FILE = "imujax_convert.json"
 PARAMS_DIR = "params"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: LayerStack params stored stacked ([depth, ...] under <stack>/block)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +118,54 @@ def flat_arrays(state: nnx.State) -> dict[tuple, Any]:
     return {tuple(path): var.get_value() for path, var in nnx.to_flat_state(state)}
 
 
+def layer_stacks(model: nnx.Module) -> dict[tuple, int]:
+    """Path -> depth of every `layers.LayerStack` in ``model`` (their params carry a leading layer axis)."""
+    return {tuple(path): m.depth for path, m in nnx.iter_modules(model) if isinstance(m, LayerStack)}
+
+
+def _stack_member(path: tuple, stacks: Mapping[tuple, int]) -> tuple | None:
+    for prefix in stacks:
+        n = len(prefix)
+        if path[:n] == prefix and len(path) > n and path[n] == "block":
+            return prefix
+    return None
+
+
+def per_layer_view(flat: Mapping[tuple, Any], stacks: Mapping[tuple, int]) -> dict[tuple, Any]:
+    """Stacked params ``<stack>/block/rest`` [depth, ...] -> one ``<stack>/<i>/rest`` entry per layer: the layout of
+    the upstream state_dicts (``blocks_a.3.attn.qkv.weight``), so bridge rules and reports name single layers."""
+    out: dict[tuple, Any] = {}
+    for path, value in flat.items():
+        prefix = _stack_member(path, stacks)
+        if prefix is None:
+            out[path] = value
+            continue
+        rest = path[len(prefix) + 1:]
+        for i in range(stacks[prefix]):
+            out[prefix + (i,) + rest] = (jax.ShapeDtypeStruct(value.shape[1:], value.dtype)
+                                         if isinstance(value, jax.ShapeDtypeStruct) else value[i])
+    return out
+
+
+def stacked_view(per_layer: Mapping[tuple, Any], template: Mapping[tuple, Any], stacks: Mapping[tuple, int]
+                 ) -> dict[tuple, np.ndarray]:
+    """Inverse of `per_layer_view` for the stacked paths of ``template`` (a model's `flat_arrays`)."""
+    out: dict[tuple, np.ndarray] = {}
+    for path in template:
+        prefix = _stack_member(path, stacks)
+        if prefix is None:
+            out[path] = per_layer[path]
+            continue
+        rest = path[len(prefix) + 1:]
+        out[path] = np.stack([np.asarray(per_layer[prefix + (i,) + rest]) for i in range(stacks[prefix])])
+    return out
+
+
+def bridge_arrays(model: nnx.Module) -> dict[tuple, Any]:
+    """The model's state as the bridge sees it: `flat_arrays` in the per-layer view."""
+    return per_layer_view(flat_arrays(nnx.state(model)), layer_stacks(model))
+
+
 def _nested(flat: Mapping[tuple, Any]) -> dict:
     out: dict = {}
     for path, value in flat.items():
@@ -129,13 +178,15 @@ def _nested(flat: Mapping[tuple, Any]) -> dict:
 
 def model_with_params(family: ModelFamily, config: Mapping[str, Any], params: Mapping[tuple, np.ndarray]
                       ) -> nnx.Module:
-    """Build the model and set ``params``; anything not in ``params`` keeps its fresh initialisation."""
-    template = abstract_model(family, config)
-    graphdef, state = nnx.split(template)
-    complete = set(flat_arrays(state)) <= set(params)
-    if not complete:  # --nostrict: start from a real init so unset params have sensible values
-        graphdef, state = nnx.split(family.build(config, nnx.Rngs(0)))
-    nnx.replace_by_pure_dict(state, _nested({p: jax.numpy.asarray(a) for p, a in params.items()}))
+    """Build the model and set ``params`` (per-layer view); anything not in ``params`` keeps its fresh
+    initialisation."""
+    model = abstract_model(family, config)
+    if not set(bridge_arrays(model)) <= set(params):  # --nostrict: start from a real init so unset params make sense
+        model = family.build(config, nnx.Rngs(0))
+        params = {**{p: np.asarray(v) for p, v in bridge_arrays(model).items()}, **params}
+    graphdef, state = nnx.split(model)
+    stacked = stacked_view(params, flat_arrays(state), layer_stacks(model))
+    nnx.replace_by_pure_dict(state, _nested({p: jax.numpy.asarray(a) for p, a in stacked.items()}))
     return nnx.merge(graphdef, state)
 
 
@@ -155,7 +206,7 @@ def convert_state_dict(name: str, state_dict: Mapping[str, np.ndarray], override
     stripped = rules.strip_prefixes(state_dict, family.strip_prefixes)
     config = family.infer_config(stripped, dict(overrides or {}))
     table = family.rule_table(config)
-    target = {p: v for p, v in flat_arrays(nnx.state(abstract_model(family, config))).items()}
+    target = bridge_arrays(abstract_model(family, config))
     params, report = rules.load_into(target, state_dict, table, strict=strict)
     return Converted(name, config, model_with_params(family, config, params), report)
 
@@ -192,6 +243,9 @@ def _read_meta(ckpt_dir: str) -> dict:
     for field in ("model", "config"):
         if field not in meta:
             raise ValueError(f"{meta_path}: field {field!r} is missing")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{meta_path}: format_version {meta.get('format_version')!r}, this imujax reads "
+                         f"{FORMAT_VERSION} (the parameter layout changed); convert the torch checkpoint again")
     return meta
 
 
@@ -219,7 +273,8 @@ def load_converted_model(ckpt_dir: str) -> tuple[str, dict, nnx.Module]:
 def export_state_dict(name: str, config: Mapping[str, Any], state: nnx.State) -> dict[str, np.ndarray]:
     """NNX state -> torch state_dict with upstream key names (exact inverse of the load)."""
     family = get_family(name)
-    flat = {p: np.asarray(v) for p, v in flat_arrays(state).items()}
+    stacks = layer_stacks(abstract_model(family, config))
+    flat = per_layer_view({p: np.asarray(v) for p, v in flat_arrays(state).items()}, stacks)
     return rules.export(flat, family.rule_table(config))
 
 

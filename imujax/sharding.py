@@ -40,7 +40,11 @@ DEFAULT_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("conv_in", None),
     ("patch", None),
     ("norm", None),
+    ("layers", None),
 )
+# The leading axis of `layers.LayerStack` params: the scan slices one layer per step, so it is never sharded, not even
+# by the spill-over below.
+NEVER_SHARDED = frozenset({"layers"})
 
 
 def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
@@ -154,7 +158,7 @@ def logical_to_spec(names: Sequence[str | None] | None, shape: Sequence[int], me
         elif axes:
             pending.append(axes)
     for axes in pending:
-        free = [i for i in range(len(shape)) if not spec[i]]
+        free = [i for i in range(len(shape)) if not spec[i] and names[i] not in NEVER_SHARDED]
         best, best_key = {}, (1, 0)
         for choice in itertools.product([None, *free], repeat=len(axes)):  # each axis to a free dim, or dropped
             placed: dict[int, tuple[str, ...]] = {}

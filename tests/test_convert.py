@@ -6,6 +6,7 @@ entry point and its exit status on a bad checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -94,6 +95,11 @@ def test_evi_mae_ft_cli_round_trip(tmp_path, flags, arrays):
     assert cli(flags, "--export", f"--src={out_dir}", f"--out={pth}") == 0
     _assert_same_state_dict(torch.load(pth, weights_only=True), module.state_dict(), prefix="module.")
 
+    meta_path = out_dir / convert.CONFIG_FILE  # an output of an older parameter layout is refused, not misread
+    meta_path.write_text(meta_path.read_text().replace('"format_version": 2', '"format_version": 1'))
+    with pytest.raises(ValueError, match="format_version 1, this imujax reads 2"):
+        convert.load_converted(str(out_dir))
+
 
 def test_fusion_and_pretraining_round_trip(tmp_path, arrays):
     """RevalExo best_model.pt wrapper dict and an EVIMAE checkpoint: outputs match torch, export is bit-exact."""
@@ -181,16 +187,21 @@ def test_mismatched_checkpoints_give_the_table_error(arrays):
 
 def test_nostrict_starts_fine_tuning_from_a_pretraining_checkpoint(arrays):
     """EVIMAE weights into EVIMAEFT: decoder keys reported unexpected, the new head missing and freshly initialised."""
-    pre = ref.randomize_(ref.EVIMAE(TINY), seed=3)
+    pre = ref.randomize_(ref.EVIMAE(dataclasses.replace(TINY, imu_depth=2)), seed=3)
     sd = {"module." + k: v.numpy().copy() for k, v in pre.state_dict().items()}
+    del sd["module.blocks_a.1.mlp.fc2.bias"]  # one layer of a stacked param missing: only that layer keeps its init
     with pytest.raises(ValueError, match="num_classes"):
         _convert(sd, strict=False)
     converted = _convert(sd, "num_classes=4", strict=False)
     report = converted.report
     assert {p for p, _, _ in report.missing} == {("mlp_head", 0, "scale"), ("mlp_head", 0, "bias"),
-                                                 ("mlp_head", 1, "kernel"), ("mlp_head", 1, "bias")}
+                                                 ("mlp_head", 1, "kernel"), ("mlp_head", 1, "bias"),
+                                                 ("blocks_a", 1, "mlp", "fc2", "bias")}
+    fc2_bias = np.asarray(converted.model.blocks_a.block.mlp.fc2.bias[...])
+    np.testing.assert_array_equal(fc2_bias[0], sd["module.blocks_a.0.mlp.fc2.bias"])
+    assert not np.array_equal(fc2_bias[1], pre.state_dict()["blocks_a.1.mlp.fc2.bias"].numpy())
     assert any(k == "module.decoder_embed.weight" for k, *_ in report.unexpected)
-    np.testing.assert_array_equal(np.asarray(converted.model.blocks_a[0].attn.qkv.kernel[...]),
+    np.testing.assert_array_equal(np.asarray(converted.model.blocks_a.block.attn.qkv.kernel[...][0]),
                                   sd["module.blocks_a.0.attn.qkv.weight"].T)
     logits = convert.run_forward("evi_mae_ft", converted.model, {"imu": arrays["imu"], "video": arrays["video"]})
     assert logits["logits"].shape == (B, 4) and np.isfinite(logits["logits"]).all()

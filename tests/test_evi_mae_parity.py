@@ -135,7 +135,7 @@ def test_full_size_rule_table_and_nnx_model(name):
     assert evi_mae_rules.sizes_of(config) == EVIMAESizes()
     abstract = convert.abstract_model(family, config)
     assert sum(int(np.prod(v.shape)) for v in jax.tree.leaves(nnx.state(abstract, nnx.Param))) == n_params
-    target = convert.flat_arrays(nnx.state(abstract))
+    target = convert.bridge_arrays(abstract)
     params, report = rules.load_into(target, sd, family.rule_table(config))
     assert report.ok and set(params) == set(target)
     assert len(report.ignored) == (3 if name == "evi_mae" else 2)  # the GIN eps buffers

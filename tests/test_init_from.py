@@ -40,11 +40,11 @@ def test_init_from_loads_params_and_batchnorm_statistics(converted):
     config.model.update(SIZES)
     state, shardings = make_state(config)
     loaded = train._init_from(state, directory, shardings)
-    qkv = loaded["params"]["blocks_a"][0]["attn"]["qkv"]["kernel"][...]
+    qkv = loaded["params"]["blocks_a"]["block"]["attn"]["qkv"]["kernel"][...][0]
     np.testing.assert_array_equal(np.asarray(qkv), torch_sd["blocks_a.0.attn.qkv.weight"].numpy().T)
     bn = loaded["other"]["graph_encoder"]["layers"][0]["apply_func"]["norm"]["mean"][...]
     np.testing.assert_array_equal(np.asarray(bn), torch_sd["graph_encoder.layers.0.apply_func.norm.running_mean"].numpy())
-    assert not np.array_equal(np.asarray(state["params"]["blocks_a"][0]["attn"]["qkv"]["kernel"][...]), np.asarray(qkv))
+    assert not np.array_equal(np.asarray(state["params"]["blocks_a"]["block"]["attn"]["qkv"]["kernel"][...][0]), np.asarray(qkv))
 
 
 def test_shape_mismatched_arrays_keep_their_initialisation(converted):
@@ -53,7 +53,7 @@ def test_shape_mismatched_arrays_keep_their_initialisation(converted):
     config.model.update(dict(SIZES, imu_dim=16))  # narrower IMU tower: its matrices cannot load
     state, shardings = make_state(config)
     loaded = train._init_from(state, directory, shardings)
-    before = np.asarray(state["params"]["blocks_a"][0]["attn"]["qkv"]["kernel"][...])
-    np.testing.assert_array_equal(np.asarray(loaded["params"]["blocks_a"][0]["attn"]["qkv"]["kernel"][...]), before)
-    video_qkv = loaded["params"]["blocks_video"][0]["attn"]["qkv"]["kernel"][...]  # same shape: loaded
+    before = np.asarray(state["params"]["blocks_a"]["block"]["attn"]["qkv"]["kernel"][...][0])
+    np.testing.assert_array_equal(np.asarray(loaded["params"]["blocks_a"]["block"]["attn"]["qkv"]["kernel"][...][0]), before)
+    video_qkv = loaded["params"]["blocks_video"]["block"]["attn"]["qkv"]["kernel"][...][0]  # same shape: loaded
     np.testing.assert_array_equal(np.asarray(video_qkv), torch_sd["blocks_video.0.attn.qkv.weight"].numpy().T)

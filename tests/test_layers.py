@@ -36,19 +36,23 @@ def test_matmul_wide_keeps_the_compute_dtype_of_its_inputs():
     np.testing.assert_array_equal(np.asarray(grads[1], np.float32), np.full((8, 48), 8.0))
 
 
-def test_scan_blocks_runs_every_stream_through_every_block_with_or_without_remat():
-    """Values, input gradients and per-block weight gradients equal those of a Python loop over the blocks."""
+def test_layer_stack_runs_every_stream_through_every_layer_with_or_without_remat():
+    """Values, input gradients and the stacked weight gradients equal those of a Python loop over the layers."""
     from flax import nnx
-    graphdef, params = nnx.split(nnx.List([layers.Block(16, 2, rngs=nnx.Rngs(i)) for i in range(3)]))
+    stack = layers.LayerStack(lambda r: layers.Block(16, 2, rngs=r), 3, rngs=nnx.Rngs(0))
+    graphdef, params = nnx.split(stack)
+    qkv = params["block"]["attn"]["qkv"]["kernel"]
+    assert qkv.shape == (3, 16, 48) and qkv.get_metadata()["out_sharding"] == ("layers", "embed", "heads")
+    assert not np.allclose(qkv[...][0], qkv[...][1])  # every layer has its own initialisation
     rng = np.random.default_rng(0)
     streams = (jnp.asarray(rng.standard_normal((2, 5, 16)), jnp.float32),
                jnp.asarray(rng.standard_normal((3, 7, 16)), jnp.float32))
 
-    def looped(blocks, xs):
+    def looped(stack, xs):
         outs = []
         for x in xs:
-            for block in blocks:
-                x = block(x)
+            for i in range(stack.depth):
+                x = stack.layer(i)(x)
             outs.append(x)
         return tuple(outs)
 
@@ -59,7 +63,7 @@ def test_scan_blocks_runs_every_stream_through_every_block_with_or_without_remat
 
     want_value, want_grads = loss_of(looped)(params, streams)
     for remat in (False, True):
-        value, grads = loss_of(lambda blocks, xs: layers.scan_blocks(blocks, xs, remat=remat))(params, streams)
+        value, grads = loss_of(lambda stack, xs: stack(xs, remat=remat))(params, streams)
         np.testing.assert_allclose(value, want_value, rtol=1e-5)
         for (path, g), w in zip(jax.tree_util.tree_leaves_with_path(grads), jax.tree.leaves(want_grads)):
             np.testing.assert_allclose(g, w, atol=1e-5, err_msg=jax.tree_util.keystr(path))

@@ -49,8 +49,18 @@ def test_dimension_divisible_by_whole_fsdp_keeps_one_dimensional_layout():
     assert sharding.logical_to_spec(("norm",), (384,), mesh) == P(None)
 
 
+def test_layer_axis_of_stacked_params_is_never_sharded():
+    """A `LayerStack` weight shards like one layer's; the spill-over never lands on the layer axis."""
+    mesh = sharding.abstract_mesh(256, data=1, fsdp=256)
+    one_layer = sharding.logical_to_spec(("embed", "heads"), (384, 1152), mesh)
+    assert sharding.logical_to_spec(("layers", "embed", "heads"), (12, 384, 1152), mesh) == P(None, *one_layer)
+    # 384 takes 64 of the 256 ways; the other 4 ('fsdp_inner') would fit only the 12 layers.
+    assert sharding.logical_to_spec(("layers", "embed"), (12, 384), mesh) == P(None, "fsdp")
+
+
 def test_full_size_evi_mae_state_on_256_devices():
-    """Every parameter and Adam moment of >= 4096 elements is sharded 256 ways; only small vectors stay replicated."""
+    """Every parameter and Adam moment of >= 4096 elements per layer is sharded 256 ways; only small vectors (also
+    when stacked over a `LayerStack`'s unsharded layer axis) stay replicated."""
     config = evi_mae_config.get_config()
     tx = train.make_optimizer(config.optimizer, train.make_schedule(config.optimizer, 10, 100))
     init, _ = train._init_fn(systems.make_system(config), config, tx)
@@ -59,11 +69,15 @@ def test_full_size_evi_mae_state_on_256_devices():
     shardings = sharding.state_shardings(abstract, mesh)
     is_var = lambda x: isinstance(x, nnx.Variable)  # noqa: E731
     total = per_device = 0
-    for a, s in zip(jax.tree.leaves(abstract, is_leaf=is_var), jax.tree.leaves(shardings, is_leaf=is_var)):
+    leaves = jax.tree_util.tree_leaves_with_path(abstract, is_leaf=is_var)
+    for (path, a), s in zip(leaves, jax.tree.leaves(shardings, is_leaf=is_var)):
         s = s.get_value() if is_var(s) else s
         size, shard = math.prod(a.shape), math.prod(s.shard_shape(a.shape))
         total, per_device = total + size, per_device + shard
-        if size >= 4096:
+        stacked = any(getattr(k, "key", None) == "block" for k in path)
+        if stacked:
+            assert s.spec[0] is None, (path, s.spec)  # the scan slices the layer axis: never sharded
+        if size // (a.shape[0] if stacked else 1) >= 4096:
             assert shard * 256 == size, (a.shape, s.spec)
     assert per_device * 256 < 1.7 * total
 

@@ -59,16 +59,17 @@ def test_eight_devices_match_one_device(runs):
 
 def test_params_sharded_as_annotated(runs):
     _, _, (state, _) = runs
-    qkv = state["params"]["blocks_a"][0]["attn"]["qkv"]["kernel"]
-    assert qkv.sharding.spec == P("fsdp", None)  # ('embed', 'heads'): heads -> tensor axis of size 1 stays replicated
-    assert qkv.addressable_shards[0].data.shape == (qkv.shape[0] // 4, qkv.shape[1])
-    fc2 = state["params"]["blocks_video"][0]["mlp"]["fc2"]["kernel"]
-    assert fc2.sharding.spec == P(None, "fsdp")
+    # Stacked layers ([depth, ...]): the layer axis is never sharded, the others as annotated.
+    qkv = state["params"]["blocks_a"]["block"]["attn"]["qkv"]["kernel"]
+    assert qkv.sharding.spec == P(None, "fsdp", None)  # ('embed', 'heads'): heads -> tensor axis of size 1 stays replicated
+    assert qkv.addressable_shards[0].data.shape == (qkv.shape[0], qkv.shape[1] // 4, qkv.shape[2])
+    fc2 = state["params"]["blocks_video"]["block"]["mlp"]["fc2"]["kernel"]
+    assert fc2.sharding.spec == P(None, None, "fsdp")
     norm = state["params"]["norm"]["scale"]
     assert all(axis is None for axis in norm.sharding.spec) and norm.addressable_shards[0].data.shape == norm.shape
     # Adam moments follow their parameters.
-    mu = optax.tree_utils.tree_get(state["opt_state"], "mu")["blocks_a"][0]["attn"]["qkv"]["kernel"]
-    assert mu.sharding.spec == P("fsdp", None)
+    mu = optax.tree_utils.tree_get(state["opt_state"], "mu")["blocks_a"]["block"]["attn"]["qkv"]["kernel"]
+    assert mu.sharding.spec == P(None, "fsdp", None)
 
 
 def test_uneven_dimension_moves_or_stays_replicated():

@@ -47,7 +47,7 @@ class EVIMAESizes:
     graph_layers: int = 2
     graph_dropout: float = 0.2
     graph_mask_ratio: float = 0.5
-    remat: bool = True              # IMU blocks keep only weight-matmul outputs for backward (`layers.scan_blocks`)
+    remat: bool = True              # IMU blocks keep only weight-matmul outputs for backward (`layers.LayerStack`)
 
     @property
     def imu_tokens(self) -> int:
@@ -147,11 +147,12 @@ class EVIMAEEncoder(nnx.Module):
                 layers.partitioned(normal, (None, None, "embed"))(rngs.params(), (1, 1, s.video_dim)))
         self.patch_embed_a = PatchEmbed(s.part_channels * s.patch ** 2, s.imu_dim, dtype=dtype, rngs=rngs)
         self.patch_embed_video = PatchEmbed(3 * s.tubelet * s.patch ** 2, s.video_dim, dtype=dtype, rngs=rngs)
-        block = dict(mlp_ratio=s.mlp_ratio, eps=s.norm_eps, dtype=dtype, rngs=rngs)
-        self.blocks_a = nnx.List([Block(s.imu_dim, s.imu_heads, qkv_bias=s.qkv_bias, **block)
-                                  for _ in range(s.imu_depth)])
-        self.blocks_video = nnx.List([VideoBlock(s.video_dim, s.video_heads, **block) for _ in range(s.video_depth)])
-        self.blocks_u = nnx.List([Block(s.video_dim, s.video_heads, qkv_bias=s.qkv_bias, **block)])
+        block = dict(mlp_ratio=s.mlp_ratio, eps=s.norm_eps, dtype=dtype)
+        self.blocks_a = layers.LayerStack(lambda r: Block(s.imu_dim, s.imu_heads, qkv_bias=s.qkv_bias, **block, rngs=r),
+                                          s.imu_depth, rngs=rngs)
+        self.blocks_video = layers.LayerStack(lambda r: VideoBlock(s.video_dim, s.video_heads, **block, rngs=r),
+                                              s.video_depth, rngs=rngs)
+        self.blocks_u = nnx.List([Block(s.video_dim, s.video_heads, qkv_bias=s.qkv_bias, **block, rngs=rngs)])
         self.norm_a = LayerNorm(s.video_dim, eps=s.norm_eps, dtype=dtype, rngs=rngs)
         self.norm_video = LayerNorm(s.video_dim, eps=s.norm_eps, dtype=dtype, rngs=rngs)
         self.norm = LayerNorm(s.video_dim, eps=s.norm_eps, dtype=dtype, rngs=rngs)
@@ -218,11 +219,10 @@ class EVIMAEEncoder(nnx.Module):
     # -- towers ----------------------------------------------------------------------------------------------------
     def run_imu_blocks(self, *streams):
         """Each stream [N, L, D_a] through all IMU blocks, all in one scan."""
-        return layers.scan_blocks(self.blocks_a, streams, remat=self.sizes.remat)
+        return self.blocks_a(streams, remat=self.sizes.remat)
 
     def run_video_blocks(self, x):
-        for blk in self.blocks_video:
-            x = blk(x)
+        (x,) = self.blocks_video((x,))
         return x
 
     def to_video_width(self, x):
@@ -291,9 +291,9 @@ class EVIMAE(EVIMAEEncoder):
         self.decoder_modality_a = tok(s.decoder_dim)
         self.decoder_modality_video = tok(s.decoder_dim)
         self.decoder_embed = Linear(s.video_dim, s.decoder_dim, ("embed", "mlp"), dtype=dtype, rngs=rngs)
-        self.decoder_blocks = nnx.List([
-            Block(s.decoder_dim, s.decoder_heads, mlp_ratio=s.mlp_ratio, qkv_bias=s.qkv_bias, eps=s.norm_eps,
-                  dtype=dtype, rngs=rngs) for _ in range(s.decoder_depth)])
+        self.decoder_blocks = layers.LayerStack(
+                lambda r: Block(s.decoder_dim, s.decoder_heads, mlp_ratio=s.mlp_ratio, qkv_bias=s.qkv_bias,
+                                eps=s.norm_eps, dtype=dtype, rngs=r), s.decoder_depth, rngs=rngs)
         self.decoder_norm = LayerNorm(s.decoder_dim, eps=s.norm_eps, dtype=dtype, rngs=rngs)
         self.decoder_pred_a = Linear(s.decoder_dim, s.patch ** 2 * s.imu_channels, ("embed", "patch"),
                                      dtype=dtype, rngs=rngs)
@@ -368,8 +368,7 @@ class EVIMAE(EVIMAEEncoder):
         xv = unshuffle(x[:, num_kept_a:], restore_v, s.video_tokens) + self.decoder_modality_video[...].astype(x.dtype)
         pos = jnp.concatenate([layers.sincos_table(s.imu_tokens, dim), layers.sincos_table(s.video_tokens, dim)], axis=1)
         x = jnp.concatenate([xa, xv], axis=1) + pos.astype(x.dtype)
-        for blk in self.decoder_blocks:
-            x = blk(x)
+        (x,) = self.decoder_blocks((x,))
         x = self.decoder_norm(x)
         pred_video = layers.linear_with(self.decoder_pred_video, x[:, s.imu_tokens:], wide_output=True)
         return self._predict_imu(x[:, :s.imu_tokens]), pred_video

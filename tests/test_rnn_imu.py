@@ -284,3 +284,33 @@ def test_gru_gradients_match_torch_autograd():
         want = getattr(gru, name).grad.numpy()
         got = np.asarray(grads[name][...])
         assert np.max(np.abs((got.T if got.ndim == 2 else got) - want)) < TOL, name
+
+
+def test_lstm_gradients_match_torch_autograd():
+    """`lstm_outputs`' hand-written backward pass against torch.nn.LSTM's autograd (two layers, a loss on every
+    output), every input and weight."""
+    rng = np.random.default_rng(4)
+    n, t, i, h, layers = 5, 7, 4, 6, 2
+    lstm = torch.nn.LSTM(i, h, num_layers=layers, batch_first=True)
+    x = rng.normal(size=(n, t, i)).astype(np.float32)
+    target = rng.normal(size=(n, t, h)).astype(np.float32)
+    x_t = torch.from_numpy(x).requires_grad_(True)
+    (torch.sin(lstm(x_t)[0]) * torch.from_numpy(target)).sum().backward()
+
+    model = rnn_imu.TorchLSTM(i, h, layers, rngs=nnx.Rngs(0))
+    names = [f"{kind}_l{layer}" for layer in range(layers)
+             for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    for name in names:
+        value = getattr(lstm, name).detach().numpy()
+        getattr(model, name).set_value(jnp.asarray(value.T if value.ndim == 2 else value))
+    graphdef, params = nnx.split(model)
+
+    def loss(params, x):
+        return jnp.sum(jnp.sin(nnx.merge(graphdef, params)(x)) * target)
+
+    grads, d_x = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, jnp.asarray(x))
+    assert np.max(np.abs(np.asarray(d_x) - x_t.grad.numpy())) < TOL
+    for name in names:
+        want = getattr(lstm, name).grad.numpy()
+        got = np.asarray(grads[name][...])
+        assert np.max(np.abs((got.T if got.ndim == 2 else got) - want)) < TOL, name

@@ -145,27 +145,12 @@ class TorchLSTM(nnx.Module):
             setattr(self, f"bias_hh_l{layer}", nnx.Param(_partitioned(init, ("mlp",))(rngs.params(), (4 * hidden_size,))))
 
     def _layer(self, layer: int, x_time_major: jax.Array) -> jax.Array:
-        hidden = self.hidden_size
         w_ih = getattr(self, f"weight_ih_l{layer}")[...]
         w_hh = getattr(self, f"weight_hh_l{layer}")[...]
         b_ih = getattr(self, f"bias_ih_l{layer}")[...]
         b_hh = getattr(self, f"bias_hh_l{layer}")[...]
         x_proj = jnp.einsum("tni,ig->tng", x_time_major, w_ih, precision=HIGHEST) + b_ih
-
-        def step(carry, xg):
-            h, c = carry
-            g_all = xg + (jnp.dot(h, w_hh, precision=HIGHEST) + b_hh)
-            i = jax.nn.sigmoid(g_all[:, :hidden])
-            f = jax.nn.sigmoid(g_all[:, hidden : 2 * hidden])
-            g = jnp.tanh(g_all[:, 2 * hidden : 3 * hidden])
-            o = jax.nn.sigmoid(g_all[:, 3 * hidden :])
-            c = f * c + i * g
-            h = o * jnp.tanh(c)
-            return (h, c), h
-
-        zeros = jnp.zeros((x_time_major.shape[1], hidden), x_proj.dtype)
-        _, outputs = jax.lax.scan(step, (zeros, zeros), x_proj)
-        return outputs
+        return lstm_outputs(x_proj, w_hh, b_hh)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """x: [B, T, I] -> outputs [B, T, H] of the last layer; zero initial states."""
@@ -173,6 +158,62 @@ class TorchLSTM(nnx.Module):
         for layer in range(self.num_layers):
             y = self._layer(layer, y)
         return jnp.swapaxes(y, 0, 1)
+
+
+@jax.custom_vjp
+def lstm_outputs(x_proj: jax.Array, w_hh: jax.Array, b_hh: jax.Array) -> jax.Array:
+    """The LSTM recurrence from h0 = c0 = 0 over input projections x_proj [T, N, 4H] (gates i, f, g, o) -> every
+    output h_t [T, N, H].
+
+    As in `gru_last_state`, the backward pass forms the recurrent weight's gradient once, as one [H, T*N] x [T*N, 4H]
+    matmul after the reverse scan, instead of T small matmuls and T adds of a full [H, 4H] gradient inside the loop.
+    """
+    return _lstm_forward(x_proj, w_hh, b_hh)[0]
+
+
+def _lstm_forward(x_proj, w_hh, b_hh):
+    hidden = w_hh.shape[0]
+
+    def step(carry, xg):
+        h, c = carry
+        gates = xg + (jnp.dot(h, w_hh, precision=HIGHEST) + b_hh)
+        i, f, o = (jax.nn.sigmoid(gates[:, k * hidden:(k + 1) * hidden]) for k in (0, 1, 3))
+        g = jnp.tanh(gates[:, 2 * hidden:3 * hidden])
+        c = f * c + i * g
+        h = o * jnp.tanh(c)
+        return (h, c), (h, c, jnp.concatenate([i, f, g, o], axis=-1))
+
+    zeros = jnp.zeros((x_proj.shape[1], hidden), x_proj.dtype)
+    _, (hs, cs, acts) = jax.lax.scan(step, (zeros, zeros), x_proj)
+    return hs, (w_hh, hs, cs, acts)
+
+
+def _lstm_backward(residuals, d_hs):
+    w_hh, hs, cs, acts = residuals
+    hidden = w_hh.shape[0]
+    c_prev = jnp.concatenate([jnp.zeros_like(cs[:1]), cs[:-1]])
+
+    def step(carry, xs):
+        dh_next, dc_next = carry
+        d_out, c, c_before, act = xs
+        i, f, g, o = (act[:, k * hidden:(k + 1) * hidden] for k in range(4))
+        dh = d_out + dh_next
+        tanh_c = jnp.tanh(c)
+        dc = dc_next + dh * o * (1.0 - tanh_c * tanh_c)   # through h = o * tanh(c)
+        d_gates = jnp.concatenate([dc * g * i * (1.0 - i),      # c = f * c_before + i * g; sigmoid / tanh slopes
+                                   dc * c_before * f * (1.0 - f),
+                                   dc * i * (1.0 - g * g),
+                                   dh * tanh_c * o * (1.0 - o)], axis=-1)
+        return (jnp.dot(d_gates, w_hh.T, precision=HIGHEST), dc * f), d_gates
+
+    zeros = jnp.zeros_like(hs[0])
+    _, d_gates = jax.lax.scan(step, (zeros, zeros), (d_hs, cs, c_prev, acts), reverse=True)
+    h_prev = jnp.concatenate([jnp.zeros_like(hs[:1]), hs[:-1]])
+    d_w = jnp.einsum("tnh,tng->hg", h_prev, d_gates, precision=HIGHEST)
+    return d_gates, d_w, d_gates.sum(axis=(0, 1))
+
+
+lstm_outputs.defvjp(_lstm_forward, _lstm_backward)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

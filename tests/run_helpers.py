@@ -34,8 +34,11 @@ def finetune_command(workdir, data_dir, *extra, total_steps=12, horizons=(0.0, 0
 
 
 def env(devices: int = 1, **extra):
-    return dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu",
-                **extra)
+    """The test process's environment for a subprocess with ``devices`` fake CPU devices (other XLA flags kept)."""
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
+             if not f.startswith("--xla_force_host_platform_device_count")]
+    return dict(os.environ, XLA_FLAGS=" ".join([f"--xla_force_host_platform_device_count={devices}", *flags]),
+                JAX_PLATFORMS="cpu", **extra)
 
 
 def run(cmd, **kwargs):

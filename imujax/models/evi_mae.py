@@ -1,7 +1,9 @@
 """EVI-MAE (IMU-Video-MAE, ECCV 2024): IMU-spectrogram ViT + VideoMAE ViT-S + GIN over four body parts.
 
 Module and attribute names follow the released PyTorch ``EVIMAE`` / ``EVIMAEFT`` state_dicts one to one
-(``blocks_a``, ``blocks_video``, ``blocks_u``, ``graph_encoder.layers.0.apply_func.mlp.linears.0`` ...).
+(``blocks_a``, ``blocks_video``, ``blocks_u``, ``graph_encoder.layers.0.apply_func.mlp.linears.0`` ...); the
+IMU, video and decoder towers are `layers.LayerStack`s, stored with a leading layer axis (``blocks_a/block/...``),
+which the torch bridge presents per layer (``blocks_a.3.attn.qkv.weight``).
 Facts: shared/specs/evi_mae.md. Token orders, the 768->384 pair averaging, the closed-form GIN and the masking
 draw order are those of the released code, so released weights give the same outputs.
 """

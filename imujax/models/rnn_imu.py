@@ -199,10 +199,9 @@ def _lstm_backward(residuals, d_hs):
         i, f, g, o = (act[:, k * hidden:(k + 1) * hidden] for k in range(4))
         dh = d_out + dh_next
         tanh_c = jnp.tanh(c)
-        dc = dc_next + dh * o * (1.0 - tanh_c * tanh_c)   # through h = o * tanh(c)
-        d_gates = jnp.concatenate([dc * g * i * (1.0 - i),      # c = f * c_before + i * g; sigmoid / tanh slopes
-                                   dc * c_before * f * (1.0 - f),
-                                   dc * i * (1.0 - g * g),
+        dc = dc_next + dh * o * (1.0 - tanh_c * tanh_c)  # through h = o * tanh(c)
+        # Through c = f * c_before + i * g and h = o * tanh(c), times each gate's sigmoid / tanh slope.
+        d_gates = jnp.concatenate([dc * g * i * (1.0 - i), dc * c_before * f * (1.0 - f), dc * i * (1.0 - g * g),
                                    dh * tanh_c * o * (1.0 - o)], axis=-1)
         return (jnp.dot(d_gates, w_hh.T, precision=HIGHEST), dc * f), d_gates
 

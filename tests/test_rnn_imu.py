@@ -258,20 +258,15 @@ def test_default_init_follows_torch_bounds_and_trains():
     assert float(jnp.abs(grads["backbone"][5]["weight_hh_l0"][...]).max()) > 0
 
 
-def test_gru_gradients_match_torch_autograd():
-    """`gru_last_state`'s hand-written backward pass against torch.nn.GRU's autograd, every input and weight."""
-    rng = np.random.default_rng(3)
-    n, s, i, h = 5, 7, 4, 6
-    gru = torch.nn.GRU(i, h, batch_first=True)
-    x = rng.normal(size=(n, s, i)).astype(np.float32)
-    target = rng.normal(size=(n, h)).astype(np.float32)
+def _assert_gradients_match_torch(torch_rnn, select_output, model, names, x):
+    """d/d(input, every named weight) of sum(sin(output) * target): torch autograd against the NNX model carrying the
+    same weights (transposed as the bridge does)."""
     x_t = torch.from_numpy(x).requires_grad_(True)
-    h_last = gru(x_t)[1][0]
-    (torch.sin(h_last) * torch.from_numpy(target)).sum().backward()
-
-    model = rnn_imu.TorchGRU(i, h, rngs=nnx.Rngs(0))
-    for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
-        value = getattr(gru, name).detach().numpy()
+    out = select_output(torch_rnn(x_t))
+    target = np.random.default_rng(5).normal(size=tuple(out.shape)).astype(np.float32)
+    (torch.sin(out) * torch.from_numpy(target)).sum().backward()
+    for name in names:
+        value = getattr(torch_rnn, name).detach().numpy()
         getattr(model, name).set_value(jnp.asarray(value.T if value.ndim == 2 else value))
     graphdef, params = nnx.split(model)
 
@@ -280,37 +275,27 @@ def test_gru_gradients_match_torch_autograd():
 
     grads, d_x = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, jnp.asarray(x))
     assert np.max(np.abs(np.asarray(d_x) - x_t.grad.numpy())) < TOL
-    for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
-        want = getattr(gru, name).grad.numpy()
+    for name in names:
+        want = getattr(torch_rnn, name).grad.numpy()
         got = np.asarray(grads[name][...])
         assert np.max(np.abs((got.T if got.ndim == 2 else got) - want)) < TOL, name
+
+
+def test_gru_gradients_match_torch_autograd():
+    """`gru_last_state`'s hand-written backward pass against torch.nn.GRU's autograd, every input and weight."""
+    n, s, i, h = 5, 7, 4, 6
+    x = np.random.default_rng(3).normal(size=(n, s, i)).astype(np.float32)
+    _assert_gradients_match_torch(torch.nn.GRU(i, h, batch_first=True), lambda out: out[1][0],
+                                  rnn_imu.TorchGRU(i, h, rngs=nnx.Rngs(0)),
+                                  ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"), x)
 
 
 def test_lstm_gradients_match_torch_autograd():
     """`lstm_outputs`' hand-written backward pass against torch.nn.LSTM's autograd (two layers, a loss on every
     output), every input and weight."""
-    rng = np.random.default_rng(4)
     n, t, i, h, layers = 5, 7, 4, 6, 2
-    lstm = torch.nn.LSTM(i, h, num_layers=layers, batch_first=True)
-    x = rng.normal(size=(n, t, i)).astype(np.float32)
-    target = rng.normal(size=(n, t, h)).astype(np.float32)
-    x_t = torch.from_numpy(x).requires_grad_(True)
-    (torch.sin(lstm(x_t)[0]) * torch.from_numpy(target)).sum().backward()
-
-    model = rnn_imu.TorchLSTM(i, h, layers, rngs=nnx.Rngs(0))
+    x = np.random.default_rng(4).normal(size=(n, t, i)).astype(np.float32)
     names = [f"{kind}_l{layer}" for layer in range(layers)
              for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-    for name in names:
-        value = getattr(lstm, name).detach().numpy()
-        getattr(model, name).set_value(jnp.asarray(value.T if value.ndim == 2 else value))
-    graphdef, params = nnx.split(model)
-
-    def loss(params, x):
-        return jnp.sum(jnp.sin(nnx.merge(graphdef, params)(x)) * target)
-
-    grads, d_x = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, jnp.asarray(x))
-    assert np.max(np.abs(np.asarray(d_x) - x_t.grad.numpy())) < TOL
-    for name in names:
-        want = getattr(lstm, name).grad.numpy()
-        got = np.asarray(grads[name][...])
-        assert np.max(np.abs((got.T if got.ndim == 2 else got) - want)) < TOL, name
+    _assert_gradients_match_torch(torch.nn.LSTM(i, h, num_layers=layers, batch_first=True), lambda out: out[0],
+                                  rnn_imu.TorchLSTM(i, h, layers, rngs=nnx.Rngs(0)), names, x)

@@ -131,7 +131,6 @@ class TorchLSTM(nnx.Module):
     """Stacked batch-first LSTM with PyTorch's parameterisation (gates i, f, g, o); returns all outputs of the top layer."""
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, *, rngs: nnx.Rngs):
-        self.hidden_size = hidden_size
         self.num_layers = num_layers
         init = torch_uniform(1.0 / math.sqrt(hidden_size))
         for layer in range(num_layers):

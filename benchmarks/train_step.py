@@ -1,6 +1,6 @@
 """Train-step throughput of a system in JAX and, in the same run, of its PyTorch reference on identical shapes.
 
-  python benchmarks/train_step.py --all [--steps=5] [--no_compile]          # the four issue-9 rows, one table
+  python benchmarks/train_step.py --all [--steps=5] [--rounds=3] [--no_compile]  # the four issue-9 rows, one table
   python benchmarks/train_step.py --config=configs/primus.py [--batch=64]    # one system (any config variant)
   python benchmarks/train_step.py --bench=deepconvlstm --jax_only            # one row by name (see --list)
 
@@ -23,12 +23,22 @@ and under `torch.compile` (of the loss), with `--threads` intra-op threads (2). 
 parity tests, not speed, so torch figures are those of the reference, not of upstream; the Audio-MAE decoder's
 per-window Python loop is replaced by `batched_window_attend` (same math, all windows in one batched attention). Each implementation runs in its own subprocess so its peak RSS is its own.
 
-Figures: samples/s = batch / median step time over `--steps` timed steps after `--warmup`; compile s (JAX: lower +
+Figures: samples/s = batch / median step time (see Interleaving; `--warmup` untimed steps first); compile s (JAX: lower +
 compile; torch.compile: the first step); model FLOPs per step from XLA's cost analysis of the JAX step, lowered with
 every scan unrolled (the analysis counts a loop body once); achieved GFLOP/s and MFU against a measured fp32 matmul
 peak on this machine; peak RSS of the worker process, for JAX read before the FLOP count's extra lowering. The JAX
 worker sets up the process as `python -m imujax.main` does (`imujax.runtime`: huge-page malloc, freed compiler memory
 handed back after compiling); the torch workers run in the unchanged environment, as upstream's code would.
+
+Interleaving: this 2-core machine's speed drifts by +-10-25% within minutes, for torch as much as for JAX, so a JAX
+run and a torch run a minute apart can disagree on the ratio. So every implementation's worker is started first
+(compiled and warmed up, one at a time) and kept alive; then `--rounds` rounds each time a block of `--steps` steps of
+every implementation in turn (the order rotating from round to round, `--pause` seconds of idle before each block).
+Each block starts with `--block_warmup` untimed steps: the first step after a worker sat idle while the others ran is
+slow for every implementation (DeepConvLSTM: JAX 4.1-4.5 s against 2.6-3.0 s, torch eager 3.9-4.1 against 2.8-3.4;
+a JAX step after 40 s of idle spent 2.9 s in the kernel against 0.1 s, with no major page faults).
+A figure is the median of all of an implementation's timed steps; a ratio is the median of the per-round ratios of
+median steps, printed with their range.
 """
 
 from __future__ import annotations
@@ -333,41 +343,57 @@ def model_flops(make_step, *args) -> float:
     return float(cost.get("flops", float("nan")))
 
 
-def bench_jax(bench: Bench, config, batch_size: int, steps: int, warmup: int) -> dict:
-    import jax
-    import numpy as np
-    from imujax import runtime, sharding, systems, train
+class JaxSession:
+    """The system's jitted train step, compiled and warmed up; `run` times steps, `finish` reports the rest."""
 
-    config.batch_size = batch_size
-    system = systems.make_system(config)
-    if bench.jax_loss is not None:
-        system.loss = bench.jax_loss(system)
-    tx = train.make_optimizer(config.optimizer, train.make_schedule(config.optimizer, 100, 1000))
-    mesh = sharding.make_mesh(**config.mesh)
-    host_batch = bench.make_batch(config, batch_size, np.random.default_rng(0))
-    with jax.set_mesh(mesh):
-        graphdef, state, shardings = train.create_state(system, config, tx, mesh)
-        params = sum(x.size for x in jax.tree.leaves(state["params"]))
-        batch = sharding.global_batch(host_batch, mesh)
-        step = jax.jit(train.make_train_step(system, graphdef, tx, config.seed), donate_argnums=0,
+    def __init__(self, bench: Bench, config, batch_size: int, warmup: int):
+        import contextlib
+
+        import jax
+        import numpy as np
+        from imujax import runtime, sharding, systems, train
+
+        config.batch_size = batch_size
+        self.config, self.system = config, systems.make_system(config)
+        if bench.jax_loss is not None:
+            self.system.loss = bench.jax_loss(self.system)
+        self.tx = train.make_optimizer(config.optimizer, train.make_schedule(config.optimizer, 100, 1000))
+        mesh = sharding.make_mesh(**config.mesh)
+        host_batch = bench.make_batch(config, batch_size, np.random.default_rng(0))
+        self.context = contextlib.ExitStack()
+        self.context.enter_context(jax.set_mesh(mesh))
+        self.graphdef, self.state, shardings = train.create_state(self.system, config, self.tx, mesh)
+        self.batch = sharding.global_batch(host_batch, mesh)
+        step = jax.jit(train.make_train_step(self.system, self.graphdef, self.tx, config.seed), donate_argnums=0,
                        out_shardings=(shardings, None))
         start = time.perf_counter()
-        compiled = step.lower(state, batch).compile()
+        self.compiled = step.lower(self.state, self.batch).compile()
         compile_s = time.perf_counter() - start
         runtime.release_free_memory()  # as the training loop does after its first (compiling) step
+        self.metrics = None
+        self.run(warmup)
+        self.info = {"impl": f"jax ({config.model.get('dtype', 'float32')})", "compile_s": compile_s,
+                     "params": int(sum(x.size for x in jax.tree.leaves(self.state["params"]))),
+                     "inputs": input_shapes(host_batch)}
+
+    def run(self, steps: int) -> list[float]:
+        import jax
         times = []
-        for i in range(warmup + steps):
+        for _ in range(steps):
             start = time.perf_counter()
-            state, metrics = compiled(state, batch)
-            jax.block_until_ready((state, metrics))
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
-        loss = float(metrics["loss"]) if "loss" in metrics else float("nan")
+            self.state, self.metrics = self.compiled(self.state, self.batch)
+            jax.block_until_ready((self.state, self.metrics))
+            times.append(time.perf_counter() - start)
+        return times
+
+    def finish(self, count_flops: bool) -> dict:
+        from imujax import train
         rss_mib = peak_rss_mib()  # of training alone: the FLOP count below lowers a second, unrolled copy
-        flops = model_flops(lambda: train.make_train_step(system, graphdef, tx, config.seed), state, batch)
-    return {"impl": f"jax ({config.model.get('dtype', 'float32')})", "step_s": statistics.median(times),
-            "compile_s": compile_s, "flops": flops, "peak_gflops": matmul_peak_gflops(), "rss_mib": rss_mib,
-            "params": int(params), "loss": loss, "inputs": input_shapes(host_batch)}
+        make_step = lambda: train.make_train_step(self.system, self.graphdef, self.tx, self.config.seed)  # noqa: E731
+        flops = model_flops(make_step, self.state, self.batch) if count_flops else float("nan")
+        loss = float(self.metrics["loss"]) if "loss" in self.metrics else float("nan")
+        self.context.close()
+        return dict(self.info, rss_mib=rss_mib, flops=flops, peak_gflops=matmul_peak_gflops(), loss=loss)
 
 
 def torch_optimizer(params, opt):
@@ -380,41 +406,62 @@ def torch_optimizer(params, opt):
     raise ValueError(f"config.optimizer.name={opt.name!r}; expected adam or adamw")
 
 
-def bench_torch(bench: Bench, config, batch_size: int, steps: int, warmup: int, compile_model: bool,
-                threads: int) -> dict:
-    import numpy as np
-    import torch
+class TorchSession:
+    """The torch reference's train step (eager or `torch.compile` of the loss), warmed up; same interface."""
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    data = {k: torch.from_numpy(v) for k, v in bench.make_batch(config, batch_size, np.random.default_rng(0)).items()}
-    params, loss_fn, inputs = bench.make_torch(config, data)
-    opt = torch_optimizer(params, config.optimizer)
-    clip = config.optimizer.get("grad_clip_norm")
-    fn = torch.compile(loss_fn) if compile_model else loss_fn
+    def __init__(self, bench: Bench, config, batch_size: int, warmup: int, compile_model: bool, threads: int):
+        import numpy as np
+        import torch
 
-    def step():
-        opt.zero_grad(set_to_none=True)
-        loss = fn(*inputs)
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        data = {k: torch.from_numpy(v) for k, v in bench.make_batch(config, batch_size, np.random.default_rng(0)).items()}
+        self.params, loss_fn, self.inputs = bench.make_torch(config, data)
+        self.opt = torch_optimizer(self.params, config.optimizer)
+        self.clip = config.optimizer.get("grad_clip_norm")
+        self.fn = torch.compile(loss_fn) if compile_model else loss_fn
+        start = time.perf_counter()
+        self.loss = self.step()
+        first_s = time.perf_counter() - start
+        self.run(warmup - 1)
+        self.info = {"impl": "torch.compile" if compile_model else "torch eager",
+                     "compile_s": first_s if compile_model else float("nan"), "threads": torch.get_num_threads(),
+                     "params": int(sum(p.numel() for p in self.params))}
+
+    def step(self):
+        import torch
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.fn(*self.inputs)
         loss.backward()
-        if clip:
-            torch.nn.utils.clip_grad_norm_(params, clip)
-        opt.step()
+        if self.clip:
+            torch.nn.utils.clip_grad_norm_(self.params, self.clip)
+        self.opt.step()
         return loss
 
-    start = time.perf_counter()
-    loss = step()
-    first_s = time.perf_counter() - start
-    times = []
-    for i in range(max(warmup - 1, 0) + steps):
-        start = time.perf_counter()
-        loss = step()
-        if i >= warmup - 1:
+    def run(self, steps: int) -> list[float]:
+        times = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            self.loss = self.step()
             times.append(time.perf_counter() - start)
-    return {"impl": "torch.compile" if compile_model else "torch eager", "step_s": statistics.median(times),
-            "compile_s": first_s if compile_model else float("nan"), "rss_mib": peak_rss_mib(),
-            "threads": torch.get_num_threads(), "loss": float(loss.detach()),
-            "params": int(sum(p.numel() for p in params))}
+        return times
+
+    def finish(self, count_flops: bool) -> dict:
+        return dict(self.info, rss_mib=peak_rss_mib(), loss=float(self.loss.detach()))
+
+
+def serve(session) -> None:
+    """Worker loop on stdin/stdout, one JSON line per answer: 'run N' -> step times, 'finish [flops]' -> the report."""
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        command, *rest = line.split()
+        if command == "run":
+            print(json.dumps({"times": session.run(int(rest[0]))}), flush=True)
+        elif command == "finish":
+            print(json.dumps(session.finish(count_flops="flops" in rest)), flush=True)
+            return
+        else:
+            raise ValueError(f"benchmark worker: unknown command {line!r}")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -422,34 +469,111 @@ def bench_torch(bench: Bench, config, batch_size: int, steps: int, warmup: int, 
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def run_row(name: str, config_spec: str, args) -> dict:
-    workers = ["jax"] + ([] if args.jax_only else ["torch"] + ([] if args.no_compile else ["torch_compile"]))
-    batch = args.batch or BENCHES[name].batch
-    results = {}
-    for worker in workers:
-        cmd = [sys.executable, __file__, f"--worker={worker}", f"--bench={name}", f"--config={config_spec}",
-               f"--batch={batch}", f"--steps={args.steps}", f"--warmup={args.warmup}", f"--threads={args.threads}"]
+class Worker:
+    """One implementation's worker process, compiled and warmed up before the first timed block."""
+
+    def __init__(self, row: str, config_spec: str, impl: str, batch: int, args):
+        import tempfile
+        cmd = [sys.executable, __file__, f"--worker={impl}", f"--bench={row}", f"--config={config_spec}",
+               f"--batch={batch}", f"--warmup={args.warmup}", f"--threads={args.threads}"]
         cmd += [f"--dtype={args.dtype}"] if args.dtype else []
-        print(f"[{name}] {worker} ...", file=sys.stderr, flush=True)
-        out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-        if out.returncode:
-            if worker == "jax":
-                sys.exit(f"{name}: {worker} failed:\n{out.stderr[-4000:]}")
-            print(f"{name}: {worker} failed (left out):\n{out.stderr[-2000:]}", file=sys.stderr)
-            continue
-        results[worker] = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"[{name}] {worker}: {json.dumps(results[worker])}", file=sys.stderr, flush=True)
-    return {"name": name, "config": config_spec, "batch": batch, **results}
+        self.row, self.impl = row, impl
+        self.stderr = tempfile.TemporaryFile("w+")  # a file, not a pipe: a chatty worker cannot fill it and block
+        print(f"[{row}] {impl}: starting", file=sys.stderr, flush=True)
+        self.proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.stderr, text=True)
+        self.ask(None)  # wait for "ready"
+
+    def ask(self, command: str | None) -> dict:
+        if command is not None:
+            self.proc.stdin.write(command + "\n")
+            self.proc.stdin.flush()
+        for line in self.proc.stdout:
+            if line.startswith("{"):
+                return json.loads(line)
+        self.proc.wait()
+        self.stderr.seek(0)
+        raise RuntimeError(f"{self.row}: the {self.impl} worker exited with status {self.proc.returncode}:\n"
+                           f"{self.stderr.read()[-4000:]}")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.stderr.close()
+
+
+def combine(times: dict[str, list[list[float]]], reports: dict[str, dict]) -> dict[str, dict]:
+    """Per implementation: the median of all its timed steps, and for torch the per-round speed-ups of JAX
+    (median step of the implementation in that round / JAX's median step in the same round)."""
+    out = {}
+    for impl, rounds in times.items():
+        out[impl] = dict(reports[impl], step_s=statistics.median(t for r in rounds for t in r), rounds=len(rounds),
+                         round_step_s=[statistics.median(r) for r in rounds])
+        if impl != "jax" and "jax" in times:
+            out[impl]["ratios"] = [statistics.median(r) / statistics.median(j) for r, j in zip(rounds, times["jax"])]
+    return out
+
+
+def run_row(name: str, config_spec: str, args) -> dict:
+    impls = ["jax"] + ([] if args.jax_only else ["torch"] + ([] if args.no_compile else ["torch_compile"]))
+    batch = args.batch or BENCHES[name].batch
+    workers = {}
+    try:
+        for impl in impls:  # one at a time, so compiles do not overlap
+            try:
+                workers[impl] = Worker(name, config_spec, impl, batch, args)
+            except RuntimeError as error:
+                if impl == "jax":
+                    sys.exit(str(error))
+                print(f"{error}\n({impl} left out)", file=sys.stderr)
+        times = {impl: [] for impl in workers}
+        live = list(workers)
+        for index in range(args.rounds):
+            for impl in live[index % len(live):] + live[:index % len(live)]:
+                time.sleep(args.pause)  # let the previous worker's threads stop spinning
+                try:
+                    block = workers[impl].ask(f"run {args.block_warmup + args.steps}")["times"]
+                except RuntimeError as error:
+                    if impl == "jax":
+                        sys.exit(str(error))
+                    print(f"{error}\n({impl} left out)", file=sys.stderr)
+                    live.remove(impl)
+                    del times[impl]
+                    continue
+                times[impl].append(block[args.block_warmup:])
+                print(f"[{name}] round {index + 1} {impl}: median {statistics.median(times[impl][-1]):.4f} s "
+                      f"(untimed {' '.join(f'{t:.4f}' for t in block[:args.block_warmup])}; timed "
+                      f"{' '.join(f'{t:.4f}' for t in times[impl][-1])})", file=sys.stderr, flush=True)
+        reports = {impl: workers[impl].ask("finish flops" if impl == "jax" else "finish") for impl in live}
+    finally:
+        for worker in workers.values():
+            worker.close()
+    result = combine(times, reports)
+    for impl, report in result.items():
+        print(f"[{name}] {impl}: {json.dumps(report)}", file=sys.stderr, flush=True)
+    return {"name": name, "config": config_spec, "batch": batch, **result}
 
 
 def _fmt(x: float, spec: str = ".2f") -> str:
     return "—" if x is None or x != x else format(x, spec)
 
 
+def _ratio(row: dict, worker: str) -> str:
+    """Median of the per-round speed-ups, with their range when there was more than one round."""
+    ratios = row.get(worker, {}).get("ratios") or []
+    if not ratios:
+        return "—"
+    median = _fmt(statistics.median(ratios))
+    return median if len(ratios) == 1 else f"{median} ({_fmt(min(ratios))}-{_fmt(max(ratios))})"
+
+
 def print_table(rows: list[dict], threads: int) -> None:
     peak = max(row["jax"]["peak_gflops"] for row in rows)  # best of the per-row measurements
+    rounds = max(row["jax"].get("rounds", 1) for row in rows)
     print(f"{os.cpu_count()} CPU cores, fp32 matmul peak {peak:.0f} GFLOP/s (JAX, 2048^2, best of "
-          f"{len(rows)}), torch {threads} threads; samples/s = batch / median step s; MFU = GFLOP/s / peak")
+          f"{len(rows)}), torch {threads} threads; samples/s = batch / median step s (median over {rounds} "
+          f"interleaved round(s)); ratios: median of the per-round ratios (range); MFU = GFLOP/s / peak")
     print("| system | batch | inputs | JAX samples/s | torch eager | torch.compile | JAX / eager | JAX / compile | "
           "compile s (JAX / torch.compile) | GFLOP/step | GFLOP/s | MFU | peak RSS MiB (JAX / eager / compile) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -462,7 +586,7 @@ def print_table(rows: list[dict], threads: int) -> None:
         compile_s = f"{jax_r['compile_s']:.1f} / {_fmt(row.get('torch_compile', {}).get('compile_s'), '.1f')}"
         print(f"| {BENCHES[row['name']].label} (`{row['config']}`) | {b} | {jax_r['inputs']} | {_fmt(rate['jax'], '.3g')} | "
               f"{_fmt(rate['torch'], '.3g')} | {_fmt(rate['torch_compile'], '.3g')} | "
-              f"{_fmt(rate['jax'] / rate['torch'])} | {_fmt(rate['jax'] / rate['torch_compile'])} | {compile_s} | "
+              f"{_ratio(row, 'torch')} | {_ratio(row, 'torch_compile')} | {compile_s} | "
               f"{flops:.1f} | {gflops:.1f} | {gflops / peak:.1%} | {rss} |")
 
 
@@ -473,8 +597,13 @@ def main() -> None:
     parser.add_argument("--all", action="store_true", help=f"run the rows {', '.join(ALL)} in sequence")
     parser.add_argument("--list", action="store_true", help="list the rows and exit")
     parser.add_argument("--batch", type=int, default=0, help="default: the row's batch")
-    parser.add_argument("--steps", type=int, default=5, help="timed steps (the figure is their median)")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per implementation and round")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (torch.compile: >= 1)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of timed blocks, interleaving the implementations")
+    parser.add_argument("--pause", type=float, default=0.5, help="seconds of idle before each timed block")
+    parser.add_argument("--block_warmup", type=int, default=1,
+                        help="untimed steps at the start of each block (the first step after idling is slow)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--dtype", default="", help="override config.model.dtype (JAX side)")
     parser.add_argument("--no_compile", action="store_true", help="skip torch.compile")
@@ -482,6 +611,8 @@ def main() -> None:
     parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.warmup = max(args.warmup, 1)
+    if args.rounds < 1 or args.block_warmup < 0:
+        parser.error(f"--rounds={args.rounds}, --block_warmup={args.block_warmup}; expected >= 1 and >= 0")
 
     if args.list:
         for b in BENCHES.values():
@@ -496,11 +627,11 @@ def main() -> None:
         config = bench_config(bench, args.config or bench.config, args.dtype)
         batch = args.batch or bench.batch
         if args.worker == "jax":
-            result = bench_jax(bench, config, batch, args.steps, args.warmup)
+            session = JaxSession(bench, config, batch, args.warmup)
         else:
-            result = bench_torch(bench, config, batch, args.steps, args.warmup,
-                                 compile_model=args.worker == "torch_compile", threads=args.threads)
-        print(json.dumps(result))
+            session = TorchSession(bench, config, batch, args.warmup, compile_model=args.worker == "torch_compile",
+                                   threads=args.threads)
+        serve(session)
         return
 
     if args.all:

@@ -108,12 +108,37 @@ class Checkpointer:
             try:
                 return step, self.restore(step, abstract_state, data_iterator)
             except Exception as e:  # noqa: BLE001 - orbax/tensorstore raise many types for damaged files
+                problems = self._layout_problems(step, abstract_state)
+                if problems:  # readable, but written for other arrays: not damage, so not set aside
+                    raise IncompatibleCheckpointError(
+                        f"{self.directory} holds checkpoint step {step}, whose arrays do not match this run's train "
+                        f"state (written by another imujax version or model code):\n  " + "\n  ".join(problems)
+                        + "\nThe checkpoint is left as it is. Use a new --workdir, or the imujax version that wrote "
+                        "it, to resume.") from e
                 logging.warning("checkpoint step %d in %s cannot be restored (%s: %s); falling back to the previous "
                                 "one", step, self.directory, type(e).__name__, str(e)[:300])
                 print(f"warning: checkpoint step {step} is corrupt or truncated ({type(e).__name__}); "
                       f"using the previous one", file=sys.stderr, flush=True)
                 self._set_aside(step)
         return None, None
+
+    def _layout_problems(self, step: int, abstract_state, limit: int = 6) -> list[str]:
+        """How the arrays saved at ``step`` differ (paths, shapes) from ``abstract_state``; [] if they agree or the
+        checkpoint's metadata cannot be read (then it is damaged)."""
+        try:
+            saved = array_layout(self.manager.item_metadata(step)["state"])
+        except Exception:  # noqa: BLE001 - unreadable metadata is damage, handled by the caller
+            return []
+        expected = array_layout(abstract_state)
+        problems = [f"this run has {path} {list(expected[path])}, the checkpoint has no such array"
+                    for path in sorted(set(expected) - set(saved))]
+        problems += [f"the checkpoint has {path} {list(saved[path])}, this run has no such array"
+                     for path in sorted(set(saved) - set(expected))]
+        problems += [f"{path}: the checkpoint has shape {list(saved[path])}, this run {list(expected[path])}"
+                     for path in sorted(set(saved) & set(expected)) if saved[path] != expected[path]]
+        if len(problems) > limit:
+            problems = problems[:limit] + [f"... and {len(problems) - limit} more"]
+        return problems
 
     def _set_aside(self, step: int) -> None:
         if jax.process_index() == 0:
@@ -129,6 +154,20 @@ class Checkpointer:
 
     def close(self) -> None:
         self.manager.close()
+
+
+def _key_name(key) -> str:
+    for attr in ("key", "name", "idx"):  # DictKey, GetAttrKey, SequenceKey / FlattenedIndexKey
+        if hasattr(key, attr):
+            return str(getattr(key, attr))
+    return str(key)
+
+
+def array_layout(tree) -> dict[str, tuple[int, ...]]:
+    """'params/blocks_a/block/attn/qkv/kernel' -> shape, for a state, its abstract version or Orbax's metadata."""
+    tree = getattr(tree, "tree", tree)  # orbax TreeMetadata wraps the tree
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {"/".join(_key_name(k) for k in path): tuple(leaf.shape) for path, leaf in leaves if hasattr(leaf, "shape")}
 
 
 def _check_compatible(directory: str, step: int, saved: dict, config: ml_collections.ConfigDict) -> None:

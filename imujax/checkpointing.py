@@ -1,7 +1,9 @@
 """Orbax checkpoints of the whole run: train state (model, optimiser, step), grain iterator state and config.
 
 Orbax writes each step into a temporary directory and renames it when complete, so a run killed mid-save leaves the
-previous checkpoint intact and the partial one is ignored on restart. Saves are asynchronous (training continues
+previous checkpoint intact and the partial one is ignored on restart. A checkpoint that cannot be read back is set
+aside (``corrupt-<step>``) and the previous one used; one that reads but holds other arrays than the run's state
+(another model, or a layout from another imujax version) is refused naming the differing paths, and left alone. Saves are asynchronous (training continues
 while the arrays are written); ``wait`` blocks until the last one is committed.
 
 Model selection (`BestCheckpointer`): when the run has a selection metric (`imujax.evaluate.selection_metric`), every

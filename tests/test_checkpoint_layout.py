@@ -1,6 +1,7 @@
 """A training checkpoint whose arrays do not match the run's state (e.g. written before `layers.LayerStack` stored a
 tower's blocks stacked) is refused with the differing paths named, and left in place: not mistaken for damage."""
 
+import gc
 import os
 
 import grain
@@ -18,17 +19,34 @@ def _iterator():
     return it
 
 
-def _save(directory, state, step=4):
-    ckpt = checkpointing.Checkpointer(directory, use_async=False)
-    ckpt.save(step, state, _iterator(), ml_collections.ConfigDict({"system": "x"}))
-    ckpt.wait()
-    return ckpt
+@pytest.fixture
+def save(tmp_path):
+    """Saves a state as step 4 under tmp_path; the manager is closed after the test (its threads with it)."""
+    managers = []
+
+    def _save(state, step=4):
+        ckpt = checkpointing.Checkpointer(str(tmp_path), use_async=False)
+        managers.append(ckpt)
+        ckpt.save(step, state, _iterator(), ml_collections.ConfigDict({"system": "x"}))
+        ckpt.wait()
+        return ckpt
+
+    yield _save
+    for ckpt in managers:
+        ckpt.close()
+    gc.collect()  # so what a failed restore left behind is collected inside this test, not the next one
 
 
-def test_per_layer_checkpoint_is_refused_by_a_stacked_state(tmp_path):
+# After a failed restore, orbax leaves a callback for an event loop it has closed; collected, it is reported as an
+# "unraisable" RuntimeError. The refusing tests expect a failed restore, so that report is theirs to ignore.
+orbax_failed_restore_leftover = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+@orbax_failed_restore_leftover
+def test_per_layer_checkpoint_is_refused_by_a_stacked_state(tmp_path, save):
     per_layer = {"params": {"blocks_a": {str(i): {"kernel": jnp.full((3, 5), float(i))} for i in range(2)}},
                  "step": jnp.int32(4)}
-    ckpt = _save(str(tmp_path), per_layer)
+    ckpt = save(per_layer)
     stacked = {"params": {"blocks_a": {"block": {"kernel": jax.ShapeDtypeStruct((2, 3, 5), jnp.float32)}}},
                "step": jax.ShapeDtypeStruct((), jnp.int32)}
     with pytest.raises(checkpointing.IncompatibleCheckpointError) as error:
@@ -40,17 +58,18 @@ def test_per_layer_checkpoint_is_refused_by_a_stacked_state(tmp_path):
     assert os.listdir(tmp_path) == ["4"]  # left in place, not renamed corrupt-4-*
 
 
-def test_same_paths_other_shape_is_named(tmp_path):
-    ckpt = _save(str(tmp_path), {"params": {"w": jnp.ones((3, 5))}, "step": jnp.int32(4)})
+@orbax_failed_restore_leftover
+def test_same_paths_other_shape_is_named(save):
+    ckpt = save({"params": {"w": jnp.ones((3, 5))}, "step": jnp.int32(4)})
     abstract = {"params": {"w": jax.ShapeDtypeStruct((3, 6), jnp.float32)}, "step": jax.ShapeDtypeStruct((), jnp.int32)}
     with pytest.raises(checkpointing.IncompatibleCheckpointError, match=r"params/w: the checkpoint has shape \[3, 5\], "
                                                                           r"this run \[3, 6\]"):
         ckpt.restore_latest_good(abstract, _iterator())
 
 
-def test_matching_checkpoint_restores(tmp_path):
+def test_matching_checkpoint_restores(save):
     state = {"params": {"w": jnp.arange(15.0).reshape(3, 5)}, "step": jnp.int32(4)}
-    ckpt = _save(str(tmp_path), state)
+    ckpt = save(state)
     step, restored = ckpt.restore_latest_good(jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state),
                                               _iterator())
     assert step == 4 and bool(jnp.all(restored["params"]["w"] == state["params"]["w"]))

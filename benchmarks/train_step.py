@@ -44,6 +44,7 @@ median steps, printed with their range.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -51,6 +52,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import types
 
@@ -347,8 +349,6 @@ class JaxSession:
     """The system's jitted train step, compiled and warmed up; `run` times steps, `finish` reports the rest."""
 
     def __init__(self, bench: Bench, config, batch_size: int, warmup: int):
-        import contextlib
-
         import jax
         import numpy as np
         from imujax import runtime, sharding, systems, train
@@ -473,7 +473,6 @@ class Worker:
     """One implementation's worker process, compiled and warmed up before the first timed block."""
 
     def __init__(self, row: str, config_spec: str, impl: str, batch: int, args):
-        import tempfile
         cmd = [sys.executable, __file__, f"--worker={impl}", f"--bench={row}", f"--config={config_spec}",
                f"--batch={batch}", f"--warmup={args.warmup}", f"--threads={args.threads}"]
         cmd += [f"--dtype={args.dtype}"] if args.dtype else []
@@ -506,12 +505,13 @@ class Worker:
 def combine(times: dict[str, list[list[float]]], reports: dict[str, dict]) -> dict[str, dict]:
     """Per implementation: the median of all its timed steps, and for torch the per-round speed-ups of JAX
     (median step of the implementation in that round / JAX's median step in the same round)."""
+    round_medians = {impl: [statistics.median(r) for r in rounds] for impl, rounds in times.items()}
     out = {}
     for impl, rounds in times.items():
         out[impl] = dict(reports[impl], step_s=statistics.median(t for r in rounds for t in r), rounds=len(rounds),
-                         round_step_s=[statistics.median(r) for r in rounds])
+                         round_step_s=round_medians[impl])
         if impl != "jax" and "jax" in times:
-            out[impl]["ratios"] = [statistics.median(r) / statistics.median(j) for r, j in zip(rounds, times["jax"])]
+            out[impl]["ratios"] = [m / j for m, j in zip(round_medians[impl], round_medians["jax"])]
     return out
 
 

@@ -158,18 +158,17 @@ class Checkpointer:
         self.manager.close()
 
 
-def _key_name(key) -> str:
-    for attr in ("key", "name", "idx"):  # DictKey, GetAttrKey, SequenceKey / FlattenedIndexKey
-        if hasattr(key, attr):
-            return str(getattr(key, attr))
-    return str(key)
+def path_name(path, sep: str = "/") -> str:
+    """A pytree key path as text, e.g. 'params/blocks_a/block/attn/qkv/kernel' (dict keys, attribute names and
+    sequence indices alike)."""
+    return sep.join(str(next((getattr(k, a) for a in ("key", "name", "idx") if hasattr(k, a)), k)) for k in path)
 
 
 def array_layout(tree) -> dict[str, tuple[int, ...]]:
-    """'params/blocks_a/block/attn/qkv/kernel' -> shape, for a state, its abstract version or Orbax's metadata."""
+    """Path name -> shape of every array in a state, its abstract version or Orbax's metadata of one."""
     tree = getattr(tree, "tree", tree)  # orbax TreeMetadata wraps the tree
     leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return {"/".join(_key_name(k) for k in path): tuple(leaf.shape) for path, leaf in leaves if hasattr(leaf, "shape")}
+    return {path_name(path): tuple(leaf.shape) for path, leaf in leaves if hasattr(leaf, "shape")}
 
 
 def _check_compatible(directory: str, step: int, saved: dict, config: ml_collections.ConfigDict) -> None:

@@ -50,7 +50,7 @@ def scale_by_path_multipliers(rules: dict[str, float]) -> optax.GradientTransfor
     compiled = [(re.compile(pattern), float(factor)) for pattern, factor in rules.items()]
 
     def factor(path) -> float:
-        name = ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+        name = checkpointing.path_name(path, ".")
         return next((f for pattern, f in compiled if pattern.search(name)), 1.0)
 
     def update(updates, state, params=None):

@@ -1,5 +1,7 @@
 """One EVI-MAE train step: the same numbers on 1 device and on a data=2 x fsdp=4 mesh, params sharded as annotated."""
 
+import re
+
 import jax
 import numpy as np
 import optax
@@ -70,6 +72,25 @@ def test_params_sharded_as_annotated(runs):
     # Adam moments follow their parameters.
     mu = optax.tree_utils.tree_get(state["opt_state"], "mu")["blocks_a"]["block"]["attn"]["qkv"]["kernel"]
     assert mu.sharding.spec == P(None, "fsdp", None)
+
+
+def test_fsdp_gathers_weights_one_layer_at_a_time_and_no_token_activations():
+    """Every all-gather in the FSDP step is of rank <= 2: one layer's weight matrix or a pooled [batch, dim] embedding
+    for the contrastive loss. A token-level activation gathered across the batch ([parts, batch, tokens, dim]) makes
+    per-device memory grow with the global batch; so would gathering all of a `LayerStack`'s layers at once."""
+    config = tiny_config()
+    mesh = sharding.make_mesh(data=1, fsdp=8)
+    system = systems.make_system(config)
+    tx = train.make_optimizer(config.optimizer, train.make_schedule(config.optimizer, 10, 100))
+    batch = random_batch(config)
+    with jax.set_mesh(mesh):
+        graphdef, state, _ = train.abstract_state(system, config, tx, mesh)
+        batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sharding.batch_sharding(mesh, v.ndim))
+                 for k, v in batch.items()}
+        hlo = jax.jit(train.make_train_step(system, graphdef, tx, config.seed)).lower(state, batch).compile().as_text()
+    gathers = re.findall(r"= \w+\[([\d,]*)\]\S* all-gather(?:-start)?\(", hlo)
+    assert gathers, "expected FSDP all-gathers in the compiled step"
+    assert [shape for shape in gathers if shape.count(",") >= 2] == []
 
 
 def test_uneven_dimension_moves_or_stays_replicated():

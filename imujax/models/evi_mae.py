@@ -195,13 +195,13 @@ class EVIMAEEncoder(nnx.Module):
         return video
 
     def embed_imu_parts(self, imu):
-        """imu -> per-part tokens [P, B, L_a, D_a].
+        """imu -> per-part tokens [B, P, L_a, D_a] (batch-major, see `imu_streams`).
 
         Upstream swaps the last two axes before a 16x16 conv, so the patch grid runs row-major over (Y, X): with the
         pretraining layout (time=320, freq=128) the token index is f*20 + t. A part's patch is its (c, kh, kw) slice.
         """
         s = self.sizes
-        parts = einops.rearrange(self.imu_patches(imu), "b l (n k) -> n b l k", n=s.imu_parts)
+        parts = einops.rearrange(self.imu_patches(imu), "b l (n k) -> b n l k", n=s.imu_parts)
         tokens = self.patch_embed_a(parts.astype(self.dtype))
         pos = layers.sincos_table(s.imu_tokens, s.imu_dim)
         return tokens + pos.astype(tokens.dtype) + self.modality_a[...].astype(tokens.dtype)
@@ -234,14 +234,18 @@ class EVIMAEEncoder(nnx.Module):
         return x.reshape(*x.shape[:-1], self.sizes.video_dim, 2).mean(axis=-1)
 
     def imu_streams(self, parts):
-        """parts [P, B, L, D] -> every part on its own (the graph nodes' input) and the part mean (the IMU token
-        stream), shaped [P*B, L, D] and [B, L, D] for `run_imu_blocks`."""
-        return parts.reshape(-1, *parts.shape[2:]), parts.mean(axis=0)
+        """parts [B, P, L, D] -> every part on its own (the graph nodes' input) and the part mean (the IMU token
+        stream), shaped [B*P, L, D] and [B, L, D] for `run_imu_blocks`.
+
+        Batch-major, so each device's rows of [B*P] are the parts of its own examples: a part-major [P*B] split over
+        the batch devices mixed parts and examples per device, and XLA then all-gathered the global-batch [P, B, L, D]
+        embeddings and their gradient for the patch-embed kernel gradient (480 MiB per device at 256 devices)."""
+        return parts.reshape(-1, *parts.shape[2:]), parts.mean(axis=1)
 
     @staticmethod
     def graph_nodes(encoded_parts, num_parts: int):
-        """Encoded parts [P*B, L, D] -> node features [B, P, D] (each part's token mean)."""
-        return encoded_parts.mean(axis=1).reshape(num_parts, -1, encoded_parts.shape[-1]).transpose(1, 0, 2)
+        """Encoded parts [B*P, L, D] -> node features [B, P, D] (each part's token mean)."""
+        return encoded_parts.mean(axis=1).reshape(-1, num_parts, encoded_parts.shape[-1])
 
     def encode_multimodal(self, imu, video, dropout_key=None):
         """Fine-tune ``multimodal`` forward: [B, D_v + 512] = pooled joint tokens concatenated with the graph feature."""
@@ -257,7 +261,7 @@ class EVIMAEEncoder(nnx.Module):
         pooled = x.mean(axis=1)
         if not self.use_graph:
             return pooled
-        graph = self.graph_encoder(self.graph_nodes(encoded_parts, parts.shape[0]),
+        graph = self.graph_encoder(self.graph_nodes(encoded_parts, parts.shape[1]),
                                    _gin_keys(dropout_key, len(self.graph_encoder.layers)))
         return jnp.concatenate([pooled, graph.astype(pooled.dtype)], axis=-1)
 
@@ -339,7 +343,7 @@ class EVIMAE(EVIMAEEncoder):
         all_parts, part_mean = self.imu_streams(parts)
         a, mask_a, restore_a = random_masking(part_mean, masks["imu_noise"], imu_mask_ratio)
         encoded_parts, a = self.run_imu_blocks(all_parts, a)  # the graph nodes' unmasked pass and the MAE pass
-        nodes = self.graph_nodes(encoded_parts, parts.shape[0])
+        nodes = self.graph_nodes(encoded_parts, parts.shape[1])
         graph_recon, graph_masked = self.graph_mae(nodes, masks["node_perm"], dropout_key)
 
         keep_v, mask_v, restore_v = masking_ids(masks["video_noise"], video_mask_ratio)
@@ -384,7 +388,7 @@ class EVIMAE(EVIMAEEncoder):
 
     def encode_unmasked(self, imu, video):
         """Unmasked encoder outputs in natural token order (``latent_imu`` [B, L_a, D_v], ``latent_video``)."""
-        (a,) = self.run_imu_blocks(self.embed_imu_parts(imu).mean(axis=0))
+        (a,) = self.run_imu_blocks(self.embed_imu_parts(imu).mean(axis=1))
         a = self.to_video_width(a)
         v = self.run_video_blocks(self.embed_video(video))
         return a, v

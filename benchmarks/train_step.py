@@ -73,7 +73,7 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
     import jax
     import jax.numpy as jnp
     x = jnp.ones((n, n), jnp.float32)
@@ -372,6 +372,7 @@ class JaxSession:
         runtime.release_free_memory()  # as the training loop does after its first (compiling) step
         self.metrics = None
         self.run(warmup)
+        self.peak_at_start = matmul_peak_gflops()  # again at the end: the best of both, as the machine's speed drifts
         self.info = {"impl": f"jax ({config.model.get('dtype', 'float32')})", "compile_s": compile_s,
                      "params": int(sum(x.size for x in jax.tree.leaves(self.state["params"]))),
                      "inputs": input_shapes(host_batch)}
@@ -393,7 +394,8 @@ class JaxSession:
         flops = model_flops(make_step, self.state, self.batch) if count_flops else float("nan")
         loss = float(self.metrics["loss"]) if "loss" in self.metrics else float("nan")
         self.context.close()
-        return dict(self.info, rss_mib=rss_mib, flops=flops, peak_gflops=matmul_peak_gflops(), loss=loss)
+        return dict(self.info, rss_mib=rss_mib, flops=flops,
+                    peak_gflops=max(self.peak_at_start, matmul_peak_gflops()), loss=loss)
 
 
 def torch_optimizer(params, opt):
@@ -571,8 +573,8 @@ def _ratio(row: dict, worker: str) -> str:
 def print_table(rows: list[dict], threads: int) -> None:
     peak = max(row["jax"]["peak_gflops"] for row in rows)  # best of the per-row measurements
     rounds = max(row["jax"].get("rounds", 1) for row in rows)
-    print(f"{os.cpu_count()} CPU cores, fp32 matmul peak {peak:.0f} GFLOP/s (JAX, 2048^2, best of "
-          f"{len(rows)}), torch {threads} threads; samples/s = batch / median step s (median over {rounds} "
+    print(f"{os.cpu_count()} CPU cores, fp32 matmul peak {peak:.0f} GFLOP/s (JAX, 2048^2, best "
+          f"of {2 * len(rows)} measurements), torch {threads} threads; samples/s = batch / median step s (median over {rounds} "
           f"interleaved round(s)); ratios: median of the per-round ratios (range); MFU = GFLOP/s / peak")
     print("| system | batch | inputs | JAX samples/s | torch eager | torch.compile | JAX / eager | JAX / compile | "
           "compile s (JAX / torch.compile) | GFLOP/step | GFLOP/s | MFU | peak RSS MiB (JAX / eager / compile) |")

@@ -152,6 +152,35 @@ def test_deepconvlstm_parity(full):
     assert _max_diff(got, expected) <= TOL
 
 
+def test_deepconvlstm_conv_groups_match_torch_forward_and_gradients():
+    """On CPU the conv stack runs in groups of examples (`rnn_imu.conv_groups`); here 2 groups of 8 examples x 42
+    channels. Features and the gradients of every conv kernel and the LSTM input weight match torch autograd."""
+    cfg = dict(channels=42, conv_kernels=4, conv_kernel_size=3, lstm_units=16, feature_dim=8)
+    batch, window = 16, 20
+    assert rnn_imu.conv_groups(batch, cfg["channels"]) == 2
+    torch.manual_seed(5)
+    torch_model = ref.DeepConvLSTM(num_classes=11, **cfg)
+    model = _build(rnn_imu.DeepConvLSTM, num_classes=11, window_size=window, **cfg)
+    copy_torch_to_nnx(torch_model, model)
+    x = np.random.default_rng(6).normal(size=(batch, window, cfg["channels"])).astype(np.float32)
+    target = np.random.default_rng(7).normal(size=(batch, cfg["feature_dim"])).astype(np.float32)
+    out = torch_model(torch.from_numpy(x))
+    (torch.sin(out) * torch.from_numpy(target)).sum().backward()
+    graphdef, params = nnx.split(model)
+
+    def loss(params):
+        features = nnx.merge(graphdef, params)(jnp.asarray(x))
+        return jnp.sum(jnp.sin(features) * target), features
+
+    grads, features = jax.jit(jax.grad(loss, has_aux=True))(params)
+    assert _max_diff(features, out) <= TOL
+    for index in range(1, 5):  # torch [out, in, k, 1] -> flax [k, 1, in, out]
+        want = getattr(torch_model, f"conv{index}").weight.grad.numpy().transpose(2, 3, 1, 0)
+        assert np.max(np.abs(np.asarray(grads[f"conv{index}"]["kernel"][...]) - want)) < TOL, index
+    want = torch_model.lstm.weight_ih_l0.grad.numpy().T
+    assert np.max(np.abs(np.asarray(grads["lstm"]["weight_ih_l0"][...]) - want)) < TOL
+
+
 def test_deepconvlstm_identity_projector_and_classifier():
     # feature_dim == lstm_units -> Identity projector (no keys) and forward() = classifier on the LSTM output.
     torch.manual_seed(3)

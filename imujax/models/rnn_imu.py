@@ -424,6 +424,14 @@ def _time_conv(conv: nnx.Conv, h: jax.Array) -> jax.Array:
     return y + conv.bias[...].astype(y.dtype)
 
 
+def conv_groups(batch: int, channels: int, min_rows: int = 256) -> int:
+    """How many equal groups of examples the conv stack runs in on CPU: the most that keep >= `min_rows` rows
+    (examples x IMU channels) each. XLA:CPU's Eigen convolutions and the transposes feeding their kernel gradients run
+    faster on such cache-sized pieces: at [64, 120, 42], 8 groups of 336 rows make the conv stack's forward + backward
+    ~14% faster and the DeepConvLSTM train step 7-10% (4 or 16 groups: 1-2% slower than 8)."""
+    return max((g for g in range(1, batch + 1) if batch % g == 0 and batch // g * channels >= min_rows), default=1)
+
+
 class DeepConvLSTM(nnx.Module):
     """RevalExo DeepConvLSTM: [B, T, C] -> features [B, feature_dim] (`encode_features`, the pretraining path).
 
@@ -463,6 +471,13 @@ class DeepConvLSTM(nnx.Module):
             raise ValueError(f"DeepConvLSTM: expected input [B, T, {self.channels}] (time, channel), got {x.shape}")
         if x.shape[1] <= 4 * (self.conv1.kernel_size[0] - 1):
             raise ValueError(f"DeepConvLSTM: input length {x.shape[1]} is too short for the four convolutions")
+        groups = conv_groups(x.shape[0], self.channels) if jax.default_backend() == "cpu" else 1
+        h = jnp.concatenate([self._conv_stack(part) for part in jnp.split(x, groups)])
+        features = self.lstm(h)[:, -1]
+        return features if self.feature_projector is None else self.feature_projector(features)
+
+    def _conv_stack(self, x: jax.Array) -> jax.Array:
+        """[B, T, C] -> LSTM inputs [B, T', K * C]."""
         # The (k, 1) convs never mix IMU channels, so each runs as a 1-D conv over time with the IMU channel folded
         # into the batch: [B * C, T, K]. Same sums as the NHWC 2-D conv, but XLA:CPU runs the 1-D form (and above
         # all its kernel gradient) several times faster.
@@ -470,9 +485,7 @@ class DeepConvLSTM(nnx.Module):
         for conv in (self.conv1, self.conv2, self.conv3, self.conv4):
             h = jax.nn.relu(_time_conv(conv, h))
         # torch permutes [B, K, T', C] -> [B, T', K, C] and flattens: feature index = k * C + c.
-        h = einops.rearrange(h, "(b c) t k -> b t (k c)", b=x.shape[0])
-        features = self.lstm(h)[:, -1]
-        return features if self.feature_projector is None else self.feature_projector(features)
+        return einops.rearrange(h, "(b c) t k -> b t (k c)", b=x.shape[0])
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.encode_features(x)

@@ -152,12 +152,15 @@ def test_deepconvlstm_parity(full):
     assert _max_diff(got, expected) <= TOL
 
 
-def test_deepconvlstm_conv_groups_match_torch_forward_and_gradients():
-    """On CPU the conv stack runs in groups of examples (`rnn_imu.conv_groups`); here 2 groups of 8 examples x 42
-    channels. Features and the gradients of every conv kernel and the LSTM input weight match torch autograd."""
+def test_deepconvlstm_cpu_pieces_match_torch_forward_and_gradients(monkeypatch):
+    """On CPU the conv stack runs in groups of examples (`rnn_imu.cpu_pieces`), here 2 groups of 8 examples x 42
+    channels, and the LSTM input projection in time pieces, here 2 of 6 steps x 16 examples (`PROJECTION_MIN_ROWS`
+    lowered to 96). Features and the gradients of every conv kernel and the LSTM input weight match torch autograd."""
     cfg = dict(channels=42, conv_kernels=4, conv_kernel_size=3, lstm_units=16, feature_dim=8)
     batch, window = 16, 20
-    assert rnn_imu.conv_groups(batch, cfg["channels"]) == 2
+    assert rnn_imu.cpu_pieces(batch, cfg["channels"], rnn_imu.CONV_MIN_ROWS) == 2
+    monkeypatch.setattr(rnn_imu, "PROJECTION_MIN_ROWS", 96)
+    assert rnn_imu.cpu_pieces(window - 4 * 2, batch, 96) == 2  # the LSTM sees 12 steps: 2 pieces of 6 x 16 rows
     torch.manual_seed(5)
     torch_model = ref.DeepConvLSTM(num_classes=11, **cfg)
     model = _build(rnn_imu.DeepConvLSTM, num_classes=11, window_size=window, **cfg)

@@ -127,6 +127,23 @@ def _gru_backward(residuals, d_last):
 gru_last_state.defvjp(_gru_forward, _gru_backward)
 
 
+def cpu_pieces(units: int, rows_per_unit: int, min_rows: int) -> int:
+    """How many equal pieces of `units` (each `rows_per_unit` matrix rows) a large op runs in: on CPU the most that
+    keep >= `min_rows` rows each, elsewhere 1. XLA:CPU's matmul and convolution kernels, and the transposes around
+    them, run faster on cache-sized pieces than on one [5120, 2688] or [2688 x T, 64] operand."""
+    if jax.default_backend() != "cpu":
+        return 1
+    return max(p for p in range(1, units + 1) if units % p == 0 and (units // p * rows_per_unit >= min_rows or p == 1))
+
+
+# The DeepConvLSTM conv stack runs in groups of examples of >= 256 rows (examples x IMU channels): at [64, 120, 42],
+# 8 groups of 336 rows made the conv stack's forward + backward ~14% faster and the train step 7-10% (4 or 16 groups:
+# 1-2% slower than 8). The LSTM input projection runs in time pieces of >= 1024 rows: its [5120, 2688] x [2688, 4096]
+# matmul took 293 ms as 5 pieces against 326 ms whole (train step +1-4%).
+CONV_MIN_ROWS = 256
+PROJECTION_MIN_ROWS = 1024
+
+
 class TorchLSTM(nnx.Module):
     """Stacked batch-first LSTM with PyTorch's parameterisation (gates i, f, g, o); returns all outputs of the top layer."""
 
@@ -148,8 +165,7 @@ class TorchLSTM(nnx.Module):
         w_hh = getattr(self, f"weight_hh_l{layer}")[...]
         b_ih = getattr(self, f"bias_ih_l{layer}")[...]
         b_hh = getattr(self, f"bias_hh_l{layer}")[...]
-        x_proj = jnp.einsum("tni,ig->tng", x_time_major, w_ih, precision=HIGHEST) + b_ih
-        return lstm_outputs(x_proj, w_hh, b_hh)
+        return lstm_outputs(input_projection(x_time_major, w_ih) + b_ih, w_hh, b_hh)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """x: [B, T, I] -> outputs [B, T, H] of the last layer; zero initial states."""
@@ -157,6 +173,35 @@ class TorchLSTM(nnx.Module):
         for layer in range(self.num_layers):
             y = self._layer(layer, y)
         return jnp.swapaxes(y, 0, 1)
+
+
+def _project_in_pieces(x: jax.Array, w: jax.Array) -> jax.Array:
+    def project(piece):
+        return jnp.einsum("tni,ig->tng", piece, w, precision=HIGHEST)
+
+    pieces = cpu_pieces(x.shape[0], x.shape[1], PROJECTION_MIN_ROWS)
+    if pieces == 1:
+        return project(x)
+    return jax.lax.map(project, x.reshape(pieces, -1, *x.shape[1:])).reshape(*x.shape[:2], w.shape[1])
+
+
+@jax.custom_vjp
+def input_projection(x: jax.Array, w: jax.Array) -> jax.Array:
+    """x [T, N, I] @ w [I, G] -> [T, N, G], over time pieces on CPU (`cpu_pieces`). The input gradient runs in the
+    same pieces; the weight gradient stays one matmul (summing per-piece gradients would add [I, G] per piece)."""
+    return _project_in_pieces(x, w)
+
+
+def _input_projection_fwd(x, w):
+    return _project_in_pieces(x, w), (x, w)
+
+
+def _input_projection_bwd(residuals, d_out):
+    x, w = residuals
+    return _project_in_pieces(d_out, w.T), jnp.einsum("tni,tng->ig", x, d_out, precision=HIGHEST)
+
+
+input_projection.defvjp(_input_projection_fwd, _input_projection_bwd)
 
 
 @jax.custom_vjp
@@ -424,14 +469,6 @@ def _time_conv(conv: nnx.Conv, h: jax.Array) -> jax.Array:
     return y + conv.bias[...].astype(y.dtype)
 
 
-def conv_groups(batch: int, channels: int, min_rows: int = 256) -> int:
-    """How many equal groups of examples the conv stack runs in on CPU: the most that keep >= `min_rows` rows
-    (examples x IMU channels) each. XLA:CPU's Eigen convolutions and the transposes feeding their kernel gradients run
-    faster on such cache-sized pieces: at [64, 120, 42], 8 groups of 336 rows make the conv stack's forward + backward
-    ~14% faster and the DeepConvLSTM train step 7-10% (4 or 16 groups: 1-2% slower than 8)."""
-    return max((g for g in range(1, batch + 1) if batch % g == 0 and batch // g * channels >= min_rows), default=1)
-
-
 class DeepConvLSTM(nnx.Module):
     """RevalExo DeepConvLSTM: [B, T, C] -> features [B, feature_dim] (`encode_features`, the pretraining path).
 
@@ -471,7 +508,7 @@ class DeepConvLSTM(nnx.Module):
             raise ValueError(f"DeepConvLSTM: expected input [B, T, {self.channels}] (time, channel), got {x.shape}")
         if x.shape[1] <= 4 * (self.conv1.kernel_size[0] - 1):
             raise ValueError(f"DeepConvLSTM: input length {x.shape[1]} is too short for the four convolutions")
-        groups = conv_groups(x.shape[0], self.channels) if jax.default_backend() == "cpu" else 1
+        groups = cpu_pieces(x.shape[0], self.channels, CONV_MIN_ROWS)
         h = jnp.concatenate([self._conv_stack(part) for part in jnp.split(x, groups)])
         features = self.lstm(h)[:, -1]
         return features if self.feature_projector is None else self.feature_projector(features)

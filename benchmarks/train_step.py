@@ -326,25 +326,21 @@ def input_shapes(batch: dict) -> str:
 
 
 def model_flops(make_step, *args) -> float:
-    """FLOPs of one step from XLA's cost analysis, lowered (not compiled) with every `lax.scan` and `lax.map`
-    unrolled: the cost analysis counts a while-loop body once, which would under-count the RNN encoders by their
-    sequence length and the CPU's pieced matmuls (`rnn_imu.cpu_pieces`) by their piece count."""
+    """FLOPs of one step from XLA's cost analysis, lowered (not compiled) with every `lax.scan` unrolled: the cost
+    analysis counts a while-loop body once, which would under-count the RNN encoders by their sequence length."""
     import jax
 
-    scan, map_ = jax.lax.scan, jax.lax.map
+    scan = jax.lax.scan
 
     def unrolled_scan(*a, **kw):
         return scan(*a, **dict(kw, unroll=True))
 
-    def unrolled_map(f, xs, **kw):
-        return unrolled_scan(lambda carry, x: (carry, f(x)), None, xs)[1]
-
-    jax.lax.scan, jax.lax.map = unrolled_scan, unrolled_map
+    jax.lax.scan = unrolled_scan
     try:
         # A fresh function, so no trace cached for the timed (rolled) step is reused.
         cost = jax.jit(make_step()).trace(*args).lower().cost_analysis() or {}
     finally:
-        jax.lax.scan, jax.lax.map = scan, map_
+        jax.lax.scan = scan
     cost = cost[0] if isinstance(cost, list) else cost
     return float(cost.get("flops", float("nan")))
 

@@ -573,8 +573,8 @@ def _ratio(row: dict, worker: str) -> str:
 def print_table(rows: list[dict], threads: int) -> None:
     peak = max(row["jax"]["peak_gflops"] for row in rows)  # best of the per-row measurements
     rounds = max(row["jax"].get("rounds", 1) for row in rows)
-    print(f"{os.cpu_count()} CPU cores, fp32 matmul peak {peak:.0f} GFLOP/s (JAX, 2048^2, best "
-          f"of {2 * len(rows)} measurements), torch {threads} threads; samples/s = batch / median step s (median over {rounds} "
+    print(f"{os.cpu_count()} CPU cores, fp32 matmul peak {peak:.0f} GFLOP/s (JAX, 2048^2, best of {2 * len(rows)} "
+          f"measurements), torch {threads} threads; samples/s = batch / median step s (median over {rounds} "
           f"interleaved round(s)); ratios: median of the per-round ratios (range); MFU = GFLOP/s / peak")
     print("| system | batch | inputs | JAX samples/s | torch eager | torch.compile | JAX / eager | JAX / compile | "
           "compile s (JAX / torch.compile) | GFLOP/step | GFLOP/s | MFU | peak RSS MiB (JAX / eager / compile) |")

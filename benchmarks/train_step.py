@@ -520,15 +520,20 @@ def combine(times: dict[str, list[list[float]]], reports: dict[str, dict]) -> di
 def run_row(name: str, config_spec: str, args) -> dict:
     impls = ["jax"] + ([] if args.jax_only else ["torch"] + ([] if args.no_compile else ["torch_compile"]))
     batch = args.batch or BENCHES[name].batch
+
+    def left_out(impl: str, error: RuntimeError) -> None:
+        """A failed torch worker is left out of the row; without JAX there is no row."""
+        if impl == "jax":
+            sys.exit(str(error))
+        print(f"{error}\n({impl} left out)", file=sys.stderr)
+
     workers = {}
     try:
         for impl in impls:  # one at a time, so compiles do not overlap
             try:
                 workers[impl] = Worker(name, config_spec, impl, batch, args)
             except RuntimeError as error:
-                if impl == "jax":
-                    sys.exit(str(error))
-                print(f"{error}\n({impl} left out)", file=sys.stderr)
+                left_out(impl, error)
         times = {impl: [] for impl in workers}
         live = list(workers)
         for index in range(args.rounds):
@@ -537,9 +542,7 @@ def run_row(name: str, config_spec: str, args) -> dict:
                 try:
                     block = workers[impl].ask(f"run {args.block_warmup + args.steps}")["times"]
                 except RuntimeError as error:
-                    if impl == "jax":
-                        sys.exit(str(error))
-                    print(f"{error}\n({impl} left out)", file=sys.stderr)
+                    left_out(impl, error)
                     live.remove(impl)
                     del times[impl]
                     continue

@@ -3,8 +3,9 @@
 Orbax writes each step into a temporary directory and renames it when complete, so a run killed mid-save leaves the
 previous checkpoint intact and the partial one is ignored on restart. A checkpoint that cannot be read back is set
 aside (``corrupt-<step>``) and the previous one used; one that reads but holds other arrays than the run's state
-(another model, or a layout from another imujax version) is refused naming the differing paths, and left alone. Saves are asynchronous (training continues
-while the arrays are written); ``wait`` blocks until the last one is committed.
+(another model, or a layout from another imujax version) is refused naming the differing paths, and left alone.
+Saves are asynchronous (training continues while the arrays are written); ``wait`` blocks until the last one is
+committed.
 
 Model selection (`BestCheckpointer`): when the run has a selection metric (`imujax.evaluate.selection_metric`), every
 periodic eval that improves it strictly saves the eval weights {step, params, other} to ``<workdir>/best_checkpoint``
@@ -158,17 +159,12 @@ class Checkpointer:
         self.manager.close()
 
 
-def path_name(path, sep: str = "/") -> str:
-    """A pytree key path as text, e.g. 'params/blocks_a/block/attn/qkv/kernel' (dict keys, attribute names and
-    sequence indices alike)."""
-    return sep.join(str(next((getattr(k, a) for a in ("key", "name", "idx") if hasattr(k, a)), k)) for k in path)
-
-
 def array_layout(tree) -> dict[str, tuple[int, ...]]:
     """Path name -> shape of every array in a state, its abstract version or Orbax's metadata of one."""
     tree = getattr(tree, "tree", tree)  # orbax TreeMetadata wraps the tree
     leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return {path_name(path): tuple(leaf.shape) for path, leaf in leaves if hasattr(leaf, "shape")}
+    return {jax.tree_util.keystr(path, simple=True, separator="/"): tuple(leaf.shape)
+            for path, leaf in leaves if hasattr(leaf, "shape")}
 
 
 def _check_compatible(directory: str, step: int, saved: dict, config: ml_collections.ConfigDict) -> None:

@@ -50,7 +50,7 @@ def scale_by_path_multipliers(rules: dict[str, float]) -> optax.GradientTransfor
     compiled = [(re.compile(pattern), float(factor)) for pattern, factor in rules.items()]
 
     def factor(path) -> float:
-        name = checkpointing.path_name(path, ".")
+        name = jax.tree_util.keystr(path, simple=True, separator=".")
         return next((f for pattern, f in compiled if pattern.search(name)), 1.0)
 
     def update(updates, state, params=None):

@@ -865,6 +865,12 @@ class _ZipArchive:
         names = self.zf.namelist()
         if len(set(names)) != len(names):
             raise CheckpointFormatError(f"{path}: zip archive lists the same member twice")
+        extents = sorted((i.header_offset, i.header_offset + _LOCAL_HEADER.size + i.compress_size + len(
+            i.orig_filename.encode("utf-8" if i.flag_bits & 0x800 else "cp437", "replace")), i.filename)
+            for i in self.zf.infolist())
+        for (_, end, first), (begin, _, second) in zip(extents, extents[1:]):
+            if begin < end:  # two index entries sharing bytes: a reader would return one record's data for another
+                raise CheckpointFormatError(f"{path}: zip records {first!r} and {second!r} overlap")
         pkls = [n for n in names if n.count("/") == 1 and n.endswith("/data.pkl")]
         if not pkls:
             hint = " (a TorchScript archive: use torch.jit to export a state_dict)" if any(
@@ -903,12 +909,12 @@ class _ZipArchive:
 
     def pickle_bytes(self) -> bytes:
         info = self.zf.getinfo(f"{self.prefix}/data.pkl")
+        self._check_sizes(info)
         self.budget.charge(info.file_size, f"record {info.filename!r}")
         return bytes(self._read(info, copy=True))
 
-    def _data_start(self, info: zipfile.ZipInfo) -> int:
-        """Where the member's bytes start, after checking its local header and data descriptor agree with the
-        central directory (a reader that trusted one and mapped by the other would return other bytes)."""
+    def _check_sizes(self, info: zipfile.ZipInfo) -> None:
+        """Refuse what torch cannot write or deflate cannot produce, before anything is allocated for it."""
         name = info.filename
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             raise CheckpointFormatError(f"{self.path}: record {name!r} uses zip compression method "
@@ -922,6 +928,12 @@ class _ZipArchive:
             raise CheckpointFormatError(f"{self.path}: record {name!r} claims {info.file_size} bytes from "
                                         f"{info.compress_size} compressed bytes (more than deflate can expand): a "
                                         "zip bomb or a corrupt archive")
+
+    def _data_start(self, info: zipfile.ZipInfo) -> int:
+        """Where the member's bytes start, after checking its local header and data descriptor agree with the
+        central directory (a reader that trusted one and mapped by the other would return other bytes)."""
+        self._check_sizes(info)
+        name = info.filename
         self.fh.seek(info.header_offset)
         header = self.fh.read(_LOCAL_HEADER.size)
         if len(header) != _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":

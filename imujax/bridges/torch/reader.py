@@ -507,14 +507,17 @@ def _check_key(key: Any, source: str) -> None:
 _OP = {name: getattr(pickle, name)[0] for name in (
     "BUILD", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "INST", "OBJ", "EXT1", "EXT2", "EXT4", "PUT", "BINPUT",
     "LONG_BINPUT", "MEMOIZE", "APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS", "DICT", "FROZENSET",
-    "NEXT_BUFFER", "READONLY_BUFFER", "EMPTY_SET", "EMPTY_DICT", "EMPTY_LIST", "LIST", "TUPLE", "PERSID")}
+    "NEXT_BUFFER", "READONLY_BUFFER", "EMPTY_SET", "EMPTY_DICT", "EMPTY_LIST", "LIST", "TUPLE", "PERSID", "MARK",
+    "TUPLE1", "TUPLE2", "TUPLE3", "BINPERSID", "GLOBAL", "STACK_GLOBAL")}
 
 # Estimated bytes each opcode can make the unpickler hold (object + stack/memo/container reference), so that a
 # pickle of n bytes is charged before it can turn into much more memory (an empty set is 216 bytes from 1 byte).
 _OP_COST = [64] * 256
-for _name, _cost in (("EMPTY_SET", 256), ("EMPTY_DICT", 128), ("EMPTY_LIST", 96), ("LIST", 96),
+for _name, _cost in (("EMPTY_SET", 256), ("EMPTY_DICT", 128), ("EMPTY_LIST", 96), ("LIST", 96), ("MARK", 96),
                      ("DICT", 128), ("FROZENSET", 256), ("REDUCE", 640), ("NEWOBJ", 640), ("NEWOBJ_EX", 640),
-                     ("BUILD", 256), ("SETITEM", 128), ("TUPLE", 96)):
+                     ("BUILD", 256), ("SETITEM", 128), ("TUPLE", 96), ("TUPLE1", 96), ("TUPLE2", 96),
+                     ("TUPLE3", 96), ("PUT", 128), ("BINPUT", 128), ("LONG_BINPUT", 128), ("MEMOIZE", 128),
+                     ("BINPERSID", 512), ("GLOBAL", 128), ("STACK_GLOBAL", 128)):
     _OP_COST[_OP[_name]] = _cost
 
 
@@ -528,6 +531,7 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every acc
         self.allow_placeholders, self.budget = allow_placeholders, budget
         self.max_memo = len(data)  # each memo entry takes an opcode: a larger index is not a real pickle
         self.placeholders: dict[str, type] = {}  # per load: nothing a file does can reach a later load
+        self._memo_of: dict[int, list[int]] = {}  # id(numpy stand-in) -> memo indices holding it
         budget.charge(2 * len(data), "the pickle")
         builtin = {name: _Allowed(f"builtins.{name}", self._builtin(kind), newobj=True) for name, kind in {
             "set": set, "frozenset": frozenset, "complex": complex, "slice": slice, "range": range, "bytes": bytes,
@@ -562,7 +566,7 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every acc
             self.allowed[("builtins", name)] = fn
         dispatch = dict(pickle._Unpickler.dispatch)
         for name in ("INST", "OBJ", "EXT1", "EXT2", "EXT4", "NEXT_BUFFER", "READONLY_BUFFER", "PERSID"):
-            dispatch[_OP[name]] = _SafeUnpickler._refuse_opcode
+            dispatch[_OP[name]] = lambda self, name=name: self._refuse_opcode(name)
         dispatch.update({
             _OP["BUILD"]: _SafeUnpickler._build, _OP["REDUCE"]: _SafeUnpickler._reduce,
             _OP["NEWOBJ"]: _SafeUnpickler._newobj, _OP["NEWOBJ_EX"]: _SafeUnpickler._newobj_ex,
@@ -628,7 +632,7 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every acc
                 "numpy, plain containers); load with allow_placeholders=True to get an inert RefusedGlobal "
                 "placeholder")
         if qualname not in self.placeholders:
-            self.budget.charge(2048 + len(qualname), "a placeholder class")
+            self.budget.charge(4096 + 2 * len(qualname), "a placeholder class")
             self.placeholders[qualname] = type(f"RefusedGlobal[{qualname}]", (RefusedGlobal,),
                                                {"global_name": qualname, "__module__": __name__})
         return self.placeholders[qualname]
@@ -651,12 +655,9 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every acc
         raise UnsafeCheckpointError(f"{self.source}: refusing to call a {type(func).__name__} ({_short(func)}): "
                                     "only allow-listed rebuild functions and placeholders are callable")
 
-    def _refuse_opcode(self) -> None:
-        raise UnsafeCheckpointError(f"{self.source}: pickle opcode {self._last_opcode_name()} is not accepted by "
-                                    "the safe reader (torch.load(weights_only=True) refuses it too)")
-
-    def _last_opcode_name(self) -> str:
-        return "INST/OBJ/EXT/PERSID/out-of-band buffer"
+    def _refuse_opcode(self, name: str) -> None:
+        raise UnsafeCheckpointError(f"{self.source}: pickle opcode {name} is not accepted by the safe reader "
+                                    "(torch.load(weights_only=True) refuses it too)")
 
     def _reduce(self) -> None:
         args = self.stack.pop()
@@ -707,8 +708,6 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every acc
                 self.memo[index] = new
 
     # -- memo: bounded indices; stand-ins remember where they were memoized so BUILD can replace them
-    _memo_of: dict
-
     def _memo_put(self, index: int) -> None:
         if not 0 <= index <= self.max_memo:
             raise CheckpointFormatError(f"{self.source}: memo index {index} is out of range for a pickle of "
@@ -716,7 +715,7 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every acc
         value = self.stack[-1]
         self.memo[index] = value
         if type(value) is _ArraySpec:
-            self.__dict__.setdefault("_memo_of", {}).setdefault(id(value), []).append(index)
+            self._memo_of.setdefault(id(value), []).append(index)
 
     def _put(self) -> None:
         line = self.readline()[:-1]

@@ -4,8 +4,9 @@ Module and attribute names follow the released PyTorch ``EVIMAE`` / ``EVIMAEFT``
 (``blocks_a``, ``blocks_video``, ``blocks_u``, ``graph_encoder.layers.0.apply_func.mlp.linears.0`` ...); the
 IMU, video and decoder towers are `layers.LayerStack`s, stored with a leading layer axis (``blocks_a/block/...``),
 which the torch bridge presents per layer (``blocks_a.3.attn.qkv.weight``).
-Facts: shared/specs/evi_mae.md. Token orders, the 768->384 pair averaging, the closed-form GIN and the masking
-draw order are those of the released code, so released weights give the same outputs.
+Facts: mf-zhang/IMU-Video-MAE@78e7666 src/models/{evi_mae.py, gin.py, pos_embed.py}. Token orders, the 768->384 pair
+averaging, the closed-form GIN and the masking draw order are those of the released code, so released weights give the
+same outputs.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """TSFM: the language-aligned dual-branch IMU encoder, channel-text fusion, semantic head and label bank.
 
-Facts: shared/specs/tsfm.md §3-§7. Attribute names mirror the upstream state_dict (``encoder.transformer.transformer
-.layers.{i}.temporal_attn.q_proj``, ``channel_fusion.gate_sensor``, ``semantic_head.projection_head.mlp.{0,2,4}``,
+Facts: alxdofficial/tsfm@308eea1 model/{encoder.py, semantic_alignment.py}. Attribute names mirror the upstream
+state_dict (``encoder.transformer.transformer .layers.{i}.temporal_attn.q_proj``, ``channel_fusion.gate_sensor``,
+``semantic_head.projection_head.mlp.{0,2,4}``,
 ``label_bank.pooling.out_projs.{k}``), so the bridge table is one line per tensor. Layout conventions:
 patches [B, P, 64, C], patch_mask [B, P], channel_mask [B, C] (True = valid); the encoder output is [B, P, C, d].
 Masks hide keys only: padded patches and channels are computed like any other row, as upstream does.

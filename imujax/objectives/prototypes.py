@@ -1,4 +1,5 @@
-"""TSFM Stage-2 objectives (shared/specs/tsfm.md §6): soft-target InfoNCE, multi-prototype InfoNCE, SigLIP, memory bank.
+"""TSFM Stage-2 objectives (alxdofficial/tsfm@308eea1 training_scripts/human_activity_recognition/
+semantic_loss.py, memory_bank.py): soft-target InfoNCE, multi-prototype InfoNCE, SigLIP, memory bank.
 
 All embeddings are L2-normalised. The learnable temperature is s = clamp(exp(logit_scale), 1, 50) (SigLIP: [1, 100]).
 The memory bank is a FIFO of detached (IMU, text) pairs used as extra negatives; only its filled part counts.

@@ -1,6 +1,7 @@
 """Torch bridge for Audio-MAE / HIMU-MAE: rule tables, size inference from checkpoint shapes, convert registrations.
 
-Three upstream checkpoints (shared/specs/audio_mae_himu.md §1.3, §2.3, §2.4):
+Three upstream checkpoints (facebookresearch/AudioMAE@bd60e29 models_mae.py, models_vit.py;
+amir-goudarzi/IMU_testing@9c52aa2 src/subtrees/AudioMAE/models_mae.py, models_vit.py):
 * ``audio_mae``: Audio-MAE ``pretrained.pth`` (weights under ``'model'``), ``MaskedAutoencoderViT``.
 * ``audio_mae_vit``: a fine-tuned / linear-probed ``VisionTransformer`` (``finetuned.pth``): ``fc_norm`` + ``head``
   (or the MAE linear-probe ``head.0`` BatchNorm1d(affine=False) + ``head.1``).

@@ -1,6 +1,7 @@
 """Torch bridge for the EVI-MAE family: rule tables, size inference from checkpoint shapes, convert registrations.
 
-Three upstream checkpoints (shared/specs/evi_mae.md §1.4-1.6, §5):
+Three upstream checkpoints (mf-zhang/IMU-Video-MAE@78e7666 src/models/evi_mae.py, revalexo/revalexo@6ca9000
+train/models/evi_mae_fusion.py):
 * ``evi_mae``: pretraining ``best_evi_model.pth``, a DataParallel state_dict (every key ``module.``), 626 keys.
 * ``evi_mae_ft``: ``EVIMAEFT`` fine-tune state_dict (``module.``), multimodal mode, ``mlp_head.{0,1}``.
 * ``revalexo_evi_mae_fusion``: RevalExo ``best_model.pt`` -> ``model_state_dict`` with ``encoder.`` / ``classifier.``.

@@ -1,6 +1,7 @@
 """Torch bridge for TSFM Stage 2 (``best.pt`` + ``hyperparameters.json``): rule table, size inference, convert entry.
 
-The checkpoint dict (shared/specs/tsfm.md §5) holds ``model_state_dict`` (encoder / channel_fusion / semantic_head),
+The checkpoint dict (alxdofficial/tsfm@308eea1 val_scripts/human_activity_recognition/model_loading.py) holds
+``model_state_dict`` (encoder / channel_fusion / semantic_head),
 ``label_bank_state_dict`` (``pooling.*``) and ``criterion_state_dict`` (``loss_fn.logit_scale``). They are merged into
 one flat dict under the prefixes ``""``, ``label_bank.`` and ``criterion.`` before the rules run; a legacy fused gate
 ``channel_fusion.gate.0.*`` is split into ``gate_sensor`` / ``gate_channel`` first.

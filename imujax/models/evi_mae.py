@@ -20,7 +20,7 @@ from flax import nnx
 
 from imujax.models import layers
 from imujax.models.layers import BatchNorm, Block, LayerNorm, Linear, PatchEmbed, PReLU, VideoBlock
-from imujax.transforms import patches as patch_layout
+from imujax import patch_layout
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from imujax.models.layers import LayerNorm, Linear, dropout, gelu, partitioned
+from imujax.models.memory_bank import MemoryBank
 
 normal = nnx.initializers.normal
 
@@ -558,8 +559,8 @@ class TSFM(nnx.Module):
         if sizes.siglip:
             self.logit_bias = nnx.Param(jnp.zeros((), jnp.float32))
         if sizes.memory_bank_size:
-            from imujax.objectives.prototypes import MemoryBank  # training-only state; the bridge never builds it
-            self.memory_bank = MemoryBank(sizes.memory_bank_size, sizes.semantic_dim)
+            self.memory_bank = MemoryBank(  # training-only state; the bridge never builds it
+                sizes.memory_bank_size, sizes.semantic_dim)
 
     def encode(self, patches, patch_mask, channel_mask, text_tokens=None, text_mask=None, dropout_key=None):
         """-> per-patch [B, P, D] (per_patch_prediction) or [B, D] head output, L2-normalised."""

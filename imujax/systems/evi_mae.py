@@ -19,7 +19,7 @@ from imujax.models.evi_mae import EVIMAE, EVIMAESizes
 from imujax.eval import plots
 from imujax.objectives import graph, infonce, mae
 from imujax.transforms import imu as imu_tf
-from imujax.transforms import patches as patch_layout
+from imujax import patch_layout
 from imujax.transforms import records
 from imujax.transforms import video as video_tf
 

@@ -383,8 +383,9 @@ def main() -> None:
     def run(argv):
         try:
             sys.exit(_main(argv, flags))
-        except (ValueError, KeyError, FileNotFoundError, FileExistsError, reader.CheckpointFormatError) as err:
-            print(f"error: {err}", file=sys.stderr)
+        except (ValueError, KeyError, FileNotFoundError, FileExistsError, reader.CheckpointFormatError,
+                reader.UnsafeCheckpointError) as err:
+            print(f"error: {err}", file=sys.stderr)  # one line per reader error: they carry no newlines
             sys.exit(1)
 
     app.run(run)

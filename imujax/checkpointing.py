@@ -65,20 +65,21 @@ class CheckpointReadError(OSError):
 
 
 # -- checksums ---------------------------------------------------------------------------------------------------------
-def _leaf_checksum(x: jax.Array) -> jax.Array:
-    """Two 32-bit sums of the array's bits with odd position weights: any single-bit flip changes both."""
-    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+def _leaf_checksum(x, xp=np):
+    """Two 32-bit sums of the array's bits with odd position weights: any single-bit flip changes both. ``xp``: numpy
+    (host arrays) or jax.numpy (arrays not fully addressable from this process); the two give the same digits."""
+    if xp is jnp and jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
         x = jax.random.key_data(x)
-    if x.dtype == jnp.bool_:
-        x = x.astype(jnp.uint8)
-    width = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32, 8: jnp.uint32}[x.dtype.itemsize]
-    bits = jax.lax.bitcast_convert_type(x, width).astype(jnp.uint32).ravel()
-    index = jnp.arange(bits.size, dtype=jnp.uint32)
-    return jnp.stack([jnp.sum(bits * (2 * index + 1), dtype=jnp.uint32),
-                      jnp.sum((bits ^ (index * jnp.uint32(0x9E3779B9))) * jnp.uint32(0x85EBCA6B), dtype=jnp.uint32)])
+    if x.dtype == xp.bool_:
+        x = x.astype(xp.uint8)
+    width = {1: xp.uint8, 2: xp.uint16, 4: xp.uint32, 8: xp.uint32}[x.dtype.itemsize]
+    bits = (x.view(width) if xp is np else jax.lax.bitcast_convert_type(x, width)).astype(xp.uint32).ravel()
+    index = xp.arange(bits.size, dtype=xp.uint32)
+    return xp.stack([xp.sum(bits * (2 * index + xp.uint32(1)), dtype=xp.uint32),
+                     xp.sum((bits ^ (index * xp.uint32(0x9E3779B9))) * xp.uint32(0x85EBCA6B), dtype=xp.uint32)])
 
 
-_tree_checksums = jax.jit(lambda tree: jax.tree.map(_leaf_checksum, tree))
+_sharded_checksums = jax.jit(lambda arrays: jax.tree.map(lambda x: _leaf_checksum(x, jnp), arrays))
 
 
 def path_name(path) -> str:
@@ -88,12 +89,16 @@ def path_name(path) -> str:
 
 
 def checksums(tree) -> dict[str, str]:
-    """Path name -> checksum (hex) of every array in ``tree`` (sharded over any mesh, or host arrays)."""
+    """Path name -> checksum (hex) of every array in ``tree`` (host arrays, or sharded over any mesh). Arrays this
+    process holds whole are summed on the host (no compilation); the others on their devices."""
     leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
     arrays = {path_name(p): leaf for p, leaf in leaves if hasattr(leaf, "shape")}
-    sums = _tree_checksums(arrays)
-    host = lambda s: np.asarray(s.addressable_data(0) if isinstance(s, jax.Array) else s)
-    return {name: "".join(f"{int(v):08x}" for v in host(s)) for name, s in sums.items()}
+    whole = lambda a: not isinstance(a, jax.Array) or a.is_fully_addressable
+    sums = {name: _leaf_checksum(np.asarray(jax.device_get(a))) for name, a in arrays.items() if whole(a)}
+    sharded = {name: a for name, a in arrays.items() if not whole(a)}
+    if sharded:
+        sums.update({name: np.asarray(s.addressable_data(0)) for name, s in _sharded_checksums(sharded).items()})
+    return {name: "".join(f"{int(v):08x}" for v in s) for name, s in sums.items()}
 
 
 def _verify_checksums(where: str, tree, saved: dict[str, str] | None) -> None:

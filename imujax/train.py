@@ -21,7 +21,7 @@ import optax
 from flax import nnx
 from jax.experimental import multihost_utils
 
-from imujax import checkpointing, evaluate, figures, input_pipeline, metrics, mixture, runtime, sharding, systems
+from imujax import checkpointing, config_checks, evaluate, figures, input_pipeline, metrics, mixture, runtime, sharding, systems
 
 
 # -- optimiser ---------------------------------------------------------------------------------------------------------
@@ -171,6 +171,7 @@ def total_steps_for(config, steps_per_epoch: int) -> int:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Train (resuming from workdir if it holds a checkpoint) and return the final metrics."""
+    config_checks.check(config, "train")
     os.makedirs(workdir, exist_ok=True)
     system = systems.make_system(config)
     mesh = sharding.make_mesh(**config.mesh)

@@ -18,6 +18,7 @@ from PIL import Image
 from data_builders.gopro import gopro_dataset_builder as gopro
 from data_builders.imu_video_folder import imu_video_folder_dataset_builder as folder
 from data_builders.imu_video_folder import manifest as manifest_lib
+from data_builders.imu_video_folder import recording as folder_recording
 from data_builders.mhealth import Builder as MhealthBuilder
 from data_builders.revalexo import revalexo_dataset_builder as revalexo
 from imujax import input_pipeline
@@ -262,7 +263,8 @@ def test_nan_and_wrong_channel_count_files_are_reported(tmp_path):
     assert "expected an array [T, 3], got (20, 4)" in report["wide.npy"]
     assert "non-finite values in 'wrist/acc_y' at line(s) [7]" in report["inf.csv"]
     with pytest.raises(csv_table.CsvFormatError):  # the csv error type is kept under the default policy
-        folder.read_imu(manifest_lib.read_manifest(str(root)).recordings[3], manifest_lib.read_manifest(str(root)))
+        m = manifest_lib.read_manifest(str(root))
+        folder_recording.read_segments(m.recordings[3], m)
 
 
 # -- the loader: undecodable stored frames, truncated or missing shards ------------------------------------------------

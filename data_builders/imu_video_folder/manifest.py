@@ -158,7 +158,7 @@ def validate(data: dict, path: str) -> None:
     """Schema errors name the key (`recordings[2].frames_fps: 0 is less than or equal to the minimum of 0`)."""
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(SCHEMA).iter_errors(data))
     if error is not None:
-        hint = error.schema.get("description", "") if isinstance(error.schema, dict) else ""
+        hint = error.schema.get("description", "") if error.schema is not SCHEMA else ""
         raise ManifestError(f"{path}: {_key(error.absolute_path)}: {error.message}" + (f" ({hint})" if hint else ""))
 
 

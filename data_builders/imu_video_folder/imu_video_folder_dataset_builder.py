@@ -199,7 +199,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         self._bad_files: list[dict[str, str]] = []
         self._outside_video: dict[str, int] = {}
         self.info.metadata.update(describe(c, m))
-        self.info.metadata["bad_files"] = self._bad_files  # filled while generating; written with the dataset
+        # filled while generating; written with the dataset
+        self.info.metadata["bad_files"] = self._bad_files
         self.info.metadata["windows_outside_video"] = self._outside_video
         splits: dict[str, list] = {}
         for r in m.recordings:
@@ -213,7 +214,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         for r in recordings:
             try:
                 # a whole recording at a time, so that a rejected one leaves no partial windows behind
-                records = self._recording_examples(r, m)
+                records, outside_video = self._recording_examples(r, m)
             except RECORDING_ERRORS as e:
                 if c.bad_file_policy == "raise" and not isinstance(e, ShortRecordingError):
                     raise
@@ -221,6 +222,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 logging.warning("imu_video_folder: rejecting recording %r (%s): %s", r.name, bad_file, e)
                 self._bad_files.append({"file": bad_file, "recording": r.name, "split": r.split, "error": str(e)})
                 continue
+            if outside_video:
+                logging.warning("imu_video_folder: %s: %d window(s) left out: their frames fall outside the video",
+                                r.name, outside_video)
+                self._outside_video[r.name] = outside_video
             yielded += len(records)
             yield from records
         if not yielded:
@@ -257,8 +262,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 f" build with pad_short=True to keep it")
         return windows, window
 
-    def _recording_examples(self, r: manifest_lib.Recording, m: manifest_lib.Manifest) -> list[tuple[str, dict]]:
-        """Every (key, record) of one recording; errors carry the file at fault as `bad_file`."""
+    def _recording_examples(self, r: manifest_lib.Recording, m: manifest_lib.Manifest):
+        """Every (key, record) of one recording, and the number of windows left out because their frames fall
+        outside the video; errors carry the file at fault as `bad_file`."""
         c: ImuVideoFolderConfig = self.builder_config
         windows, window = self._windows(r, m)
         with _blame(r.imu):
@@ -276,7 +282,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                                                      f"exist")
                 video = VideoSource(r, m)
         recording_label = m.classes.index(r.label) if r.label is not None else -1
-        out = []
+        out, outside_video = [], 0
         for seg, start, valid in windows:
             length = max(window, valid)
             imu = np.zeros((length, len(columns)), np.float32)
@@ -294,7 +300,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 offsets = np.minimum(np.arange(round(length / m.rate_hz * c.video_fps)) / c.video_fps, last)
                 times = r.video_offset_s + start_s + offsets
                 if not video.covers(times):
-                    self._outside_video[r.name] = self._outside_video.get(r.name, 0) + 1
+                    outside_video += 1
                     continue
                 with _blame(r.video):
                     record["video"] = video.jpegs(times, c.frame_size, c.jpeg_quality)
@@ -305,10 +311,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 raise manifest_lib.ManifestError(
                     f"{r.video}: {video.num_frames} frames at {video.fps:g} fps cover none of the {len(windows)} "
                     f"windows of {r.name!r} (video_offset_s {r.video_offset_s:g})")
-        if r.name in self._outside_video:
-            logging.warning("imu_video_folder: %s: %d window(s) left out: their frames fall outside the video",
-                            r.name, self._outside_video[r.name])
-        return out
+        return out, outside_video
 
 
 def describe(c: ImuVideoFolderConfig, m: manifest_lib.Manifest) -> dict:

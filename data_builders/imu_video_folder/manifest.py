@@ -198,13 +198,13 @@ def _factors(channels, units, where: str) -> tuple[float, ...]:
 
 
 def _resolve(root: str, relative: str, allow_outside: bool, where: str) -> str:
-    """Absolute path of a manifest path; it must stay inside the folder (after symlinks) unless the manifest opts
-    out with `allow_outside_paths: true`."""
-    path = os.path.realpath(os.path.join(root, relative))
+    """Absolute path of a manifest path (as written, for messages); it must stay inside the folder, symlinks
+    followed, unless the manifest opts out with `allow_outside_paths: true`."""
+    path = os.path.normpath(os.path.join(os.path.abspath(root), relative))
     base = os.path.realpath(root)
-    if not allow_outside and os.path.commonpath([base, path]) != base:
-        raise ManifestError(f"{where}: {relative!r} resolves to {path}, outside the manifest's folder {base}; set "
-                            f"'allow_outside_paths: true' in the manifest to allow it")
+    if not allow_outside and os.path.commonpath([base, os.path.realpath(path)]) != base:
+        raise ManifestError(f"{where}: {relative!r} resolves to {os.path.realpath(path)}, outside the manifest's "
+                            f"folder {base}; set 'allow_outside_paths: true' in the manifest to allow it")
     return path
 
 

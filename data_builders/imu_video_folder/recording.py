@@ -60,7 +60,7 @@ def _labels(text: np.ndarray, lines: np.ndarray, classes: tuple[str, ...], path:
     unknown = np.flatnonzero(out == -2)
     if unknown.size:
         i = unknown[0]
-        raise ManifestError(f"{path}: line {lines[i]}, column {column!r}: label {text[i]!r} is not in classes "
+        raise ManifestError(f"{path}: line {lines[i]}, column {column!r}: label {str(text[i])!r} is not in classes "
                             f"{list(classes)} ({unknown.size} such rows)")
     return out
 
@@ -75,9 +75,10 @@ def _to_si(raw: np.ndarray, r: Recording, lines: np.ndarray | None, columns) -> 
     bad = np.argwhere(~(np.abs(si) <= FLOAT32_MAX))
     if bad.size:
         row, col = bad[0]
+        row, col = int(row), int(col)
         at = f"line {lines[row]}, column {columns[col]!r}" if lines is not None else f"[row, column] {[row, col]}"
         raise ManifestError(f"{r.imu}: {len(bad)} value(s) are beyond the float32 range once converted to SI "
-                            f"units (x {r.factors[col]:g}), first at {at}: {raw[row, col]!r}")
+                            f"units (x {r.factors[col]:g}), first at {at}: {float(raw[row, col])!r}")
     return si
 
 

@@ -13,11 +13,9 @@ import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from PIL import Image
 
 from data_builders.imu_video_folder import imu_video_folder_dataset_builder as folder
 from data_builders.imu_video_folder import manifest as manifest_lib
-from data_builders.imu_video_folder import recording as recording_lib
 from imujax import build_dataset, input_pipeline
 from imujax.io import csv_table, timeseries, video_frames
 from tests.test_bad_data import CHANNELS, build_folder, ids, imu, stored_report, write_folder, write_frames, write_mp4
@@ -36,7 +34,7 @@ def base(**extra):
     return {"rate_hz": 10, "channels": CHANNELS, "units": {"acc": "m/s2"}, "recordings": [{"imu": "a.npy"}], **extra}
 
 
-# -- the manifest: schema, bounded loading, paths -----------------------------------------------------------------------
+# -- the manifest: schema, bounded loading, paths ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("change, pattern", [
@@ -128,7 +126,7 @@ def test_duplicate_recording_names_say_which_recordings_collide(tmp_path):
                    r"\(.*b/rec\.npy\)")
 
 
-# -- bad files: named under "raise", reported and skipped under "skip" ---------------------------------------------------
+# -- bad files: named under "raise", reported and skipped under "skip" -------------------------------------------------
 
 
 def png_declaring(width, height) -> bytes:

@@ -175,6 +175,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def _info(self) -> tfds.core.DatasetInfo:
         c: ImuVideoFolderConfig = self.builder_config
+        check_config(c)
         features = {"imu": tfds.features.Tensor(shape=(None, None), dtype=np.float32, encoding="bytes"),
                     "valid_samples": tfds.features.Scalar(dtype=np.int32),  # imu[valid_samples:] is padding
                     "imu_rate_hz": tfds.features.Scalar(dtype=np.float32),
@@ -193,7 +194,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         c: ImuVideoFolderConfig = self.builder_config
-        check_config(c)
         self._manual_dir_path = dl_manager.manual_dir
         m = self._manifest()
         self._bad_files: list[dict[str, str]] = []

@@ -18,7 +18,7 @@ from data_builders.imu_video_folder import imu_video_folder_dataset_builder as f
 from data_builders.imu_video_folder import manifest as manifest_lib
 from imujax import build_dataset, input_pipeline
 from imujax.io import csv_table, timeseries, video_frames
-from tests.test_bad_data import CHANNELS, build_folder, ids, imu, stored_report, write_folder, write_frames, write_mp4
+from tests.folder_helpers import CHANNELS, build_folder, ids, imu, stored_report, write_folder, write_frames, write_mp4
 
 HEADER = ",".join(CHANNELS) + "\n"
 

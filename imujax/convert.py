@@ -157,6 +157,9 @@ def stacked_view(per_layer: Mapping[tuple, Any], template: Mapping[tuple, Any], 
             out[path] = per_layer[path]
             continue
         rest = path[len(prefix) + 1:]
+        if stacks[prefix] == 0:  # a depth-0 tower (legal upstream: the tokens pass through unchanged)
+            out[path] = np.zeros(template[path].shape, template[path].dtype)
+            continue
         out[path] = np.stack([np.asarray(per_layer[prefix + (i,) + rest]) for i in range(stacks[prefix])])
     return out
 

@@ -45,6 +45,7 @@ class IOSpec:
     name: str
     shape: str
     description: str
+    optional: bool = False  # an input that may be left out (e.g. recorded masking draws); outputs: produced only then
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +105,8 @@ def describe(name: str) -> str:
     shape_width = max(len(s.shape) for _, s in rows)
     lines = [f"{family.name}: {family.summary}"]
     for kind, spec in rows:
-        lines.append(f"  {kind:<8} {spec.name:<{width}}  {spec.shape:<{shape_width}}  {spec.description}")
+        note = "(optional) " if spec.optional and kind == "inputs" else ""
+        lines.append(f"  {kind:<8} {spec.name:<{width}}  {spec.shape:<{shape_width}}  {note}{spec.description}")
     return "\n".join(lines)
 
 
@@ -290,10 +292,10 @@ def export_converted(ckpt_dir: str, out_path: str) -> dict[str, np.ndarray]:
 
 def run_forward(name: str, model: nnx.Module, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     family = get_family(name)
-    missing = [s.name for s in family.inputs if s.name not in inputs]
+    missing = [s.name for s in family.inputs if s.name not in inputs and not s.optional]
     if missing:
         raise ValueError(f"inputs for {name} lack {missing}; expected: "
-                         + ", ".join(f"{s.name} {s.shape}" for s in family.inputs))
+                         + ", ".join(f"{s.name} {s.shape}" for s in family.inputs if not s.optional))
     return family.forward(model, inputs)
 
 

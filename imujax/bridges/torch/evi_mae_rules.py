@@ -343,11 +343,11 @@ def forward_evi_mae(model: nnx.Module, inputs: Mapping[str, np.ndarray]) -> dict
     batch, s = imu.shape[0], model.sizes
     num_nodes = batch * s.imu_parts
     perm_key = next((k for k in ("node_perm_unmasked", "node_perm") if k in inputs), None)
-    out = _forward_evi_mae(model, imu, video, None if perm_key is None else _node_perm(inputs, perm_key, num_nodes))
+    unmasked_perm = None if perm_key is None else _node_perm(inputs, perm_key, num_nodes)
     given = [k for k in PRETRAIN_DRAWS if k in inputs]
     if given and len(given) < len(PRETRAIN_DRAWS):
         raise ValueError(f"the pretraining forward needs all of {list(PRETRAIN_DRAWS)}; got only {given}")
-    if given:
+    if given:  # everything is checked before anything runs
         masks = {"node_perm": _node_perm(inputs, "node_perm", num_nodes),
                  "imu_noise": _noise(inputs, "imu_noise", (batch, s.imu_tokens)),
                  "video_noise": _noise(inputs, "video_noise", (batch, s.video_tokens))}
@@ -356,6 +356,8 @@ def forward_evi_mae(model: nnx.Module, inputs: Mapping[str, np.ndarray]) -> dict
             tokens = s.imu_tokens if key == "imu_mask_ratio" else s.video_tokens
             if not 0 <= c[key] < 1 or int(tokens * (1 - c[key])) < 1:
                 raise ValueError(f"{key}={c[key]} keeps no token of {tokens}; it must leave at least one visible")
+    out = _forward_evi_mae(model, imu, video, unmasked_perm)
+    if given:
         terms = jax.device_get(_pretrain_evi_mae(model, imu, video, masks, c["imu_mask_ratio"], c["video_mask_ratio"],
                                                  bool(c["norm_pix_loss"])))
         f32 = np.float32

@@ -67,6 +67,7 @@ class Manifest:
     channels: tuple[str, ...]           # the manifest-wide default layout
     classes: tuple[str, ...]
     recordings: tuple[Recording, ...]
+    description: str = ""               # free text about the dataset (TSFM conditions on it)
 
 
 def _key(path) -> str:
@@ -270,7 +271,7 @@ def read_manifest(root: str, check_files: bool = True) -> Manifest:
             timestamp_scale=TIMESTAMP_UNITS[get("timestamp_unit", "s")],
             max_gap_s=float(get("max_gap_s", DEFAULT_MAX_GAP_S)), label_column=get("label_column")))
     _check_unique_names(recordings, path)
-    return Manifest(path, rate, tuple(data["channels"]), classes, tuple(recordings))
+    return Manifest(path, rate, tuple(data["channels"]), classes, tuple(recordings), data.get("description", ""))
 
 
 def _check_unique_names(recordings: list[Recording], path: str) -> None:

@@ -178,11 +178,26 @@ def test_unsupported_opcodes_are_refused(tmp_path):
 
 
 def test_deep_keys_cannot_crash_hashing(tmp_path):
-    deep = PROTO + EMPTY_DICT + EMPTY_TUPLE + T1 * 300_000 + NONE + SETITEM + STOP  # hashing it overflows C stack
+    deep = PROTO + EMPTY_DICT + EMPTY_TUPLE + T1 * 100_000 + NONE + SETITEM + STOP  # hashing it overflows C stack
     expect(write_zip(tmp_path / "deep.pth", deep, compress=zipfile.ZIP_DEFLATED), CheckpointFormatError,
            "deeper than 16 levels")
     unhashable = PROTO + EMPTY_DICT + EMPTY_LIST + NONE + SETITEM + STOP
     expect(write_zip(tmp_path / "list.pth", unhashable), CheckpointFormatError, "cannot be a dict key")
+
+
+def test_keys_cannot_be_made_to_collide_or_rechecked(tmp_path):
+    # ints differing by 2**61 - 1 share a hash: 100k of them would make the dict quadratic
+    colliding = PROTO + EMPTY_DICT + b"".join(b"\x8a\x09" + (5 + k * ((1 << 61) - 1)).to_bytes(9, "little")
+                                              + NONE + SETITEM for k in range(1, 3))
+    expect(write_zip(tmp_path / "ints.pth", colliding + STOP), CheckpointFormatError, "a int cannot be a dict key")
+    expect(write_zip(tmp_path / "float.pth", PROTO + EMPTY_DICT + b"G" + struct.pack(">d", 0.5) + NONE + SETITEM
+                     + STOP), CheckpointFormatError, "a float cannot be a dict key")
+    # tuple hashes are not cached, so key size is capped; a 64-item key handed by GET to 100k SETITEMs is checked once
+    expect(write_zip(tmp_path / "wide.pth", PROTO + EMPTY_DICT + MARK + b"K\x01" * 65 + TUPLE + NONE + SETITEM
+                     + STOP), CheckpointFormatError, "more than 64 items")
+    big_key = MARK + b"K\x01" * 64 + TUPLE + b"q\x00"
+    pkl = PROTO + EMPTY_DICT + big_key + NONE + SETITEM + (b"h\x00" + NONE + SETITEM) * 100_000 + STOP
+    assert len(reader.load_checkpoint(write_zip(tmp_path / "big_key.pth", pkl))) == 1
 
 
 def test_self_containing_and_deep_state_dicts():

@@ -46,7 +46,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.batch_size = 512
     config.num_epochs = 100
     config.eval.retrieval = False
-    # end of run (and every eval_every_steps): closed-set zero-shot + the 10%-label fine-tuning protocol (spec §10)
+    # end of run (and every eval_every_steps): closed-set zero-shot + the 10%-label fine-tuning protocol
+    # (upstream evaluate_tsfm.py)
     config.eval.update(dict(zero_shot=True, supervision_rates=(0.1,), finetune_lr=1e-5))
 
     if arg in ("demo", "demo_k3", "demo_siglip"):

@@ -219,7 +219,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 final = _evaluate(evaluator, best, writer, state, config, workdir, step)
             while step < total_steps:
                 local = next(data)
-                batch_ids = local.pop("id")
+                local, bookkeeping = input_pipeline.split_bookkeeping(local)
+                batch_ids = bookkeeping["id"]
                 state, step_metrics = step_fn(state, sharding.global_batch(local, mesh))
                 if not compiled:  # the call compiled the step: hand the compiler's freed memory back
                     runtime.release_free_memory()
@@ -305,9 +306,8 @@ def _init_from(state, directory: str, state_shardings, system=None):
     from imujax import convert  # the bridge is optional at train time; import only when asked for
 
     name, converted_config, converted = convert.load_converted(directory)
-    hook = getattr(system, "init_from_converted", None)
-    if hook is not None:
-        params = hook(jax.device_get(state["params"]), name, converted_config, converted)
+    if system is not None and system.init_from_converted is not None:
+        params = system.init_from_converted(jax.device_get(state["params"]), name, converted_config, converted)
         return dict(state, params=jax.device_put(params, state_shardings["params"]))
     source = {path: np.asarray(v) for path, v in nnx.to_flat_state(converted)}
     loaded, skipped = [], []

@@ -176,7 +176,8 @@ def sizes_from_inputs(key: str):
 
 # -- WEAR transfer ------------------------------------------------------------------------------------------------------
 def wear_init_from_himu(sd: Mapping[str, np.ndarray], repeats: int = 4) -> dict[str, np.ndarray]:
-    """HIMU 3-channel state_dict -> WEAR 3*repeats-channel initial state_dict (torch layout, §2.5).
+    """HIMU 3-channel state_dict -> WEAR 3*repeats-channel initial state_dict (torch layout,
+    amir-goudarzi/IMU_testing@9c52aa2 src/data/wear_dataset_ssl.py).
 
     ``patch_embed.proj.weight`` is tiled along input channels and divided by ``repeats``; ``decoder_pred`` is tiled
     along its outputs; ``decoder_embed`` is dropped (its input width changes; the caller re-initialises it).

@@ -33,7 +33,7 @@ from imujax.transforms import tsfm_patches
 STRIP = ("module.", "_orig_mod.")
 SIZE_FIELDS = {f.name: f.type for f in dataclasses.fields(TSFMSizes)}
 NOT_IN_TENSORS = ("num_heads", "channel_text_num_heads", "label_bank_num_heads", "per_patch_prediction")
-DEFAULT_HEADS = {192: 4, 384: 8, 512: 8}  # spec §8: d_model -> encoder heads of the released configs
+DEFAULT_HEADS = {192: 4, 384: 8, 512: 8}  # d_model -> encoder heads, upstream model/config.py
 
 
 # -- rule helpers: a dotted torch key gives both the regex and the NNX path ------------------------------------------

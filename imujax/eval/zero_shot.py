@@ -1,4 +1,5 @@
-"""TSFM evaluation (shared/specs/tsfm.md §5, §10): zero-shot open/closed set, majority vote, 1%/10% supervision.
+"""TSFM evaluation (alxdofficial/tsfm@308eea1 val_scripts/human_activity_recognition/evaluate_tsfm.py): zero-shot
+open/closed set, majority vote, 1%/10% supervision.
 
 Scores are cosine similarities of L2-normalised sensor embeddings with label-bank embeddings, max over prototypes.
 Macro-F1 is the fixed-class form: every class of the test label list counts, absent ones with F1 = 0.

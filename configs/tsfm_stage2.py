@@ -3,7 +3,7 @@
   python -m imujax.main --config=configs/tsfm_stage2.py --workdir=runs/tsfm_s2          # upstream sizes and recipe
   python -m imujax.main --config=configs/tsfm_stage2.py:demo --workdir=runs/tsfm_s2 \\
       [--config.init_from=runs/tsfm_s1:latest --config.init_only=encoder]             # synthetic data, minutes
-  python -m imujax.eval.zero_shot --config=configs/tsfm_stage2.py:demo --workdir=runs/tsfm_s2   # zero-shot + 10%
+  python -m imujax.main --mode=eval --config=configs/tsfm_stage2.py:demo --workdir=runs/tsfm_s2  # zero-shot + 10%
 The end-of-run evaluation writes the same (eval/zs_closed/*, eval/supervised_10pct/*) to metrics.jsonl.
 
 Variants: ``demo`` (K=1 soft-target InfoNCE), ``demo_k3`` (K=3 prototypes, the ebbcffd recipe), ``demo_siglip``.

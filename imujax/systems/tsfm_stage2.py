@@ -153,7 +153,7 @@ class System(systems.System):
             return {}
         if jax.process_count() > 1:  # the protocol fine-tunes a host-local copy; run it offline on multi-host runs
             logging.warning("zero-shot / supervision protocol skipped on a %d-process run: run "
-                            "`python -m imujax.eval.zero_shot` on the workdir", jax.process_count())
+                            "`python -m imujax.main --mode=eval` on the workdir in one process", jax.process_count())
             return {}
         from imujax.eval import zero_shot
         model = nnx.merge(graphdef, jax.device_get(state["params"]), jax.device_get(state["other"]))

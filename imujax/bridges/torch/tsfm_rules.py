@@ -260,7 +260,8 @@ def infer_tsfm(sd: Mapping[str, np.ndarray], overrides: Mapping[str, str]) -> di
     cfg["num_heads"] = DEFAULT_HEADS.get(d, 0)
     for key, value in overrides.items():
         parsed = _coerce(key, value)
-        if key not in NOT_IN_TENSORS and key in cfg and cfg[key] != parsed and key != "spectral_ratio":
+        unstored = key in NOT_IN_TENSORS or (key == "dim_feedforward" and not cfg["num_temporal_layers"])
+        if not unstored and key in cfg and cfg[key] != parsed and key != "spectral_ratio":
             raise ValueError(f"--set {key}={value} contradicts the checkpoint, which gives {cfg[key]}")
         cfg[key] = parsed
     if "per_patch_prediction" not in overrides:

@@ -6,7 +6,6 @@ at start-up for its format-conversion command.)
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shutil
 import time
 
@@ -21,18 +20,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1,
                         help="processes generating motion_* chunks (the records do not depend on it)")
     args = parser.parse_args(argv)
-    config = next(c for c in Builder.BUILDER_CONFIGS if c.name == args.config)
-    if args.workers > 1:
-        if not hasattr(config, "workers"):
-            parser.error(f"--workers applies to the motion_* configs, not {args.config!r}")
-        config = dataclasses.replace(config, workers=args.workers)
-    builder = Builder(data_dir=args.data_dir, config=config)
+    if args.workers > 1 and not args.config.startswith("motion_"):
+        parser.error(f"--workers applies to the motion_* configs, not {args.config!r}")
+    builder = Builder(data_dir=args.data_dir, config=args.config, workers=args.workers)
     if args.overwrite and builder.data_path.exists():
         shutil.rmtree(builder.data_path)
     start = time.perf_counter()
     if not builder.is_prepared():
         builder.download_and_prepare()
-    builder = Builder(data_dir=args.data_dir, config=config)
+    builder = Builder(data_dir=args.data_dir, config=args.config)
     counts = {name: split.num_examples for name, split in builder.info.splits.items()}
     print(f"{builder.data_path}: {counts} ({time.perf_counter() - start:.1f} s)")
 

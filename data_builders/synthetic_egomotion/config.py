@@ -76,7 +76,7 @@ class MotionCorpusConfig(tfds.core.BuilderConfig):
     """The articulated motion corpus (`corpus.py`): many activities, IMUs at chosen placements, text per clip.
 
     Clips are generated in chunks of `chunk_size` that depend only on (seed, split, chunk index); train and test
-    draw their people from disjoint subject ranges. `workers` only changes how fast a build runs, never its records.
+    draw their people from disjoint subject ranges.
     """
 
     num_train_clips: int = 1024
@@ -93,7 +93,6 @@ class MotionCorpusConfig(tfds.core.BuilderConfig):
     seed: int = 0
     chunk_size: int = 64
     num_shards: int = 4
-    workers: int = 1
 
     def __post_init__(self):
         from . import sensors  # late: sensors imports numpy only, config stays importable first
@@ -104,7 +103,7 @@ class MotionCorpusConfig(tfds.core.BuilderConfig):
                 "placements": len(self.placements) > 0 and all(p in sensors.PLACEMENTS for p in self.placements),
                 "sensor_errors": self.sensor_errors in ("realistic", "ideal"), "video_fps": self.video_fps >= 0,
                 "frame_size": self.frame_size >= 8, "depth": not self.depth or self.video_fps > 0,
-                "chunk_size": self.chunk_size >= 1, "num_shards": self.num_shards >= 1, "workers": self.workers >= 1,
+                "chunk_size": self.chunk_size >= 1, "num_shards": self.num_shards >= 1,
         }
         bad = [field for field, ok in checks.items() if not ok]
         if bad:

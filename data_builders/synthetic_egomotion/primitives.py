@@ -218,7 +218,8 @@ def _base(rng):
 def reach(rng, person, s):
     return _arm(rng, person, "reach", "reaches forward and back", _base(rng), rng.uniform(0.25, 0.6) * s,
                 shoulder_flex=(rng.uniform(0.6, 1.0), [(1, rng.uniform(0.4, 0.7), 0.0)]),
-                elbow_flex=(rng.uniform(0.5, 0.9), [(1, -rng.uniform(0.3, 0.6), 0.0)]))
+                elbow_flex=(rng.uniform(0.5, 0.9), [(1, -rng.uniform(0.1, 0.3), 0.0)]),
+                forearm_pro=(0.3, [(1, rng.uniform(0.2, 0.5), 0.0)]), lumbar_flex=(0.1, [(1, 0.1, 0.0)]))
 
 
 def wave(rng, person, s):

@@ -55,13 +55,13 @@ def sample_clip(rng: np.random.Generator, person: Person, duration: float, activ
         segments, centre, width = list(main), [], []
         lead = activity == "turn" or rng.uniform() < 0.4
         if lead:  # turning happens during the cross-fade into the turn segment
-            before = _neighbour(rng, person, draw.posture, speed)
+            before = _neighbour(rng, person, draw.posture, speed, main[0])
             segments.insert(0, before)
             phrases.insert(0, before.phrase)
             centre.append(rng.uniform(0.15, 0.3) * duration)
             width.append(rng.uniform(1.5, 3.0) if activity == "turn" else rng.uniform(0.5, 1.5))
         if rng.uniform() < 0.3:
-            after = _neighbour(rng, person, draw.posture, speed)
+            after = _neighbour(rng, person, draw.posture, speed, main[-1])
             segments.append(after)
             phrases.append(after.phrase)
             centre.append(rng.uniform(0.75, 0.85) * duration)
@@ -74,10 +74,13 @@ def sample_clip(rng: np.random.Generator, person: Person, duration: float, activ
     return Clip(activity, segments, np.array(centre), np.array(width), text)
 
 
-def _neighbour(rng: np.random.Generator, person: Person, posture: str, speed: float) -> Segment:
-    """A lead-in or lead-out compatible with the main primitive's posture: idle in it, or walking when standing."""
+def _neighbour(rng: np.random.Generator, person: Person, posture: str, speed: float, main: Segment) -> Segment:
+    """A lead-in or lead-out compatible with the main primitive's posture: idle in it, or walking when standing.
+    On the floor (lying, push-ups) it is the main pose held still, so the body does not roll over in a second."""
     if posture == "stand" and rng.uniform() < 0.5:
         return primitives.walk(rng, person, speed).segments[0]
+    if posture == "lie":
+        return dataclasses.replace(main, activity="lie", phrase="rests on the floor", amp=np.zeros_like(main.amp))
     return primitives.POSTURES[posture](rng, person)
 
 

@@ -223,18 +223,18 @@ def reach(rng, person, s):
 
 
 def wave(rng, person, s):
-    return _arm(rng, person, "wave", "waves", _base(rng), rng.uniform(1.5, 3.0) * s,
+    return _arm(rng, person, "wave", "waves", _base(rng), rng.uniform(1.2, 2.5) * s,
                 shoulder_abd=(rng.uniform(1.6, 2.4), []), elbow_flex=(rng.uniform(0.6, 1.2), []),
-                shoulder_rot=(0.0, [(1, rng.uniform(0.3, 0.6), 0.0)]), wrist_dev=(0.0, [(1, 0.2, 0.5)]))
+                shoulder_rot=(0.0, [(1, rng.uniform(0.2, 0.45), 0.0)]), wrist_dev=(0.0, [(1, 0.2, 0.5)]))
 
 
 def clap(rng, person, s):
-    draw = _arm(rng, person, "clap", "claps both hands", _base(rng), rng.uniform(1.5, 3.5) * s)
+    draw = _arm(rng, person, "clap", "claps both hands", _base(rng), rng.uniform(1.5, 3.0) * s)
     seg = draw.segments[0]
     _both(seg, "shoulder_flex", rng.uniform(0.7, 1.2))
     _both(seg, "elbow_flex", rng.uniform(0.8, 1.2))
-    _both(seg, "shoulder_abd", 0.35, (1, rng.uniform(0.15, 0.3), 0.0))
-    _both(seg, "shoulder_rot", 0.6, (1, rng.uniform(0.15, 0.3), 0.0))
+    _both(seg, "shoulder_abd", 0.35, (1, rng.uniform(0.08, 0.15), 0.0))
+    _both(seg, "shoulder_rot", 0.6, (1, rng.uniform(0.08, 0.15), 0.0))
     return draw
 
 
@@ -277,8 +277,8 @@ def type_keyboard(rng, person, s):
     _both(seg, "shoulder_flex", rng.uniform(0.2, 0.5))
     _both(seg, "elbow_flex", rng.uniform(1.3, 1.6))
     _both(seg, "forearm_pro", 1.3)
-    _both(seg, "wrist_flex", -0.2, (1, 0.05, 0.0), (3, 0.03, 1.0), antiphase=True)
-    _both(seg, "shoulder_abd", 0.15, (2, 0.03, 0.0), antiphase=True)
+    _both(seg, "wrist_flex", -0.2, (1, 0.05, 0.0), (3, 0.015, 1.0), antiphase=True)
+    _both(seg, "shoulder_abd", 0.15, (1, 0.01, 0.0), antiphase=True)
     seg.set("neck_flex", rng.uniform(0.2, 0.4))
     return draw
 
@@ -294,13 +294,13 @@ def comb_hair(rng, person, s):
 
 def jump(rng, person, s):
     seg = stand(rng, person, "jump", "jumps up and down")
-    seg.freq = rng.uniform(1.2, 2.2) * s
-    height = rng.uniform(0.08, 0.2)
+    seg.freq = rng.uniform(1.0, 1.8) * s
+    height = rng.uniform(0.06, 0.15)
     seg.set("pelvis_z", -0.05, (1, height, 0.0), (2, 0.3 * height, -PI / 2))
     _both(seg, "hip_flex", 0.35, (1, -0.3, 0.0))
     _both(seg, "knee_flex", 0.6, (1, -0.5, 0.0))
     _both(seg, "ankle_flex", 0.0, (1, -0.3, 0.0))
-    _both(seg, "shoulder_flex", 0.5, (1, 0.6, 0.0))
+    _both(seg, "shoulder_flex", 0.4, (1, 0.3, 0.0))
     return Draw([seg], "stand")
 
 

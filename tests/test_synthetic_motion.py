@@ -103,8 +103,8 @@ def _real_static_means():
     folders = [r for r in dsads.recordings(dsads.find_data_dir(os.path.join(SHARED, "dsads"))) if r[1] <= 2]
     for posture, code in (("stand", 2), ("sit", 1), ("lie_back", 3)):
         x = np.concatenate([dsads.read_recording(f, c, s)[0].signals for c, s, f in folders if c == code])
-        for unit, column in (("torso", 0), ("right_leg", 27), ("left_leg", 36)):
-            if unit == "torso" or posture != "lie_back":
+        for unit, column in (("torso", 0), ("right_arm", 9), ("left_arm", 18), ("right_leg", 27), ("left_leg", 36)):
+            if unit == "torso" or posture == "stand" or (posture == "sit" and unit.endswith("leg")):
                 out[("dsads", unit, posture)] = x[:, column:column + 3].mean(0)
     return out
 
@@ -125,7 +125,7 @@ def test_sensor_conventions_match_the_real_datasets_static_segments():
     """Standing, sitting and lying still, the simulated reading at each real dataset's placement points where the
     real recordings' gravity does (HAPT waist phone and DSADS Xsens: +g up; MotionSense Core Motion: -g up)."""
     real = _real_static_means()
-    assert len(real) == 2 + 2 + 7
+    assert len(real) == 2 + 2 + 9
     angles = {}
     for (dataset, unit, posture), measured in real.items():
         simulated = _simulated_static(posture, se.DATASET_PLACEMENTS[dataset][unit])

@@ -6,7 +6,7 @@ Build with `python -m data_builders.synthetic_egomotion --data_dir=DIR [--config
 read with `tfds.data_source("synthetic_egomotion/default", data_dir=DIR, split="train")`.
 """
 from .activities import CLASS_DESCRIPTIONS, CLASS_NAMES
-from .config import DEFAULT, MOTION_1M, MOTION_SMALL, MOTION_TINY, MOTION_VIDEO_TINY, TINY, EgomotionConfig, MotionCorpusConfig
+from .config import DEFAULT, MOTION_1M, MOTION_REALSETS, MOTION_SMALL, MOTION_TINY, MOTION_VIDEO_TINY, TINY, EgomotionConfig, MotionCorpusConfig
 from .primitives import ACTIVITIES
 from .sensors import DATASET_PLACEMENTS, PLACEMENTS
 from .imu import CHANNEL_NAMES
@@ -14,7 +14,7 @@ from .kinematics import SLOTS
 from .synthetic_egomotion_dataset_builder import Builder, build
 
 __all__ = [
-        "ACTIVITIES", "DATASET_PLACEMENTS", "MOTION_1M", "MOTION_SMALL", "MOTION_TINY", "MOTION_VIDEO_TINY",
+        "ACTIVITIES", "DATASET_PLACEMENTS", "MOTION_1M", "MOTION_REALSETS", "MOTION_SMALL", "MOTION_TINY", "MOTION_VIDEO_TINY",
         "MotionCorpusConfig", "PLACEMENTS", "Builder", "CHANNEL_NAMES", "CLASS_DESCRIPTIONS", "CLASS_NAMES", "DEFAULT", "EgomotionConfig", "SLOTS", "TINY",
         "build",
 ]

@@ -144,6 +144,13 @@ MOTION_VIDEO_TINY = MotionCorpusConfig(
 MOTION_SMALL = MotionCorpusConfig(
         name="motion_small", description="Articulated corpus: 20k train / 2k test clips of 10 s (about 61 h of IMU).",
         num_train_clips=20_000, num_test_clips=2_000, num_shards=16)
+MOTION_REALSETS = MotionCorpusConfig(
+        name="motion_realsets",
+        description="Articulated corpus with the sensors of HAPT, MotionSense and DSADS (placement, axes, sign, channel "
+                    "names): 200k train / 10k test clips of 2 s at 50 Hz (about 117 h of IMU).",
+        num_train_clips=200_000, num_test_clips=10_000, num_train_subjects=2_000, num_test_subjects=200,
+        clip_seconds=2.0, placements=("waist", "pocket", "torso", "right_arm", "left_arm", "right_leg", "left_leg", "head"),
+        chunk_size=256, num_shards=16)
 MOTION_1M = MotionCorpusConfig(
         name="motion_1m", description="Articulated corpus: 1M train / 10k test clips of 10 s (about 2,800 h of IMU).",
         num_train_clips=1_000_000, num_test_clips=10_000, num_train_subjects=10_000, num_test_subjects=1_000,

@@ -69,15 +69,26 @@ PLACEMENTS: dict[str, Placement] = {
                            _UP_FORWARD, description="phone on the belt"),
         **_limb_placements(),
 }
-# How the shared real datasets wore their sensors (see each data_builders/<name>/parsing.py for the units).
-DATASET_PLACEMENTS: dict[str, dict[str, Placement]] = {
-        # Samsung Galaxy S II on the waist, upright (Android convention).
-        "hapt": {"waist": PLACEMENTS["waist"]},
+# How the shared real datasets wore their sensors (see each data_builders/<name>/parsing.py for the units), under
+# the location names their builders give the channels, so a corpus can share channel names with them.
+PLACEMENTS |= {
         # iPhone in the front pocket; Core Motion reports gravity + user acceleration, i.e. -specific force.
-        "motionsense": {"pocket": dataclasses.replace(PLACEMENTS["right_pocket"], sign=-1.0)},
-        # Xsens MTx units: torso unit on the sloping chest (tilted back about 0.5 rad), leg units above the knees.
-        "dsads": {"torso": dataclasses.replace(PLACEMENTS["chest"], mount=_tilt_back(_UP_FORWARD, 0.5)),
-                  "right_leg": PLACEMENTS["right_thigh"], "left_leg": PLACEMENTS["left_thigh"]},
+        "pocket": dataclasses.replace(PLACEMENTS["right_pocket"], sign=-1.0,
+                                      description="iPhone in the right front pocket (Core Motion sign)"),
+        # Xsens MTx units: the torso unit sits on the sloping chest (tilted back about 0.5 rad, as both standing and
+        # lying DSADS recordings show), arm units with x up the forearm, leg units above the knees.
+        "torso": dataclasses.replace(PLACEMENTS["chest"], mount=_tilt_back(_UP_FORWARD, 0.5),
+                                     description="Xsens unit on the chest"),
+        **{f"{side}_arm": dataclasses.replace(PLACEMENTS[f"{side}_wrist"], mount=_columns([0, 0, 1], [-s, 0, 0], [0, -s, 0]),
+                                              description=f"Xsens unit on the {side} forearm")
+           for side, s in (("left", 1.0), ("right", -1.0))},
+        "right_leg": dataclasses.replace(PLACEMENTS["right_thigh"], description="Xsens unit above the right knee"),
+        "left_leg": dataclasses.replace(PLACEMENTS["left_thigh"], description="Xsens unit above the left knee"),
+}
+DATASET_PLACEMENTS: dict[str, dict[str, Placement]] = {
+        "hapt": {"waist": PLACEMENTS["waist"]},  # Samsung Galaxy S II on the waist, upright (Android convention)
+        "motionsense": {"pocket": PLACEMENTS["pocket"]},
+        "dsads": {unit: PLACEMENTS[unit] for unit in ("torso", "right_arm", "left_arm", "right_leg", "left_leg")},
 }
 
 

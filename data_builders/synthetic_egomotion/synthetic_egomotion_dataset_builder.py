@@ -14,7 +14,7 @@ import tensorflow_datasets as tfds
 
 from . import clips, corpus
 from .activities import CLASS_DESCRIPTIONS, CLASS_NAMES
-from .config import (DEFAULT, MOTION_1M, MOTION_SMALL, MOTION_TINY, MOTION_VIDEO_TINY, TINY, EgomotionConfig,
+from .config import (DEFAULT, MOTION_1M, MOTION_REALSETS, MOTION_SMALL, MOTION_TINY, MOTION_VIDEO_TINY, TINY, EgomotionConfig,
                      MotionCorpusConfig)
 from .primitives import ACTIVITIES
 from .imu import CHANNEL_NAMES
@@ -26,7 +26,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release."}
-    BUILDER_CONFIGS = [DEFAULT, TINY, MOTION_TINY, MOTION_VIDEO_TINY, MOTION_SMALL, MOTION_1M]
+    BUILDER_CONFIGS = [DEFAULT, TINY, MOTION_TINY, MOTION_VIDEO_TINY, MOTION_SMALL, MOTION_REALSETS, MOTION_1M]
     DEFAULT_BUILDER_CONFIG_NAME = "default"
 
     def __init__(self, *, file_format=None, workers: int = 1, **kwargs):

@@ -16,7 +16,6 @@ import struct
 import subprocess
 import sys
 import zipfile
-import zlib
 
 import numpy as np
 import pytest
@@ -107,8 +106,9 @@ def expect(path, error=NAMED, match=None, **kwargs):
 
 def test_object_and_structured_dtypes_never_reach_numpy(tmp_path):
     # What numpy itself pickles for object / structured / void arrays and dtypes: all refused by the dtype table.
-    for i, obj in enumerate([np.array([1, "x"], dtype=object), np.zeros(2, dtype=[("a", "<f8"), ("b", "O")]),
-                             np.dtype([("a", "<f8"), ("b", "O")]), np.zeros(2, dtype="V8"), np.array(1.0, dtype=object)]):
+    attacks = [np.array([1, "x"], dtype=object), np.zeros(2, dtype=[("a", "<f8"), ("b", "O")]),
+               np.dtype([("a", "<f8"), ("b", "O")]), np.zeros(2, dtype="V8"), np.array(1.0, dtype=object)]
+    for i, obj in enumerate(attacks):
         path = write_zip(tmp_path / f"np{i}.pth", pickle.dumps({"x": obj}, protocol=2))
         expect(path, UnsafeCheckpointError)
 

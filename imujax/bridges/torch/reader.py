@@ -579,7 +579,7 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every acc
         })
         self.dispatch = dispatch
 
-    # -- the loop: pickle's own, plus a running memory charge per opcode
+    # -- the loop: pickle._Unpickler.load's own, plus a running memory charge per opcode
     def load(self) -> Any:
         self._unframer = pickle._Unframer(self._file_read, self._file_readline)
         self.read, self.readinto, self.readline = self._unframer.read, self._unframer.readinto, self._unframer.readline
@@ -850,6 +850,14 @@ class _ZipArchive:
         self.path, self.mmap, self.budget = path, mmap, budget
         self.file_size = os.path.getsize(path)
         self.fh = open(path, "rb")
+        try:
+            self._open()
+        except BaseException:
+            self.fh.close()
+            raise
+
+    def _open(self) -> None:
+        path, budget = self.path, self.budget
         try:
             endrec = zipfile._EndRecData(self.fh)  # entry count before zipfile builds one ZipInfo per entry
             if endrec:
@@ -1166,8 +1174,9 @@ def _load_legacy(path: str, mmap: bool, allow_placeholders: bool, budget: _Budge
             raise CheckpointFormatError(f"{path}: storage {key!r} is declared with two dtypes or sizes")
         return None
 
-    _run_unpickler(_SafeUnpickler(pickled, path, _Rebuilders(_Budget(path, budget.limit), dry_run=True),
-                                  record_storage, allow_placeholders, _Budget(path, budget.limit)), path)
+    first_pass = _Budget(path, budget.limit)  # its objects are gone before the second pass builds its own
+    _run_unpickler(_SafeUnpickler(pickled, path, _Rebuilders(first_pass, dry_run=True), record_storage,
+                                  allow_placeholders, first_pass), path)
 
     # Storage records: int64 element count (little-endian) then the raw little-endian elements, in key-list order.
     mapped = np.memmap(path, dtype=np.uint8, mode="r") if mmap and file_size else None

@@ -250,3 +250,7 @@ def test_bad_config_names_the_field():
         dataclasses.replace(se.MOTION_TINY, placements=("left_elbow",))
     with pytest.raises(ValueError, match="depth"):
         dataclasses.replace(se.MOTION_TINY, depth=True)
+    with pytest.raises(ValueError, match="no chunk 3 of split 'train'"):
+        corpus.generate(se.MOTION_TINY, "train", 3)
+    with pytest.raises(ValueError, match="workers"):
+        se.Builder(data_dir="/nonexistent", config="motion_tiny", workers=0)

@@ -85,6 +85,9 @@ def channel_names(placement_names) -> list[str]:
 
 def generate(config, split: str, chunk: int) -> list[tuple[str, dict]]:
     """(key, record) for every clip of one chunk of `split`."""
+    if split not in SPLIT_IDS or not 0 <= chunk < config.num_chunks(split):
+        raise ValueError(f"{config.name}: no chunk {chunk} of split {split!r} (splits {tuple(SPLIT_IDS)}, "
+                         f"chunks 0..{config.num_chunks(split) - 1} of {config.chunk_size} clips)")
     first = chunk * config.chunk_size
     size = min(config.chunk_size, config.split_clips(split) - first)
     batch, rng = sample_batch(config.seed, split, chunk, size, config.subjects(split), config.clip_seconds)

@@ -121,8 +121,10 @@ def generate(config, split: str, chunk: int) -> list[tuple[str, dict]]:
 def _video(config, batch: Batch, rng: np.random.Generator):
     """Head-camera frames [B, F, S, S, 3] (and depth in mm [B, F, S, S] uint16) through the existing renderer."""
     frames_t = np.broadcast_to(np.arange(config.num_frames) / config.video_fps, (len(batch.clips), config.num_frames))
-    head = segment_frames(batch, np.ascontiguousarray(frames_t))["head"]
     b, f = frames_t.shape
+    lengths = {k: np.repeat(v, f) for k, v in batch.bodies.lengths.items()}
+    head = segment_frames(batch, np.ascontiguousarray(frames_t))["head"]
+    head = sensors.sensor_frame(head, sensors.PLACEMENTS["head"], lengths)  # the camera sits on the glasses
     position = head.position.T.reshape(b, f, 3)
     rotation = head.rotation.transpose(2, 0, 1).reshape(b, f, 3, 3)
     rgb, depth = [], []

@@ -12,6 +12,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.data = ml_collections.ConfigDict(dict(
         name="",                     # TFDS name, e.g. "synthetic_egomotion/default"
         data_dir="",                 # empty: <workdir>/data
+        from_dataset=False,          # `:own` configs: channels, rate, window, classes, video and normalisation
+                                     # statistics from the built dataset (imujax.own_data)
         auto_build=False,            # build the embedded dataset on first use (synthetic data only)
         train_split="train", eval_split="test",
         worker_count=2,              # grain worker processes (keep fixed across a run: the iterator state depends on it)
@@ -50,5 +52,15 @@ def base_config() -> ml_collections.ConfigDict:
     config.eval = ml_collections.ConfigDict(dict(
         retrieval=True, linear_probe=True, probe_train_examples=2048, probe_l2=1e-2, batch_size=0,
         classification=True,         # logits metrics (accuracy, macro/weighted F1 per horizon) for fine-tuning systems
-        checkpoint="auto"))          # --mode=eval: "auto" (best_checkpoint if kept, else latest) | "best" | "latest"
+        checkpoint="auto",           # --mode=eval/probe: "auto" (best_checkpoint if kept, else latest) | "best" | "latest"
+        # --mode=probe (imujax.probe): logistic (+ MLP) probes on frozen embeddings, C chosen on the training groups
+        protocol="split",            # split (train_split -> eval_split) | loso | kfold (over probe_split)
+        probe_split="",              # loso / kfold: the split to fold (empty: data.train_split)
+        group_field="subject",       # the record field that groups records (subjects; or a "fold" field)
+        folds=5,                     # kfold: number of folds of whole groups
+        probe_cv_folds=5,            # grouped CV folds (at most the training groups) choosing C / alpha
+        pool_per_recording=False,    # one prediction per recording: mean of its windows' embeddings
+        mlp_probe=False,             # also an MLP probe
+        random_reference=False,      # also probe a randomly initialised encoder of the same config
+        probe_feature="fused"))      # the system's embed() output to probe
     return config

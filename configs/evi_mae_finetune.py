@@ -53,8 +53,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.finetune.update(dict(num_classes=18, metric="acc"))
     elif arg == "demo":
         _demo(config)
+    elif arg == "own":  # your own built dataset; --config.init_from=<an evi_mae.py:own run>
+        _demo(config)
+        pretrain_config.own(config)
+        config.finetune.update(dict(metric="macro_f1"))
     elif arg not in (None, ""):
-        raise ValueError(f"configs/evi_mae_finetune.py: unknown variant {arg!r} (known: wear, demo)")
+        raise ValueError(f"configs/evi_mae_finetune.py: unknown variant {arg!r} (known: wear, demo, own)")
     return config
 
 

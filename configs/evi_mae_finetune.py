@@ -45,6 +45,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.num_epochs = 200
     config.seed = 42
     config.eval_every_epochs = 1          # upstream validates every epoch; best checkpoint by finetune.metric
+    config.checkpoint.select_on = "eval"  # upstream selects on its validation = eval split, as released
     config.eval.linear_probe = False      # the head's own logits are evaluated (classification_spec)
 
     if arg == "wear":
@@ -57,6 +58,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         _demo(config)
         pretrain_config.own(config)
         config.finetune.update(dict(metric="macro_f1"))
+        config.checkpoint.select_on = "validation"  # your own data: select on subjects carved from train
     elif arg not in (None, ""):
         raise ValueError(f"configs/evi_mae_finetune.py: unknown variant {arg!r} (known: wear, demo, own)")
     return config

@@ -47,6 +47,7 @@ class DatasetFacts:
     video_fps: float
     description: str
     directory: str                  # the built dataset's folder (where the statistics cache lives)
+    splits: tuple[str, ...] = ()
 
     @property
     def window_s(self) -> float:
@@ -74,7 +75,7 @@ def read_facts(config: ml_collections.ConfigDict, workdir: str) -> DatasetFacts:
     fps = float(meta.get("video_fps") or record.get("video_fps", 0.0))
     return DatasetFacts(name=config.data.name, channels=channels, rate_hz=rate, window=window, class_names=classes,
                         video_frames=frames, video_fps=fps, description=str(meta.get("description") or info.name),
-                        directory=os.fspath(info.data_dir))
+                        directory=os.fspath(info.data_dir), splits=tuple(info.splits.keys()))
 
 
 def triads(channels, kinds=("acc", "gyro")) -> list[tuple[str, str, str]]:
@@ -227,6 +228,11 @@ def resolve(config: ml_collections.ConfigDict, workdir: str, overridden=()) -> m
     facts = read_facts(config, workdir)
     filled = ml_collections.ConfigDict(config.to_dict())
     FILLERS[config.system](filled, facts, workdir)
+    named = set(re.sub(r"\[[^\]]*\]", "", config.data.eval_split).split("+"))  # "a[:50%]+b" -> {a, b}
+    if facts.splits and not named <= set(facts.splits):
+        logging.warning("own data: %s has no split %r (splits: %s); evaluating on %r", facts.name,
+                        config.data.eval_split, list(facts.splits), config.data.train_split)
+        filled.data.eval_split = config.data.train_split
     for dotted in overridden:  # what the user typed wins
         *parents, leaf = dotted.split(".")
         src, dst = config, filled

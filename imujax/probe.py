@@ -11,7 +11,7 @@ chosen by grouped CV on the fold's training groups only. config.eval.protocol:
   numbers the folds (e.g. ``fold``) with group_field=fold and folds = its number of values.
 
 config.eval.pool_per_recording averages the windows of each recording first (one prediction per recording; the
-recording is the record's ``recording`` field, else its id without the trailing window number).
+recording is `imujax.transforms.records.recording_id`).
 config.eval.random_reference repeats everything for a randomly initialised encoder of the same config (seed
 config.seed), so one command shows what pretraining bought. Results (mean and per fold): <workdir>/probe.json,
 TensorBoard scalars probe/<encoder>/<probe>/<metric>, and confusion-matrix PNGs (summed over folds) in
@@ -33,25 +33,7 @@ from PIL import Image
 
 from imujax import checkpointing, input_pipeline, sharding, systems, train
 from imujax.eval import plots, probes
-
-_WINDOW_SUFFIX = re.compile(rb"_w?\d+$")
-
-
-def recording_of(record: dict) -> bytes:
-    """The recording a window came from: its ``recording`` field, else the id without the trailing window number
-    (imu_video_folder ``<split>_<recording>_0003``, sp_sw_har ``s01_02_w004``)."""
-    if "recording" in record:
-        return _as_bytes(record["recording"])
-    return _WINDOW_SUFFIX.sub(b"", _as_bytes(record.get("id", b"?")))
-
-
-def _as_bytes(value) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, np.ndarray) and value.shape == ():
-        value = value.item()
-    return value if isinstance(value, bytes) else str(value).encode()
-
+from imujax.transforms import records
 
 class _Tagged:
     """The system's eval transform plus the host-side tags the protocol needs (bytes: they never reach a device)."""
@@ -65,8 +47,8 @@ class _Tagged:
                            f"(config.eval.group_field); it has {sorted(record)}")
         out = dict(self.preprocess(record, rng))
         out["probe_label"] = np.int32(record.get("label", -1))
-        out["probe_group"] = np.bytes_(_as_bytes(record[self.group_field]))
-        out["probe_recording"] = np.bytes_(recording_of(record))
+        out["probe_group"] = np.bytes_(records.as_bytes(record[self.group_field]))
+        out["probe_recording"] = np.bytes_(records.recording_id(record))
         return out
 
 

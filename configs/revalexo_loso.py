@@ -1,4 +1,5 @@
-"""RevalExo EVI-MAE fusion fine-tuning, one LOSO fold per config (shared/specs/evi_mae.md §3.3).
+"""RevalExo EVI-MAE fusion fine-tuning, one LOSO fold per config (revalexo/revalexo@6ca9000
+train/configs/loso/revalexo/evi_mae_fusion.yaml).
 
   python -m imujax.main --config=configs/revalexo_loso.py:Subject05 --workdir=runs/loso/Subject05 \
       --config.init_from=converted/revalexo_evi_mae_pretrained

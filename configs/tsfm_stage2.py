@@ -2,7 +2,7 @@
 
   python -m imujax.main --config=configs/tsfm_stage2.py --workdir=runs/tsfm_s2          # upstream sizes and recipe
   python -m imujax.main --config=configs/tsfm_stage2.py:demo --workdir=runs/tsfm_s2 \\
-      [--config.encoder_init_from=runs/tsfm_s1]                                       # synthetic data, minutes
+      [--config.init_from=runs/tsfm_s1:latest --config.init_only=encoder]             # synthetic data, minutes
   python -m imujax.eval.zero_shot --config=configs/tsfm_stage2.py:demo --workdir=runs/tsfm_s2   # zero-shot + 10%
 The end-of-run evaluation writes the same (eval/zs_closed/*, eval/supervised_10pct/*) to metrics.jsonl.
 
@@ -20,7 +20,7 @@ SYNTHETIC_CLASSES = ("walk", "run", "stand", "turn_left", "turn_right", "stairs_
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = common.base_config()
     config.system = "tsfm_stage2"
-    config.encoder_init_from = ""     # a Stage-1 workdir: its latest checkpoint's encoder.* initialises the encoder
+    config.encoder_init_from = ""     # older alias of --config.init_from=RUN_DIR:latest --config.init_only=encoder
     # small_deep (HEAD default): d 384/8 heads/8 layers/ff 1536, spectral-temporal, per-patch prediction.
     config.model = tsfm_stage1.model_config(
         num_temporal_layers=8, feature_extractor="spectral_temporal", channel_text_fusion=True, text_dim=384,

@@ -45,6 +45,7 @@ class IOSpec:
     name: str
     shape: str
     description: str
+    optional: bool = False  # an input that may be left out (e.g. recorded masking draws); outputs: produced only then
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +105,8 @@ def describe(name: str) -> str:
     shape_width = max(len(s.shape) for _, s in rows)
     lines = [f"{family.name}: {family.summary}"]
     for kind, spec in rows:
-        lines.append(f"  {kind:<8} {spec.name:<{width}}  {spec.shape:<{shape_width}}  {spec.description}")
+        note = "(optional) " if spec.optional and kind == "inputs" else ""
+        lines.append(f"  {kind:<8} {spec.name:<{width}}  {spec.shape:<{shape_width}}  {note}{spec.description}")
     return "\n".join(lines)
 
 
@@ -157,6 +159,9 @@ def stacked_view(per_layer: Mapping[tuple, Any], template: Mapping[tuple, Any], 
             out[path] = per_layer[path]
             continue
         rest = path[len(prefix) + 1:]
+        if stacks[prefix] == 0:  # a depth-0 tower (legal upstream: the tokens pass through unchanged)
+            out[path] = np.zeros(template[path].shape, template[path].dtype)
+            continue
         out[path] = np.stack([np.asarray(per_layer[prefix + (i,) + rest]) for i in range(stacks[prefix])])
     return out
 
@@ -287,10 +292,10 @@ def export_converted(ckpt_dir: str, out_path: str) -> dict[str, np.ndarray]:
 
 def run_forward(name: str, model: nnx.Module, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     family = get_family(name)
-    missing = [s.name for s in family.inputs if s.name not in inputs]
+    missing = [s.name for s in family.inputs if s.name not in inputs and not s.optional]
     if missing:
         raise ValueError(f"inputs for {name} lack {missing}; expected: "
-                         + ", ".join(f"{s.name} {s.shape}" for s in family.inputs))
+                         + ", ".join(f"{s.name} {s.shape}" for s in family.inputs if not s.optional))
     return family.forward(model, inputs)
 
 
@@ -383,8 +388,9 @@ def main() -> None:
     def run(argv):
         try:
             sys.exit(_main(argv, flags))
-        except (ValueError, KeyError, FileNotFoundError, FileExistsError, reader.CheckpointFormatError) as err:
-            print(f"error: {err}", file=sys.stderr)
+        except (ValueError, KeyError, FileNotFoundError, FileExistsError, reader.CheckpointFormatError,
+                reader.UnsafeCheckpointError) as err:
+            print(f"error: {err}", file=sys.stderr)  # one line per reader error: they carry no newlines
             sys.exit(1)
 
     app.run(run)

@@ -6,13 +6,18 @@ Modes: ``train`` (resumes automatically from the workdir), ``eval`` (evaluates t
 or ``--config.init_from``), ``probe`` (a labelled protocol on frozen embeddings, `imujax.probe`), ``summary``
 (parameter table and ``params: N`` without allocating any weights). ``:own`` configs take their dataset-dependent
 fields from the built dataset first (`imujax.own_data`).
+Before anything is built: config values that cannot work are refused (`imujax.config_checks`), and a workdir in use
+by another run is refused (`imujax.workdir_lock`). SIGTERM before the training loop (or after it) stops the run
+cleanly with exit status 0; inside the loop it saves a checkpoint first (`imujax.train`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
+import signal
 import sys
 
 import ml_collections
@@ -20,7 +25,7 @@ import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
-from imujax import runtime
+from imujax import config_checks, runtime, workdir_lock
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file, optionally ':variant'.",
                                           lock_config=True)
@@ -36,6 +41,8 @@ def main(argv) -> None:
         raise app.UsageError("--config is required, e.g. --config=configs/evi_mae.py:demo")
     logging.getLogger("absl").setLevel(logging.WARNING)
 
+    if _MODE.value != "summary":
+        config_checks.check(config, _MODE.value)
     from imujax import sharding
     sharding.initialize_distributed()
 
@@ -45,16 +52,28 @@ def main(argv) -> None:
         return
     if not _WORKDIR.value:
         raise app.UsageError("--workdir is required for --mode=train, eval and probe")
-    from imujax import own_data, train
-    config = own_data.resolve(config, _WORKDIR.value, overridden=_overridden(sys.argv[1:]))
-    if _MODE.value == "probe":
-        from imujax import probe
-        probe.run(config, _WORKDIR.value)
-    elif _MODE.value == "train":
-        train.train_and_evaluate(config, _WORKDIR.value)
-    else:
-        for key, value in train.evaluate_only(config, _WORKDIR.value).items():
-            print(f"{key}: {value:.4f}")
+    import jax
+    lock = workdir_lock.WorkdirLock(_WORKDIR.value) if jax.process_index() == 0 else contextlib.nullcontext()
+    with lock:  # process 0 holds it for all processes of the run
+        from imujax import own_data, train
+        config = own_data.resolve(config, _WORKDIR.value, overridden=_overridden(sys.argv[1:]))
+        if _MODE.value == "probe":
+            from imujax import probe
+            probe.run(config, _WORKDIR.value)
+        elif _MODE.value == "train":
+            train.train_and_evaluate(config, _WORKDIR.value)
+        else:
+            for key, value in train.evaluate_only(config, _WORKDIR.value).items():
+                print(f"{key}: {value:.4f}")
+
+
+class Terminated(BaseException):
+    """SIGTERM outside the training loop (whose own handler saves first): a BaseException, so that no ``except
+    Exception`` on the way swallows it."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
 
 
 def _overridden(argv: list[str]) -> list[str]:
@@ -87,12 +106,17 @@ def check_overrides(argv: list[str]) -> None:
 
 
 def run() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         check_overrides(sys.argv[1:])
         app.run(main)
     except SystemExit:
         raise
-    except app.UsageError as e:
+    except Terminated:
+        print("stopped by SIGTERM outside the training loop; nothing new to save. Rerun the same command to resume.",
+              file=sys.stderr, flush=True)
+        sys.exit(0)
+    except (app.UsageError, config_checks.ConfigError, workdir_lock.WorkdirLockedError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except Exception as e:  # noqa: BLE001 - turn config/data errors into one readable line plus the traceback in logs

@@ -1,4 +1,5 @@
-"""Multi-dataset mixtures with temperature sampling (TSFM Stage 1/2, shared/specs/tsfm.md §7-§9).
+"""Multi-dataset mixtures with temperature sampling (TSFM Stage 1/2, alxdofficial/tsfm@308eea1
+datasets/imu_pretraining_dataset/multi_dataset_loader.py).
 
 Dataset i is drawn with probability p_i ∝ n_i^T (T = 0.5: square-root sampling; T = 1: proportional; T = 0: uniform).
 ``mix_sources`` builds the mixture with ``grain.MapDataset.mix`` over per-source shuffled, repeated datasets and tags

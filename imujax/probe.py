@@ -28,7 +28,6 @@ import re
 import jax
 import ml_collections
 import numpy as np
-import optax
 from PIL import Image
 
 from imujax import checkpointing, input_pipeline, sharding, systems, train
@@ -151,33 +150,18 @@ def probe_embeddings(config, train: dict, test: dict | None, num_classes: int) -
     return results
 
 
-def _restore(system, config, workdir: str, tx, mesh):
-    """(graphdef, state, where) of the encoder to probe: the workdir's best checkpoint, its latest, or
-    config.init_from; (…, None) when there is none."""
-    graphdef, state, shardings = train.create_state(system, config, tx, mesh)
-    ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), use_async=False)
-    best_dir = os.path.join(workdir, checkpointing.BEST_DIR)
-    try:
-        which = config.eval.get("checkpoint", "auto")
-        best = (checkpointing.BestCheckpointer(best_dir, "", use_async=False, create=False)
-                if which != "latest" and os.path.isdir(best_dir) else None)
-        best_step = None if best is None else best.latest_step()
-        if best_step is not None:
-            best.check_compatible(best_step, config)
-            state = dict(state, **best.restore(best_step, train.abstract_with_shardings(shardings, state)))
-            best.close()
-            return graphdef, state, f"best checkpoint step {best_step}"
-        latest = ckpt.latest_step()
-        if latest is not None:
-            ckpt.check_compatible(latest, config)
-            restored = ckpt.manager.restore(latest, args=checkpointing.state_only_restore(
-                train.abstract_with_shardings(shardings, state)))
-            return graphdef, restored["state"], f"checkpoint step {latest}"
-        if config.init_from:
-            return graphdef, train._init_from(state, config.init_from, shardings, system), config.init_from
-        return graphdef, None, None
-    finally:
-        ckpt.close()
+def _restore(system, config, workdir: str, mesh):
+    """(graphdef, state, where) of the encoder to probe: the workdir's checkpoint (config.eval.checkpoint: auto = best,
+    else latest), else the weights of config.init_from; (graphdef, None, None) when there is neither."""
+    which = config.eval.get("checkpoint", "auto")
+    if checkpointing.candidates(workdir, which):
+        graphdef, abstract, _ = train.abstract_state(system, config, None, mesh)
+        restored = checkpointing.restore(workdir, abstract, which=which, config=config)
+        return graphdef, restored.state, f"{restored.kind} checkpoint step {restored.step}"
+    graphdef, state, shardings = train.create_state(system, config, None, mesh)
+    if train.init_source(config)[0]:
+        return graphdef, train._init_from(state, config, shardings, system), f"init_from {config.init_from}"
+    return graphdef, None, None
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -186,7 +170,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     system = systems.make_system(config)
     mesh = sharding.make_mesh(**config.mesh)
     input_pipeline.ensure_built(config, workdir)
-    tx = train.make_optimizer(config.optimizer, optax.constant_schedule(config.optimizer.learning_rate))
     protocol = e.get("protocol", "split")
     splits = [config.data.train_split, config.data.eval_split] if protocol == "split" else \
         [e.get("probe_split", "") or config.data.train_split]
@@ -195,7 +178,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     report = {"protocol": protocol, "splits": splits, "group_field": e.get("group_field", "subject"),
               "pool_per_recording": bool(e.get("pool_per_recording", False)), "encoders": {}}
     with jax.set_mesh(mesh):
-        graphdef, trained, where = _restore(system, config, workdir, tx, mesh)
+        graphdef, trained, where = _restore(system, config, workdir, mesh)
         encoders = {}
         if trained is not None:
             encoders["trained"] = trained
@@ -204,7 +187,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                     "--config.init_from (--config.eval.random_reference=true probes a randomly "
                                     "initialised encoder alone)")
         if e.get("random_reference", False):
-            encoders["random"] = train.create_state(system, config, tx, mesh)[1]
+            encoders["random"] = train.create_state(system, config, None, mesh)[1]
         for tag, state in encoders.items():
             embedded = []
             for split in splits:

@@ -21,9 +21,8 @@ import numpy as np
 from flax import nnx
 from jax.sharding import AbstractMesh, AxisType, Mesh, NamedSharding, PartitionSpec as P
 
-MESH_AXES = ("data", "fsdp", "fsdp_inner", "tensor")
-FSDP_AXES = ("fsdp", "fsdp_inner")  # major, minor: flattened, the same device order as one N-wide 'fsdp' axis
-BATCH_AXES = ("data", *FSDP_AXES)
+from imujax.mesh_axes import BATCH_AXES, FSDP_AXES, MESH_AXES
+
 # The outer 'fsdp' axis is the largest divisor of N up to this; 'fsdp_inner' takes the rest. 64 divides every weight
 # width of the models here (multiples of the 64-wide attention head), so up to 64 devices FSDP is one axis and beyond
 # that each weight is sharded over one dimension when N divides it, else over two (outer x inner).

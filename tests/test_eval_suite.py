@@ -12,7 +12,7 @@ from PIL import Image
 
 import data_builders.synthetic_egomotion as se
 from imujax.eval import few_shot, loso, metrics, plots, probes
-from imujax.transforms import patches as patch_layout
+from imujax import patch_layout
 
 # -- metrics ----------------------------------------------------------------------------------------------------------
 

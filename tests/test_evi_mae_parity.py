@@ -19,7 +19,7 @@ from imujax import convert
 from imujax.bridges.torch import evi_mae_rules, rules
 from imujax.models.evi_mae import EVIMAESizes
 from imujax.models import evi_mae_fusion
-from imujax.transforms import patches as patch_layout
+from imujax import patch_layout
 from tests.torch_reference import evi_mae as ref
 
 TOL = 1e-5

@@ -395,7 +395,7 @@ def test_training_batch_video_layout_matches_the_upstream_clip():
     are the normalised channels-first clip's `patches.video_patches`."""
     import jax.numpy as jnp
     from imujax.systems.evi_mae import System
-    from imujax.transforms import patches
+    from imujax import patch_layout as patches
 
     clip, _ = video_t.evi_mae_clip(_frames(40, 48, 64, seed=4), train=True, rng=np.random.default_rng(1),
                                    img_size=32)

@@ -1,12 +1,12 @@
 """Leave-one-subject-out (LOSO) evaluation with multi-horizon labels: the RevalExo protocol.
 
-RevalExo (shared/specs/evi_mae.md §3.3): 13 folds, one per subject with egocentric video; each fold trains on the
-other 12 subjects and uses the held-out subject as both validation and test set. Labels are the locomotion mode at
-the window end + h for h in (0, .1, .2, .3, .5, 1.0) s, one head per horizon. The checkpoint kept is the one with
-the best weighted F1 at horizon index 0 on the validation (= test) subject; this is optimistic, and reproduced here
-on purpose (`selection="test_subject"`); `selection="first"` keeps the first candidate (no selection on test data).
-Metrics are reported per horizon, over all horizons pooled, and split into steady-state and transition windows by
-the per-horizon transition flags, per fold and pooled over folds.
+RevalExo (revalexo/revalexo@6ca9000 train/loso_multi_horizon.py, train/configs/loso/revalexo/): 13 folds, one per
+subject with egocentric video; each fold trains on the other 12 subjects and uses the held-out subject as both
+validation and test set. Labels are the locomotion mode at the window end + h for h in (0, .1, .2, .3, .5, 1.0) s, one
+head per horizon. The checkpoint kept is the one with the best weighted F1 at horizon index 0 on the validation (= test)
+subject; this is optimistic, and reproduced here on purpose (`selection="test_subject"`); `selection="first"` keeps the
+first candidate (no selection on test data). Metrics are reported per horizon, over all horizons pooled, and split into
+steady-state and transition windows by the per-horizon transition flags, per fold and pooled over folds.
 
 Here a "candidate" stands for one upstream checkpoint: a function that fits on the training arrays and returns a
 predictor (e.g. probes with different regularisation, or fine-tuning epochs).

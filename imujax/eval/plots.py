@@ -5,7 +5,7 @@ with Pillow alone (heat maps as coloured pixels, curves and scatters with ImageD
 scikit-learn's t-SNE when installed, else the small exact t-SNE below (numpy, O(N^2): fine for a few thousand points).
 
 MAE reconstructions: the EVI-MAE decoder predicts per-token patch vectors in the layout of
-`imujax.transforms.patches` (`imu_patches` / `video_patches`; `imu_from_patches` and `video_from_patches` invert
+`imujax.patch_layout` (`imu_patches` / `video_patches`; `imu_from_patches` and `video_from_patches` invert
 them), and with norm-pix training the prediction is mapped back to input units with each target patch's own mean and
 standard deviation (the usual MAE visualisation).
 """
@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from imujax.transforms import patches as patch_layout
+from imujax import patch_layout
 
 # -- backends -------------------------------------------------------------------------------------------------------
 

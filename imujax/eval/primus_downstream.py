@@ -1,6 +1,6 @@
 """The PRIMUS few-shot downstream protocol on frozen encoder features.
 
-Facts: shared/specs/rnn_imu_encoders.md §3.6 (`classification_downstream_egoexo4d.py`):
+Facts: Nokia-Bell-Labs/pretrained-imu-encoders@562e142 downstream_evaluation/classification_downstream_egoexo4d.py:
 1. keep K randomly chosen training windows per class (seeded permutation; classes with <= K windows keep all);
 2. the classifier is Linear(D -> C) on L2-normalised features, its weight row c initialised to the mean of the
    L2-normalised text embeddings of class c's prompts (the mean is not renormalised), bias 0;

@@ -1,4 +1,5 @@
-"""TSFM evaluation (shared/specs/tsfm.md §5, §10): zero-shot open/closed set, majority vote, 1%/10% supervision.
+"""TSFM evaluation (alxdofficial/tsfm@308eea1 val_scripts/human_activity_recognition/evaluate_tsfm.py): zero-shot
+open/closed set, majority vote, 1%/10% supervision.
 
 Scores are cosine similarities of L2-normalised sensor embeddings with label-bank embeddings, max over prototypes.
 Macro-F1 is the fixed-class form: every class of the test label list counts, absent ones with F1 = 0.
@@ -143,30 +144,20 @@ def supervised_protocol(params, embed_fn: EmbedFn, label_emb: np.ndarray, inputs
 
 # -- end to end on a trained TSFM Stage-2 run ------------------------------------------------------------------------
 def restore_model(config, workdir: str):
-    """The eval-mode model of the latest checkpoint in ``workdir`` and its system."""
-    import os
-
+    """The eval-mode model of the latest checkpoint in ``workdir`` and its system (`imujax.checkpointing.restore`:
+    checksums verified, a damaged checkpoint skipped with a warning; no optimiser is built)."""
     from flax import nnx
 
     from imujax import checkpointing, sharding, systems, train
 
     system = systems.make_system(config)
     mesh = sharding.make_mesh(**config.mesh)
-    tx = train.make_optimizer(config.optimizer, optax.constant_schedule(config.optimizer.learning_rate))
-    ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), use_async=False)
     with jax.set_mesh(mesh):
-        graphdef, state, shardings = train.create_state(system, config, tx, mesh)
-        step = ckpt.latest_step()
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint in {ckpt.directory}")
-        restored = ckpt.manager.restore(step, args=checkpointing.state_only_restore(
-            train.abstract_with_shardings(shardings, state)))["state"]
-    ckpt.close()
-    params = jax.device_get(restored["params"])
-    other = jax.device_get(restored["other"])
-    model = nnx.merge(graphdef, params, other)
+        graphdef, abstract, _ = train.abstract_state(system, config, None, mesh)
+        restored = checkpointing.restore(workdir, abstract, which="latest", config=config)
+    model = nnx.merge(graphdef, jax.device_get(restored.state["params"]), jax.device_get(restored.state["other"]))
     model.eval()
-    return system, model, step
+    return system, model, restored.step
 
 
 def report(config, workdir: str, rate: float = 0.10, finetune_lr: float = 1e-5) -> dict[str, float]:

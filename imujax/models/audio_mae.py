@@ -1,6 +1,7 @@
 """Audio-MAE (Huang et al., NeurIPS 2022) and its HIMU-MAE fork: spectrogram ViT MAE with a shifted-window decoder.
 
-One model family covers both (shared/specs/audio_mae_himu.md):
+One model family covers both (facebookresearch/AudioMAE@bd60e29 models_mae.py, models_vit.py;
+amir-goudarzi/IMU_testing@9c52aa2 src/subtrees/AudioMAE/):
 * Audio-MAE: 1x1024(time)x128(mel) log-mel input, 64x8 token grid, position tables built on the swapped 8x64 grid.
 * HIMU-MAE: 3x128(freq)x320(time) IMU dB spectrograms, 8x20 grid, tables on the true grid, an optional video
   feature (Omnivore 1536-d) concatenated to every encoder token before ``decoder_embed``.

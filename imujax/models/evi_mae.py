@@ -4,8 +4,9 @@ Module and attribute names follow the released PyTorch ``EVIMAE`` / ``EVIMAEFT``
 (``blocks_a``, ``blocks_video``, ``blocks_u``, ``graph_encoder.layers.0.apply_func.mlp.linears.0`` ...); the
 IMU, video and decoder towers are `layers.LayerStack`s, stored with a leading layer axis (``blocks_a/block/...``),
 which the torch bridge presents per layer (``blocks_a.3.attn.qkv.weight``).
-Facts: shared/specs/evi_mae.md. Token orders, the 768->384 pair averaging, the closed-form GIN and the masking
-draw order are those of the released code, so released weights give the same outputs.
+Facts: mf-zhang/IMU-Video-MAE@78e7666 src/models/{evi_mae.py, gin.py, pos_embed.py}. Token orders, the 768->384 pair
+averaging, the closed-form GIN and the masking draw order are those of the released code, so released weights give the
+same outputs.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from flax import nnx
 
 from imujax.models import layers
 from imujax.models.layers import BatchNorm, Block, LayerNorm, Linear, PatchEmbed, PReLU, VideoBlock
-from imujax.transforms import patches as patch_layout
+from imujax import patch_layout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -351,15 +352,19 @@ class EVIMAE(EVIMAEEncoder):
         v = self.run_video_blocks(self.embed_video(video, keep=keep_v))
 
         joint = self.norm(self.blocks_u[0](jnp.concatenate([a, v], axis=1)))
-        contrast_imu = self.norm_a(self.blocks_u[0](a, "a")).mean(axis=1)
-        contrast_video = self.norm_video(self.blocks_u[0](v, "v")).mean(axis=1)
+        contrast_tokens_imu = self.norm_a(self.blocks_u[0](a, "a"))
+        contrast_tokens_video = self.norm_video(self.blocks_u[0](v, "v"))
 
         pred_a, pred_v = self.decode(joint, a.shape[1], restore_a, restore_v)
         return {"pred_imu": pred_a, "pred_video": pred_v, "mask_imu": mask_a, "mask_video": mask_v,
                 "target_imu": imu, "target_video": video,
-                "contrast_imu": contrast_imu, "contrast_video": contrast_video,
+                "contrast_imu": contrast_tokens_imu.mean(axis=1), "contrast_video": contrast_tokens_video.mean(axis=1),
                 "graph_nodes": nodes, "graph_recon": graph_recon, "graph_masked": graph_masked,
-                "latent_imu": a, "latent_video": v}
+                "latent_imu": a, "latent_video": v,
+                # what upstream's forward_encoder returns besides the masks: the joint latent (visible tokens,
+                # ids_shuffle order) and the contrastive tokens before pooling (unused by the loss: compiled away)
+                "joint": joint, "contrast_tokens_imu": contrast_tokens_imu,
+                "contrast_tokens_video": contrast_tokens_video}
 
     def decode(self, joint, num_kept_a: int, restore_a, restore_v):
         s = self.sizes
@@ -392,6 +397,26 @@ class EVIMAE(EVIMAEEncoder):
         a = self.to_video_width(a)
         v = self.run_video_blocks(self.embed_video(video))
         return a, v
+
+    def encode_unmasked_joint(self, imu, video, node_perm=None):
+        """Upstream's ``forward_encoder`` with mask ratios (0, 0), tokens put back in natural order: the encoder
+        outputs, the joint latent of all L_a + L_v tokens after ``blocks_u`` and ``norm`` and, given the call's node
+        permutation, the graph MAE pieces (reconstruction, original nodes, masked indicator) for its SCE loss."""
+        parts = self.embed_imu_parts(imu)
+        all_parts, part_mean = self.imu_streams(parts)
+        if node_perm is None:
+            (a,) = self.run_imu_blocks(part_mean)
+        else:
+            encoded_parts, a = self.run_imu_blocks(all_parts, part_mean)
+        a = self.to_video_width(a)
+        v = self.run_video_blocks(self.embed_video(video))
+        out = {"latent_imu": a, "latent_video": v,
+               "joint": self.norm(self.blocks_u[0](jnp.concatenate([a, v], axis=1)))}
+        if node_perm is not None:
+            nodes = self.graph_nodes(encoded_parts, parts.shape[1])
+            out["graph_recon"], out["graph_masked"] = self.graph_mae(nodes, node_perm, None)
+            out["graph_nodes"] = nodes
+        return out
 
 
 class EVIMAEFT(EVIMAEEncoder):

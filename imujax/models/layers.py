@@ -2,12 +2,14 @@
 
 Attribute names mirror the upstream PyTorch modules (``qkv``, ``proj``, ``fc1``, ``norm1_a`` ...) so that the
 torch bridge rule tables stay one line per tensor. Every parameter carries logical sharding names
-(``embed``, ``heads``, ``mlp``, ``patch``, ``norm``) that ``imujax.sharding`` maps onto mesh axes.
+(``embed``, ``heads``, ``mlp``, ``patch``, ``norm``) that ``imujax.sharding`` maps onto mesh axes; the models never
+import that policy.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import einops
 import jax
@@ -15,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from imujax import sharding
+from imujax.mesh_axes import BATCH_AXES
 from imujax.models.chunked_attention import chunk_rows, chunked_attention
 
 Dtype = jnp.dtype | type
@@ -55,9 +57,9 @@ def constrain_batch(x: jax.Array) -> jax.Array:
     mesh = jax.sharding.get_abstract_mesh()
     if mesh.empty or not {"data", "fsdp"} <= set(mesh.axis_names):
         return x
-    if x.shape[0] % sharding.batch_divisor(mesh):
+    axes = tuple(a for a in BATCH_AXES if a in mesh.axis_names)
+    if x.shape[0] % math.prod(mesh.shape[a] for a in axes):
         return x
-    axes = sharding.mesh_axes(mesh, sharding.BATCH_AXES)
     return jax.lax.with_sharding_constraint(x, jax.sharding.PartitionSpec(axes, *([None] * (x.ndim - 1))))
 
 

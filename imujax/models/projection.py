@@ -1,9 +1,10 @@
 """Projection heads of the contrastive systems.
 
-RevalExo `IMU2CLIPModule` (shared/specs/evi_mae.md §4): `imu_projection` and `visual_projection` are each
-Linear(d, d) -> ReLU -> Linear(d, D), torch keys `<name>.0.*` and `<name>.2.*`. `ProjectionHead.layers` keeps the
-same indices (index 1 is the parameter-free ReLU) so a bridge rule is `<name>.{0,2}.weight -> <name>/layers/{0,2}`.
-Initialisation is PyTorch's Linear default, U(+-1/sqrt(fan_in)) for weight and bias.
+RevalExo `IMU2CLIPModule` (revalexo/revalexo@6ca9000 pretrain/contrastive/src/modules/contrastive_module.py):
+`imu_projection` and `visual_projection` are each Linear(d, d) -> ReLU -> Linear(d, D), torch keys `<name>.0.*` and
+`<name>.2.*`. `ProjectionHead.layers` keeps the same indices (index 1 is the parameter-free ReLU) so a bridge rule is
+`<name>.{0,2}.weight -> <name>/layers/{0,2}`. Initialisation is PyTorch's Linear default, U(+-1/sqrt(fan_in)) for weight
+and bias.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Recurrent IMU encoders: IMU2CLIP / PRIMUS "MW2 stack-RNN pooling" and RevalExo DeepConvLSTM.
 
-Facts: `shared/specs/rnn_imu_encoders.md` §1-3 and `shared/specs/evi_mae.md` §4. The upstream quirks are kept:
+Facts: facebookresearch/imu2clip@6353031 lib/imu_models.py, Nokia-Bell-Labs/pretrained-imu-encoders@562e142
+lib/imu_models.py and revalexo/revalexo@6ca9000 pretrain/contrastive/src/models/deepconvlstm.py. The upstream quirks are
+kept:
 
 * MW2: no activations; GroupNorm(2, 6) on the raw input, three bias-free dilated conv blocks, GroupNorm(4, 32),
   then a GRU whose *sequence axis is the 32 conv channels* and whose features are the 32 pooled time bins.

@@ -1,7 +1,8 @@
 """TSFM: the language-aligned dual-branch IMU encoder, channel-text fusion, semantic head and label bank.
 
-Facts: shared/specs/tsfm.md §3-§7. Attribute names mirror the upstream state_dict (``encoder.transformer.transformer
-.layers.{i}.temporal_attn.q_proj``, ``channel_fusion.gate_sensor``, ``semantic_head.projection_head.mlp.{0,2,4}``,
+Facts: alxdofficial/tsfm@308eea1 model/{encoder.py, semantic_alignment.py}. Attribute names mirror the upstream
+state_dict (``encoder.transformer.transformer .layers.{i}.temporal_attn.q_proj``, ``channel_fusion.gate_sensor``,
+``semantic_head.projection_head.mlp.{0,2,4}``,
 ``label_bank.pooling.out_projs.{k}``), so the bridge table is one line per tensor. Layout conventions:
 patches [B, P, 64, C], patch_mask [B, P], channel_mask [B, C] (True = valid); the encoder output is [B, P, C, d].
 Masks hide keys only: padded patches and channels are computed like any other row, as upstream does.
@@ -18,6 +19,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from imujax.models.layers import LayerNorm, Linear, dropout, gelu, partitioned
+from imujax.models.memory_bank import MemoryBank
 
 normal = nnx.initializers.normal
 
@@ -557,8 +559,8 @@ class TSFM(nnx.Module):
         if sizes.siglip:
             self.logit_bias = nnx.Param(jnp.zeros((), jnp.float32))
         if sizes.memory_bank_size:
-            from imujax.objectives.prototypes import MemoryBank  # training-only state; the bridge never builds it
-            self.memory_bank = MemoryBank(sizes.memory_bank_size, sizes.semantic_dim)
+            self.memory_bank = MemoryBank(  # training-only state; the bridge never builds it
+                sizes.memory_bank_size, sizes.semantic_dim)
 
     def encode(self, patches, patch_mask, channel_mask, text_tokens=None, text_mask=None, dropout_key=None):
         """-> per-patch [B, P, D] (per_patch_prediction) or [B, D] head output, L2-normalised."""

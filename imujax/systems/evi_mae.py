@@ -1,7 +1,8 @@
 """EVI-MAE pretraining system: record preprocessing, model construction, the weighted loss and eval embeddings.
 
 Total = mae_weight * (MSE_imu + MSE_video) + contrast_weight * InfoNCE(video -> IMU, tau) + graph_weight * SCE,
-the released recipe being 1.0 / 0.01 / 10 with tau 0.05 (shared/specs/evi_mae.md §1.3 step 11).
+the released recipe being 1.0 / 0.01 / 10 with tau 0.05 (mf-zhang/IMU-Video-MAE@78e7666 src/models/evi_mae.py
+`EVIMAE.forward`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from imujax.models.evi_mae import EVIMAE, EVIMAESizes
 from imujax.eval import plots
 from imujax.objectives import graph, infonce, mae
 from imujax.transforms import imu as imu_tf
-from imujax.transforms import patches as patch_layout
+from imujax import patch_layout
 from imujax.transforms import records
 from imujax.transforms import video as video_tf
 

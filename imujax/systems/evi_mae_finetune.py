@@ -11,7 +11,7 @@
 Evaluation (`classification_spec`): accuracy, macro and weighted F1 of the logits, per horizon and their mean; the best
 checkpoint is selected by `config.finetune.metric`: weighted F1 at horizon index 0 on the eval split for RevalExo
 (§3.3; in a LOSO fold the eval split is the held-out subject), mAP (CMU-MMAC) or accuracy (WEAR) for EVIMAEFT (§3.2).
-EVIMAEFT targets (shared/specs/evi_mae.md §2.1, §3.2):
+EVIMAEFT targets (mf-zhang/IMU-Video-MAE@78e7666 src/dataloader.py, src/traintest_ft.py):
 - loss "bce" (released EVI-MAE recipe): multi-hot vector that starts at smoothing/C everywhere, each listed class
   set to 1 - smoothing; BCE-with-logits averaged over classes and batch.
 - loss "ce": softmax cross-entropy with torch-style label smoothing ((1 - s) one-hot + s/C).

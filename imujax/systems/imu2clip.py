@@ -1,9 +1,9 @@
 """IMU2CLIP pretraining: align an MW2 stack-RNN IMU encoder with video and text embeddings.
 
-Facts: shared/specs/rnn_imu_encoders.md §2. Loss = sum over targets {video, text} of the symmetric InfoNCE
-(CE over columns + CE over rows, added) on L2-normalised embeddings, one raw temperature shared by all targets
-(learnable from 0.1 at upstream HEAD, fixed 0.1 in the original release). The IMU encoder output (final GRU state)
-is compared directly with the target embeddings: there is no projection on the IMU side.
+Facts: facebookresearch/imu2clip@6353031 lib/{imu_models.py, loss.py, train_modules.py}. Loss = sum over targets {video,
+text} of the symmetric InfoNCE (CE over columns + CE over rows, added) on L2-normalised embeddings, one raw temperature
+shared by all targets (learnable from 0.1 at upstream HEAD, fixed 0.1 in the original release). The IMU encoder output
+(final GRU state) is compared directly with the target embeddings: there is no projection on the IMU side.
 
 Targets:
 * video: `model.video_tower='features'` reads a precomputed per-clip embedding from the record's `video_features`

@@ -1,9 +1,10 @@
 """PRIMUS pretraining: multimodal + self-supervised InfoNCE with nearest-neighbour positives from a feature queue.
 
-Facts: shared/specs/rnn_imu_encoders.md §3.3-3.5; the loss is `objectives/primus.py`. Two IMU views per sample go
-through the multihead MW2 encoder in one pass: view 0 the raw window, view 1 the PRIMUS augmentation (scaling then
-time-segment permutation, computed per record in the input pipeline). Targets are L2-normalised video / text
-embeddings (precomputed features of the frozen clip4clip towers, or the demo's trainable frame ViT and hashed text).
+Facts: Nokia-Bell-Labs/pretrained-imu-encoders@562e142 lib/train_modules.py, pretraining.py; the loss is
+`objectives/primus.py`. Two IMU views per sample go through the multihead MW2 encoder in one pass: view 0 the raw
+window, view 1 the PRIMUS augmentation (scaling then time-segment permutation, computed per record in the input
+pipeline). Targets are L2-normalised video / text embeddings (precomputed features of the frozen clip4clip towers, or
+the demo's trainable frame ViT and hashed text).
 
 State that is not trained but must survive a restart lives in the model as `QueueState` variables (not
 `nnx.Param`): the train loop keeps them in the state's `other` collection, so they are checkpointed and restored

@@ -1,9 +1,9 @@
 """RevalExo contrastive pretraining (IMU2CLIP-adapted): DeepConvLSTM IMU encoder <-> trainable video encoder.
 
-Facts: shared/specs/evi_mae.md §4. Both encoders train end to end. Features go through projection heads
-Linear(d, d) -> ReLU -> Linear(d, D) (`models/projection.py`), are L2-normalised, and meet in a symmetric InfoNCE
-averaged over the two directions, 0.5 * [CE(S) + CE(S^T)], with S = imu . video^T / tau and tau a learnable raw
-scalar (init 0.1). D is the IMU encoder's feature_dim.
+Facts: revalexo/revalexo@6ca9000 pretrain/contrastive/src/modules/{contrastive_module.py, loss.py}. Both encoders train
+end to end. Features go through projection heads Linear(d, d) -> ReLU -> Linear(d, D) (`models/projection.py`), are
+L2-normalised, and meet in a symmetric InfoNCE averaged over the two directions, 0.5 * [CE(S) + CE(S^T)], with S = imu .
+video^T / tau and tau a learnable raw scalar (init 0.1). D is the IMU encoder's feature_dim.
 
 Video side: upstream uses X3D-XS (4 frames, 182 px) or MViT-B (16 frames, 224 px), Kinetics-pretrained, followed by
 `feature_projector` = Linear -> ReLU -> Dropout(0.5). Here the backbone is the frame ViT of `models/video.py`

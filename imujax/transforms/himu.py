@@ -1,9 +1,10 @@
 """HIMU-MAE IMU input: 2 s of Aria left accelerometer -> normalised dB spectrogram image [3, 128, 320].
 
-shared/specs/audio_mae_himu.md §2.2, per window: resample 800 -> 50 Hz (torchaudio sinc/Hann), cut or pad to 100
-samples (side chosen by the window start), resample 50 -> 160 Hz (320 samples), torchaudio ``Spectrogram`` 256/24/1
--> power [3, 129, 321], torchvision ``Resize((128, 320))`` (bilinear; tensors in torchvision 0.17 antialias by
-default), training-only frequency/time masking on the power, ``AmplitudeToDB``, per-axis (x - mean) / std.
+amir-goudarzi/IMU_testing@9c52aa2 src/features/imu_preprocessing.py `SpectrogramsGenerator`, per window: resample 800 ->
+50 Hz (torchaudio sinc/Hann), cut or pad to 100 samples (side chosen by the window start), resample 50 -> 160 Hz (320
+samples), torchaudio ``Spectrogram`` 256/24/1 -> power [3, 129, 321], torchvision ``Resize((128, 320))`` (bilinear;
+tensors in torchvision 0.17 antialias by default), training-only frequency/time masking on the power, ``AmplitudeToDB``,
+per-axis (x - mean) / std.
 H is frequency and W is time (transposed relative to Audio-MAE).
 """
 

@@ -1,4 +1,4 @@
-"""TSFM patch preprocessing (shared/specs/tsfm.md §2), numpy.
+"""TSFM patch preprocessing (alxdofficial/tsfm@308eea1 model/preprocessing.py), numpy.
 
 A recording [T, C] at its own rate becomes patches [P, 64, C]: unfold into windows of int(rate * patch_seconds)
 samples, resample each window to 64 steps with half-pixel linear interpolation (PyTorch ``F.interpolate(mode='linear',

@@ -1,6 +1,7 @@
 """Torch bridge for Audio-MAE / HIMU-MAE: rule tables, size inference from checkpoint shapes, convert registrations.
 
-Three upstream checkpoints (shared/specs/audio_mae_himu.md §1.3, §2.3, §2.4):
+Three upstream checkpoints (facebookresearch/AudioMAE@bd60e29 models_mae.py, models_vit.py;
+amir-goudarzi/IMU_testing@9c52aa2 src/subtrees/AudioMAE/models_mae.py, models_vit.py):
 * ``audio_mae``: Audio-MAE ``pretrained.pth`` (weights under ``'model'``), ``MaskedAutoencoderViT``.
 * ``audio_mae_vit``: a fine-tuned / linear-probed ``VisionTransformer`` (``finetuned.pth``): ``fc_norm`` + ``head``
   (or the MAE linear-probe ``head.0`` BatchNorm1d(affine=False) + ``head.1``).
@@ -106,8 +107,9 @@ def _infer_encoder(sd: Mapping[str, np.ndarray], overrides: Mapping[str, str], c
     _set(cfg, overrides, "in_chans", chans, "patch_embed.proj.weight")
     _set(cfg, overrides, "patch", kh, "patch_embed.proj.weight")
     _set(cfg, overrides, "depth", R.count_indices(sd, _regex("blocks.{i}.")), "blocks.*")
-    hidden = R.shape_of(sd, "blocks.0.mlp.fc1.weight")[0]
-    _set(cfg, overrides, "mlp_ratio", hidden / dim, "blocks.0.mlp.fc1.weight")
+    if cfg["depth"]:  # a depth-0 encoder stores no MLP: the ratio comes from the decoder, --set or the default
+        hidden = R.shape_of(sd, "blocks.0.mlp.fc1.weight")[0]
+        _set(cfg, overrides, "mlp_ratio", hidden / dim, "blocks.0.mlp.fc1.weight")
     if "num_heads" not in overrides:  # not stored; ViT-B and the HIMU models use 64-wide heads
         if dim % 64:
             raise ValueError(f"cannot infer num_heads: embed_dim={dim} is not a multiple of 64; pass --set num_heads=N")
@@ -137,9 +139,13 @@ def infer_mae(defaults: AudioMAESizes, family: str):
         d_dec, d_in = R.shape_of(sd, "decoder_embed.weight")
         _set(cfg, overrides, "decoder_dim", d_dec, "decoder_embed.weight")
         _set(cfg, overrides, "video_dim", d_in - cfg["embed_dim"], "decoder_embed.weight (minus embed_dim)")
-        swin = "decoder_blocks.0.attn.tau" in sd
-        _set(cfg, overrides, "decoder_mode", 1 if swin else 0, "decoder_blocks.0.attn.tau presence")
         _set(cfg, overrides, "decoder_depth", R.count_indices(sd, _regex("decoder_blocks.{j}.")), "decoder_blocks.*")
+        swin = "decoder_blocks.0.attn.tau" in sd
+        if cfg["decoder_depth"]:  # without decoder blocks the kind is unobservable and changes nothing
+            _set(cfg, overrides, "decoder_mode", 1 if swin else 0, "decoder_blocks.0.attn.tau presence")
+            if not cfg["depth"]:
+                hidden = R.shape_of(sd, "decoder_blocks.0.mlp.fc1.weight")[0]
+                _set(cfg, overrides, "mlp_ratio", hidden / d_dec, "decoder_blocks.0.mlp.fc1.weight")
         if swin:
             _set(cfg, overrides, "decoder_heads", R.shape_of(sd, "decoder_blocks.0.attn.tau")[0],
                  "decoder_blocks.0.attn.tau")

@@ -1,6 +1,7 @@
 """Torch bridge for TSFM Stage 2 (``best.pt`` + ``hyperparameters.json``): rule table, size inference, convert entry.
 
-The checkpoint dict (shared/specs/tsfm.md §5) holds ``model_state_dict`` (encoder / channel_fusion / semantic_head),
+The checkpoint dict (alxdofficial/tsfm@308eea1 val_scripts/human_activity_recognition/model_loading.py) holds
+``model_state_dict`` (encoder / channel_fusion / semantic_head),
 ``label_bank_state_dict`` (``pooling.*``) and ``criterion_state_dict`` (``loss_fn.logit_scale``). They are merged into
 one flat dict under the prefixes ``""``, ``label_bank.`` and ``criterion.`` before the rules run; a legacy fused gate
 ``channel_fusion.gate.0.*`` is split into ``gate_sensor`` / ``gate_channel`` first.
@@ -232,7 +233,8 @@ def infer_tsfm(sd: Mapping[str, np.ndarray], overrides: Mapping[str, str]) -> di
         ratio = d_spec / d
         cfg["spectral_ratio"] = ratio if int(ratio * d) == d_spec else (d_spec + 0.5) / d
     cfg["num_temporal_layers"] = R.count_indices(sd, _regex("encoder.transformer.transformer.layers.{i}."))
-    cfg["dim_feedforward"] = shape("encoder.transformer.transformer.layers.0.feed_forward.fc1.weight")[0]
+    if cfg["num_temporal_layers"]:  # with no layers the width is unused: --set or the default
+        cfg["dim_feedforward"] = shape("encoder.transformer.transformer.layers.0.feed_forward.fc1.weight")[0]
     cfg["max_positions"] = shape("encoder.positional_encoding.temporal_encoding.pe")[0]
     cfg["use_channel_encoding"] = False
     cfg["channel_text_fusion"] = "channel_fusion.queries" in sd

@@ -65,7 +65,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.eval = ml_collections.ConfigDict(dict(
         retrieval=True, linear_probe=True, probe_train_examples=2048, probe_l2=1e-2, batch_size=0,
         classification=True,         # logits metrics (accuracy, macro/weighted F1 per horizon) for fine-tuning systems
-        checkpoint="auto",           # --mode=eval/probe: "auto" (best_checkpoint if kept, else latest) | "best" | "latest"
+        checkpoint="auto",           # --mode=eval/probe: "auto" (best_checkpoint if kept, else latest) | "best"
+                                     # | "latest"
         # --mode=probe (imujax.probe): logistic (+ MLP) probes on frozen embeddings, C chosen on the training groups
         protocol="split",            # split (train_split -> eval_split) | loso | kfold (over probe_split)
         probe_split="",              # loso / kfold: the split to fold (empty: data.train_split)

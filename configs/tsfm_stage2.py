@@ -56,7 +56,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         if arg == "demo_siglip":
             config.model.siglip = True
             config.loss.kind = "siglip"
-    elif arg == "own":  # fine-tune on your own built dataset; --config.encoder_init_from=<a tsfm_stage1:own run>
+    elif arg == "own":  # your own dataset; --config.init_from=<tsfm_stage1:own run>:latest --config.init_only=encoder
         _demo(config)
         tsfm_stage1.own(config)
     elif arg not in (None, ""):

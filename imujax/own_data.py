@@ -5,11 +5,13 @@
 
 An `:own` config sets ``config.data.from_dataset=True``; before the run, `resolve` opens the training split and fills
 the fields the system needs from the dataset's metadata: channels, sampling rate, window length, class names and video
-settings (metadata.json keys ``channels``, ``rate_hz``, ``window``, ``class_names``, ``video_fps`` when the builder
-writes them, else read off the first training record and the label feature). Normalisation statistics a system needs
-(EVI-MAE's spectrogram mean/std, HIMU-MAE's per-channel spectrogram mean/std) are measured once on the training split
-and cached in ``imujax_stats.json`` next to the dataset (in the workdir when that folder is read-only). TSFM z-scores
-every (patch, channel) itself and needs none. Explicit ``--config.*`` overrides of those fields win over the dataset.
+settings (the metadata.json keys ``channels`` / ``channel_layouts``, ``rate_hz``, ``window_samples``, ``class_names``
+and ``video`` that `imu_video_folder` writes; for other builders, read off the first training record and the label
+feature). When recordings differ in their channels, TSFM takes every channel (it reads each record's own list) and
+the systems with a fixed layout (EVI-MAE, HIMU-MAE) take the triads that every recording has. Normalisation
+statistics a system needs (EVI-MAE's spectrogram mean/std, HIMU-MAE's per-channel spectrogram mean/std) are measured
+once on the training split and cached in ``imujax_stats.json`` next to the dataset (in the workdir when that folder is
+read-only). TSFM z-scores every (patch, channel) itself and needs none. Explicit ``--config.*`` overrides of those fields win over the dataset.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ class OwnDataError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class DatasetFacts:
     name: str
-    channels: tuple[str, ...]
+    channels: tuple[str, ...]       # every channel of any recording, in order of first appearance
+    common_channels: tuple[str, ...]  # the channels every recording has
     rate_hz: float
     window: int                     # samples per record (of the first record when records differ)
     class_names: tuple[str, ...]
@@ -64,16 +67,23 @@ def read_facts(config: ml_collections.ConfigDict, workdir: str) -> DatasetFacts:
         raise OwnDataError(f"{config.data.name}: training split {config.data.train_split!r} is empty")
     info, record = source.dataset_info, source[0]
     meta = dict(info.metadata or {})
-    channels = tuple(meta.get("channels") or records.channel_names(record))
+    layouts = [tuple(x["channels"]) for x in meta.get("channel_layouts") or []]
+    if meta.get("channels"):
+        layouts = [tuple(meta["channels"])]
+    layouts = layouts or [tuple(records.channel_names(record))]
+    channels = tuple(dict.fromkeys(c for layout in layouts for c in layout))
+    common = tuple(c for c in layouts[0] if all(c in layout for layout in layouts))
     rate = float(meta.get("rate_hz") or record["imu_rate_hz"])
-    window = int(meta.get("window") or np.asarray(record["imu"]).shape[0])
+    window = int(meta.get("window_samples") or np.asarray(record["imu"]).shape[0])
     classes = tuple(meta.get("class_names") or ())
     label = info.features["label"] if "label" in info.features else None
     if not classes and hasattr(label, "names"):
         classes = tuple(label.names)
-    frames = len(record["video"]) if "video" in record else 0
-    fps = float(meta.get("video_fps") or record.get("video_fps", 0.0))
-    return DatasetFacts(name=config.data.name, channels=channels, rate_hz=rate, window=window, class_names=classes,
+    video = meta.get("video") or {}
+    frames = int(video.get("frames_per_window") or (len(record["video"]) if "video" in record else 0))
+    fps = float(video.get("fps") or record.get("video_fps", 0.0))
+    return DatasetFacts(name=config.data.name, channels=channels, common_channels=common, rate_hz=rate, window=window,
+                        class_names=classes,
                         video_frames=frames, video_fps=fps, description=str(meta.get("description") or info.name),
                         directory=os.fspath(info.data_dir), splits=tuple(info.splits.keys()))
 
@@ -136,7 +146,7 @@ def _tsfm(config, facts: DatasetFacts, workdir: str) -> None:
     d.dataset_description = d.dataset_description or facts.description
     d.patch_seconds = min(d.patch_seconds, facts.window_s)
     d.max_patches = max(1, math.ceil(facts.window_s / d.patch_seconds - 1e-6))
-    d.max_channels = len(facts.channels)
+    d.max_channels = len(facts.channels)  # records of a different layout fill fewer channel slots
     if "patch_seconds_choices" in d:  # Stage 2: training-time patch lengths that fit the window
         d.patch_seconds_choices = tuple(p for p in d.patch_seconds_choices if p <= facts.window_s) or (d.patch_seconds,)
         d.max_patches = max(1, math.ceil(facts.window_s / min(d.patch_seconds_choices) - 1e-6))
@@ -152,10 +162,11 @@ def _evi_mae(config, facts: DatasetFacts, workdir: str) -> None:
         raise OwnDataError(f"{facts.name}: EVI-MAE pairs IMU with video, and this dataset has no video (build it with "
                            "video, or use tsfm_stage1 / himu_mae for IMU only)")
     kinds = tuple(d.get("part_kinds", ("acc", "gyro")))
-    parts = triads(facts.channels, kinds)
+    parts = triads(facts.common_channels, kinds)
     if not parts:
         raise OwnDataError(f"{facts.name}: EVI-MAE takes 3-axis parts '<place>/<kind>_x/_y/_z' "
-                           f"(kinds {kinds}); the dataset's channels {list(facts.channels)} hold none")
+                           f"(kinds {kinds}) that every recording has; the common channels "
+                           f"{list(facts.common_channels)} hold none")
     _single_dataset(config)
     d.imu_channels = tuple(c for triad in parts for c in triad)
     m.imu_channels, m.imu_parts = len(d.imu_channels), len(parts)
@@ -186,10 +197,10 @@ def _evi_mae_finetune(config, facts: DatasetFacts, workdir: str) -> None:
 
 def _himu_mae(config, facts: DatasetFacts, workdir: str) -> None:
     d = config.data
-    parts = triads(facts.channels, ("acc",))
+    parts = triads(facts.common_channels, ("acc",))
     if not parts:
-        raise OwnDataError(f"{facts.name}: HIMU-MAE takes one accelerometer triad '<place>/acc_x/_y/_z'; the "
-                           f"dataset's channels {list(facts.channels)} hold none")
+        raise OwnDataError(f"{facts.name}: HIMU-MAE takes one accelerometer triad '<place>/acc_x/_y/_z' that every "
+                           f"recording has; the common channels {list(facts.common_channels)} hold none")
     if facts.rate_hz != int(facts.rate_hz) or facts.rate_hz < d.down_rate:
         raise OwnDataError(f"{facts.name}: HIMU-MAE resamples an integer rate down to {d.down_rate} Hz; the "
                            f"dataset's rate is {facts.rate_hz} Hz")

@@ -167,6 +167,11 @@ def _restore(system, config, workdir: str, mesh):
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """The probe protocol for the trained encoder (and the random reference); writes probe.json and returns it."""
     e = config.eval
+    which = e.get("checkpoint", "auto")
+    if not (checkpointing.candidates(workdir, which) or train.init_source(config)[0] or e.random_reference):
+        raise FileNotFoundError(f"--mode=probe: nothing to probe: no checkpoint in {workdir} and no "
+                                "--config.init_from (--config.eval.random_reference=true probes a randomly "
+                                "initialised encoder alone)")
     system = systems.make_system(config)
     mesh = sharding.make_mesh(**config.mesh)
     input_pipeline.ensure_built(config, workdir)
@@ -179,14 +184,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
               "pool_per_recording": bool(e.get("pool_per_recording", False)), "encoders": {}}
     with jax.set_mesh(mesh):
         graphdef, trained, where = _restore(system, config, workdir, mesh)
-        encoders = {}
-        if trained is not None:
-            encoders["trained"] = trained
-        elif not e.get("random_reference", False):
-            raise FileNotFoundError(f"--mode=probe: nothing to probe: no checkpoint in {workdir} and no "
-                                    "--config.init_from (--config.eval.random_reference=true probes a randomly "
-                                    "initialised encoder alone)")
-        if e.get("random_reference", False):
+        encoders = {} if trained is None else {"trained": trained}
+        if e.random_reference:
             encoders["random"] = train.create_state(system, config, None, mesh)[1]
         for tag, state in encoders.items():
             embedded = []

@@ -19,7 +19,7 @@ TINY_FLAGS = [*(f"--config.model.{k}={v}" for k, v in TINY.items()), "--config.d
               "--config.batch_size=8", "--config.figures=False"]
 
 
-def _main(workdir, config, *extra):
+def _main(workdir, config):
     return [sys.executable, "-m", "imujax.main", f"--config={config}", f"--workdir={workdir}"]
 
 
@@ -55,7 +55,7 @@ def test_own_configs_read_the_built_dataset(built, tmp_path):
     # one 6-axis wrist sensor: two 3-axis parts, the clip from the window's frames, measured statistics (cached)
     assert evi.data.imu_channels == own_data_fixture.CHANNELS
     assert (evi.model.imu_channels, evi.model.imu_parts, evi.model.num_frames) == (6, 2, 8)
-    stats = json.load(open(os.path.join(built, NAME, "1.0.0", own_data.STATS_FILE)))
+    stats = json.load(open(os.path.join(own_data.read_facts(evi, str(tmp_path)).directory, own_data.STATS_FILE)))
     (key, value), = stats.items()
     assert "evi_mae_spectrogram" in key and value["std"] > 0 and evi.data.imu_mean == value["mean"]
     tsfm = own_data.resolve(_config("tsfm_stage1", built), str(tmp_path))
@@ -117,7 +117,8 @@ def test_four_commands_end_to_end_on_8_devices(built, tmp_path):
     # 2. pretrain (alarms at 2 steps so this short run shows them)
     _ok(run_helpers.run(_main(pretrain, "configs/evi_mae.py:own") + common + [
         "--config.total_steps=4", "--config.log_every_steps=1", "--config.checkpoint.every_steps=4",
-        "--config.alarms.patience_steps=2"], env=env))
+        "--config.alarms.patience_steps=2", "--config.eval.retrieval=False", "--config.eval.linear_probe=False"],
+        env=env))
     logged = [json.loads(line) for line in open(os.path.join(pretrain, "metrics.jsonl"))]
     assert any(k.startswith("alarm/mae_") for line in logged for k in line)
     # 3. probe the pretrained encoder and a random one: pooled per recording, logistic + MLP
@@ -131,7 +132,7 @@ def test_four_commands_end_to_end_on_8_devices(built, tmp_path):
             fold = encoder[kind]["folds"]["split"]
             assert fold["n_test"] == 2 and 0 <= fold["macro_f1"] <= 1  # p4's two recordings
     saved = np.load(os.path.join(pretrain, "embeddings", "trained_test.npz"))
-    assert saved["features"].shape == (6, 32) and set(saved["recordings"]) == {b"p4_walk", b"p4_sit"}
+    assert len(saved["features"]) == 6 and set(saved["recordings"]) == {b"p4_walk", b"p4_sit"}  # windows of p4
     assert os.path.exists(os.path.join(pretrain, "figures", "probe_confusion_random_logistic.png"))
     # 4. fine-tune from the pretraining run; model selection on subjects carved from train
     out = _ok(run_helpers.run(_main(finetune, "configs/evi_mae_finetune.py:own") + common + [

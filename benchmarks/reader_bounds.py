@@ -66,8 +66,8 @@ def zip_with(path: str, pkl: bytes, records: dict | None = None, compress=zipfil
 
 def tensor_pickle(entries: list[tuple[str, str, int, tuple, tuple, int]], extra: bytes = b"") -> bytes:
     """A protocol-2 pickle of {name: _rebuild_tensor_v2(storage(key, numel), offset, size, stride)}."""
-    out = [b"\x80\x02}q\x00", G("torch._utils", "_rebuild_tensor_v2"), b"q\x01", G("torch", "FloatStorage"),
-           b"q\x02", G("collections", "OrderedDict"), b"q\x03"]
+    out = [b"\x80\x02}q\x00", G("torch._utils", "_rebuild_tensor_v2"), b"q\x010", G("torch", "FloatStorage"),
+           b"q\x020", G("collections", "OrderedDict"), b"q\x030"]  # memoize the globals, pop them
     for name, key, numel, size, stride, offset in entries:
         ints = lambda xs: b"(" + b"".join(b"\x8a\x08" + struct.pack("<q", x) for x in xs) + b"t"  # noqa: E731
         out += [b"X" + struct.pack("<I", len(name)) + name.encode(), b"h\x01((X\x07\x00\x00\x00storageh\x02X",
@@ -138,6 +138,7 @@ def main() -> None:
     parser.add_argument("--size_mb", type=int, default=600)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--skip_hostile", action="store_true")
+    parser.add_argument("--skip_valid", action="store_true")
     args = parser.parse_args()
     os.makedirs(args.tmp, exist_ok=True)
     if not args.skip_hostile:
@@ -148,6 +149,8 @@ def main() -> None:
             r = run(READER, path, mmap)
             print(f"| {name} | {size:.2f} | {2 * size + 256:.0f} | {r['rss_mib']:.0f} | {r['outcome'][:110]} |",
                   flush=True)
+    if args.skip_valid:
+        return
     path = valid_checkpoint(args.tmp, args.size_mb)
     size = os.path.getsize(path) / 2 ** 20
     readers = {"this": READER, **({"baseline": args.baseline} if args.baseline else {})}

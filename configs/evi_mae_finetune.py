@@ -17,7 +17,7 @@ import ml_collections
 from configs import common
 from configs import evi_mae as pretrain_config
 
-# Fine-tune dB-spectrogram statistics (§2.2 step 4).
+# Fine-tune dB-spectrogram statistics (mf-zhang/IMU-Video-MAE@78e7666 egs/release/finetune_*.sh).
 IMU_STATS = {"cmu_mmac": (-70.84, 23.44), "wear": (-51.17, 26.19)}
 
 

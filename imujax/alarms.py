@@ -56,7 +56,7 @@ class LearningAlarms:
 
 
 def for_system(system, config) -> LearningAlarms:
-    hook = getattr(system, "trivial_values", None)
+    hook = system.trivial_values
     trivial = hook(config.batch_size) if hook is not None else {}
     a = config.get("alarms") or {}
     return LearningAlarms(trivial, a.get("patience_steps", 200), a.get("tolerance", 0.02))

@@ -167,7 +167,9 @@ def _check_files_readable(step_dir: str) -> None:
 
 
 # -- reading one checkpoint --------------------------------------------------------------------------------------------
-def _read_json(step_dir: str, item: str, *, required: bool = True):
+def read_item(step_dir: str, item: str, *, required: bool = True):
+    """A JSON item (config, selection, checksums, metrics) of a checkpoint step directory; None if absent and not
+    required."""
     path = os.path.join(step_dir, item)
     if not os.path.isdir(path):
         if required:
@@ -210,7 +212,7 @@ def restore_state(step_dir: str, target=None, *, keys=("step", "params", "other"
                 item=target, restore_args=restore_args, partial_restore=True))
         if any(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in jax.tree.leaves(restored)):
             raise CheckpointDamagedError(f"{path}: some arrays were not restored")
-    _verify_checksums(step_dir, restored, _read_json(step_dir, "checksums", required=False))
+    _verify_checksums(step_dir, restored, read_item(step_dir, "checksums", required=False))
     return restored
 
 
@@ -322,7 +324,7 @@ def restore(source: str, target=None, *, which: str | None = None,
     for kind, step_dir in candidates(path, which):
         try:
             if config is not None:
-                _check_compatible(step_dir, _read_json(step_dir, "config"), config)
+                _check_compatible(step_dir, read_item(step_dir, "config"), config)
             state = restore_state(step_dir, target, keys=keys)
         except CheckpointDamagedError as e:
             logging.warning("skipping damaged checkpoint: %s", e)
@@ -409,7 +411,7 @@ class Checkpointer:
 
     def saved_selection(self, step: int) -> dict | None:
         """The model-selection record saved with ``step`` (None for a checkpoint written without one)."""
-        return _read_json(os.path.join(self.directory, str(step)), "selection", required=False)
+        return read_item(os.path.join(self.directory, str(step)), "selection", required=False)
 
     def restore_latest_good(self, abstract_state, data_iterator, config: ml_collections.ConfigDict | None = None):
         """Restore the newest usable checkpoint (see the module docstring); damaged ones are set aside.
@@ -420,11 +422,11 @@ class Checkpointer:
         for step in sorted(self.manager.all_steps(), reverse=True):
             step_dir = os.path.join(self.directory, str(step))
             try:
-                saved_config = _read_json(step_dir, "config")
+                saved_config = read_item(step_dir, "config")
                 if config is not None:
                     _check_compatible(f"{self.directory} checkpoint step {step}", saved_config, config)
                 state = restore_state(step_dir, abstract_state)
-                selection = _read_json(step_dir, "selection", required=False)
+                selection = read_item(step_dir, "selection", required=False)
                 self._restore_iterator(step_dir, step, data_iterator)
             except CheckpointDamagedError as e:
                 logging.warning("checkpoint step %d in %s cannot be restored (%s); falling back to the previous one",
@@ -545,7 +547,7 @@ class BestCheckpointer:
         return self.manager.latest_step()
 
     def saved_metrics(self, step: int) -> dict:
-        return _read_json(os.path.join(self.directory, str(step)), "metrics")
+        return read_item(os.path.join(self.directory, str(step)), "metrics")
 
     def wait(self) -> None:
         self.manager.wait_until_finished()

@@ -316,18 +316,25 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def convert_file(name: str, src: str, out_dir: str, overrides: Mapping[str, str] | None = None, strict: bool = True,
-                 inputs_path: str | None = None, outputs_path: str | None = None) -> Converted:
-    """The CLI's convert path as a function: read, infer, load, save, and optionally run on ``inputs_path``."""
+def convert_for_inputs(name: str, src: str, overrides: Mapping[str, str] | None = None, strict: bool = True,
+                       inputs: Mapping[str, np.ndarray] | None = None) -> Converted:
+    """Read and convert ``src`` in memory; sizes the checkpoint does not hold come from ``overrides``, files next to
+    the checkpoint, then the ``inputs`` arrays' shapes."""
     family = get_family(name)
     overrides = dict(overrides or {})
     if family.overrides_from_source is not None:  # explicit --set wins over files next to the checkpoint
         overrides = {**family.overrides_from_source(src), **overrides}
-    inputs = _read_npz(inputs_path) if inputs_path else None
     if inputs is not None and family.sizes_from_inputs is not None:
         # Position-table sizes are not in the checkpoint; unless given with --set they follow the inputs.
         overrides = {**{k: str(v) for k, v in family.sizes_from_inputs(inputs).items()}, **overrides}
-    converted = convert_state_dict(name, read_state_dict(name, src), overrides, strict=strict)
+    return convert_state_dict(name, read_state_dict(name, src), overrides, strict=strict)
+
+
+def convert_file(name: str, src: str, out_dir: str, overrides: Mapping[str, str] | None = None, strict: bool = True,
+                 inputs_path: str | None = None, outputs_path: str | None = None) -> Converted:
+    """The CLI's convert path as a function: read, infer, load, save, and optionally run on ``inputs_path``."""
+    inputs = _read_npz(inputs_path) if inputs_path else None
+    converted = convert_for_inputs(name, src, overrides, strict, inputs)
     save_converted(out_dir, converted, source=os.path.abspath(src))
     if inputs is not None:
         outputs = run_forward(name, converted.model, inputs)

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import signal
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -147,9 +148,9 @@ class _StopRequest:
     """
 
     def __init__(self, sync_every: int):
-        self.requested = False
         self.sync_every = sync_every
         self._previous = signal.signal(signal.SIGTERM, self._handle)
+        self.requested = bool(getattr(self._previous, "requested", False))  # received during start-up (imujax.main)
 
     def _handle(self, signum, frame):
         logging.warning("SIGTERM received: saving a checkpoint at the next step boundary")
@@ -173,6 +174,14 @@ def total_steps_for(config, steps_per_epoch: int) -> int:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Train (resuming from workdir if it holds a checkpoint) and return the final metrics."""
     config_checks.check(config, "train")
+    stop = _StopRequest(sync_every=config.log_every_steps)  # from here on SIGTERM stops the run cleanly
+    try:
+        return _train(config, workdir, stop)
+    finally:
+        stop.restore()
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str, stop: _StopRequest) -> dict[str, float]:
     os.makedirs(workdir, exist_ok=True)
     system = systems.make_system(config)
     mesh = sharding.make_mesh(**config.mesh)
@@ -215,18 +224,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                        prefix="eval" if validation_source is None else "val")
         best = _best_checkpointer(system, config, workdir, selection, restored_step, evaluator.prefix)
         writer = metrics.MetricWriter(workdir, total_steps)
-        stop = _StopRequest(sync_every=config.log_every_steps)
         learning = alarms.for_system(system, config)
         step = int(state["step"])
         final: dict[str, float] = {}
         compiled = False
         try:
+            if stop.agreed(0):  # SIGTERM during start-up: nothing new to save
+                logging.warning("stopping before the first step after SIGTERM; resume with the same command")
+                print("stopped by SIGTERM during start-up, before the first step; rerun the same command to resume",
+                      file=sys.stderr, flush=True)
+                return final
             if (best is not None and best.eval_pending(step)
                     and _eval_due(config, step, total_steps, steps_per_epoch)):  # skipped by a SIGTERM stop
                 final = _evaluate(evaluator, best, writer, state, config, workdir, step)
             while step < total_steps:
                 local = next(data)
-                batch_ids = local.pop("id")
+                local, bookkeeping = input_pipeline.split_bookkeeping(local)
+                batch_ids = bookkeeping["id"]
                 state, step_metrics = step_fn(state, sharding.global_batch(local, mesh))
                 if not compiled:  # the call compiled the step: hand the compiler's freed memory back
                     runtime.release_free_memory()
@@ -260,7 +274,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 best.wait()
                 best.close()
             writer.close()
-            stop.restore()
     return final
 
 
@@ -331,9 +344,9 @@ def _init_from(state, config, state_shardings, system=None):
     contrastive model) places it with its own ``init_from_converted(params, name, config, converted_state)``."""
     source, only = init_source(config)
     weights = checkpointing.load_init_weights(source)
-    hook = getattr(system, "init_from_converted", None)
-    if hook is not None and weights.converted is not None and not only:
-        params = hook(jax.device_get(state["params"]), *weights.converted)
+    if (system is not None and system.init_from_converted is not None and weights.converted is not None
+            and not only):
+        params = system.init_from_converted(jax.device_get(state["params"]), *weights.converted)
         return dict(state, params=jax.device_put(params, state_shardings["params"]))
     prefixes = tuple(p.strip().strip("/") for p in only.replace(",", " ").split() if p.strip())
     wanted = lambda name: not prefixes or any(name == p or name.startswith(p + "/") for p in prefixes)
@@ -384,12 +397,17 @@ def evaluate_only(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
     if which not in ("auto", "best", "latest"):
         raise ValueError(f"config.eval.checkpoint must be 'auto', 'best' or 'latest', got {which!r}")
     with jax.set_mesh(mesh):
-        if checkpointing.candidates(workdir, which) or not init_source(config)[0]:
+        if not checkpointing.candidates(workdir, which) and (which == "best" or not init_source(config)[0]):
+            raise FileNotFoundError(
+                f"--config.eval.checkpoint=best: no best checkpoint in {workdir} (model selection keeps one when the "
+                f"run has a selection metric and evaluates)" if which == "best" else
+                f"nothing to evaluate: no checkpoint in {workdir} and no --config.init_from")
+        if checkpointing.candidates(workdir, which):
             graphdef, abstract, _ = abstract_state(system, config, None, mesh)
             restored = checkpointing.restore(workdir, abstract, which=which, config=config)
             state, source, step = restored.state, restored.kind, restored.step
             if source == "best":
-                saved = checkpointing._read_json(restored.step_dir, "metrics", required=False) or {}
+                saved = checkpointing.read_item(restored.step_dir, "metrics", required=False) or {}
                 logging.warning("evaluating the best checkpoint, step %d (%s=%s)", step, saved.get("metric"),
                                 saved.get("value"))
         else:  # no checkpoint of its own: the weights named by config.init_from

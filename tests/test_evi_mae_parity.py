@@ -241,7 +241,7 @@ def pretrain_pair(inputs):
 def test_evi_mae_unmasked_latents(inputs, pretrain_pair):
     module, converted = pretrain_pair
     module.eval()
-    out = convert.run_forward("evi_mae", converted.model, inputs)
+    out = convert.run_forward("evi_mae", converted.model, {k: inputs[k] for k in ("imu", "video")})  # no draws
     with torch.no_grad():
         latent_a, latent_v = module.encode_unmasked(torch.from_numpy(inputs["imu"]), torch.from_numpy(inputs["video"]))
     _close(out["latent_imu"], latent_a, "latent_imu")

@@ -192,24 +192,29 @@ def test_cli_config_errors_come_before_any_compile(tmp_path, tiny_data_dir):
     assert time.time() - started < 60
 
 
-def test_second_run_on_a_locked_workdir_is_refused_and_sigterm_at_start_up_exits_cleanly(tmp_path, tiny_data_dir):
+def test_a_second_run_on_a_workdir_in_use_is_refused_at_once(tmp_path, tiny_data_dir):
+    workdir = tmp_path / "w"
+    workdir.mkdir()
+    holder = {"host": os.uname().nodename, "pid": os.getpid(), "started": "now"}  # this (live) test process
+    (workdir / workdir_lock.LOCK_FILE).write_text(json.dumps(holder))
+    result = rh.run(rh.train_command(str(workdir), tiny_data_dir), env=rh.env())
+    assert result.returncode != 0 and "workdir is in use by another run" in result.stderr
+    assert f"pid {os.getpid()}" in result.stderr and "Traceback" not in result.stderr
+    assert json.loads((workdir / workdir_lock.LOCK_FILE).read_text()) == holder  # not taken, not removed
+    assert not os.path.exists(workdir / "checkpoints") and not os.path.exists(workdir / "metrics.jsonl")
+
+
+def test_sigterm_during_start_up_exits_cleanly(tmp_path, tiny_data_dir):
     workdir = str(tmp_path / "w")
-    cmd = rh.train_command(workdir, tiny_data_dir)
-    first = subprocess.Popen(cmd, cwd=rh.REPO, env=rh.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
+    proc = subprocess.Popen(rh.train_command(workdir, tiny_data_dir), cwd=rh.REPO, env=rh.env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lock_file = os.path.join(workdir, workdir_lock.LOCK_FILE)
     deadline = time.time() + 120
-    while not os.path.exists(lock_file) and time.time() < deadline and first.poll() is None:
-        time.sleep(0.02)
-    try:
-        assert os.path.exists(lock_file), "the first run never took the lock"
-        second = rh.run(cmd, env=rh.env())
-        assert second.returncode != 0 and "workdir is in use by another run" in second.stderr
-        assert f"pid {first.pid}" in second.stderr
-    finally:
-        first.send_signal(signal.SIGTERM)  # still starting up: no step has run
-        _, stderr = first.communicate(timeout=300)
-    assert first.returncode == 0, stderr[-3000:]
+    while not os.path.exists(lock_file) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)  # the lock is taken just before the training code is imported
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
     assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr
     assert not os.path.exists(lock_file) and not rh.committed_steps(workdir)
 

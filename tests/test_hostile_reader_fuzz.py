@@ -14,7 +14,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 import torch
 
 from imujax.bridges.torch import export

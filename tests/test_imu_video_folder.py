@@ -369,7 +369,7 @@ def test_cli_json_window_config_and_metadata_a_consumer_reads(tmp_path):
     root = tmp_path / "mine"
     write_frames(root / "frames", 40)
     np.save(root / "a.npy", imu(40))
-    write_folder(root, [{"imu": "a.npy", "video": "frames"}], classes=["walk"])
+    write_folder(root, [{"imu": "a.npy", "video": "frames"}], classes=["walk"], description="a wrist band")
     config = {"name": "w3", "window_s": 3, "stride_s": 0.5, "video_fps": 2, "frame_size": [8, 8]}
     build_dataset.main(["data_builders/imu_video_folder", f"--data_dir={tmp_path / 'data'}", f"--manual_dir={root}",
                         f"--config={json.dumps(config)}"])
@@ -377,7 +377,8 @@ def test_cli_json_window_config_and_metadata_a_consumer_reads(tmp_path):
     meta = source.dataset_info.metadata
     assert len(source) == 3 and source[0]["imu"].shape == (30, 3)
     assert meta["channels"] == CHANNELS and meta["num_channels"] == 3 and meta["rate_hz"] == 10
-    assert meta["window_samples"] == 30 and meta["window_s"] == 3 and meta["class_names"] == ["walk"]
-    assert meta["video"] == {"fps": 2, "frame_size": [8, 8], "frames_per_window": 6, "jpeg_quality": 90}
+    assert meta["window"] == 30 and meta["window_s"] == 3 and meta["class_names"] == ["walk"]
+    assert meta["description"] == "a wrist band" and meta["splits"] == ["train"]
+    assert (meta["video_fps"], meta["video_frames"], meta["frame_size"]) == (2, 6, [8, 8])
     with pytest.raises(ValueError, match=r"config 'bad': stride_s=0: must be a finite number > 0"):
         folder.check_config(folder.ImuVideoFolderConfig(name="bad", stride_s=0))

@@ -331,12 +331,15 @@ def describe(c: ImuVideoFolderConfig, m: manifest_lib.Manifest) -> dict:
         "channel_layouts": [{"channels": list(k), "recordings": v} for k, v in layouts.items()],
         "num_channels": len(next(iter(layouts))) if len({len(k) for k in layouts}) == 1 else None,
         "class_names": list(m.classes),
-        "window_s": c.window_s, "stride_s": c.stride_s, "window_samples": window or None,  # None: whole recordings
-        "pad_short": c.pad_short, "window_label": c.window_label,
+        "window": window or None,  # samples per record; None: whole recordings (records differ)
+        "window_s": c.window_s, "stride_s": c.stride_s, "pad_short": c.pad_short, "window_label": c.window_label,
         "splits": sorted({r.split for r in m.recordings}),
         "folds": sorted({r.fold for r in m.recordings} - {""}),
         "subjects": sorted({r.subject for r in m.recordings} - {""}),
-        "video": ({"fps": c.video_fps, "frame_size": list(c.frame_size), "frames_per_window":
-                   int(round(c.window_s * c.video_fps)) or None, "jpeg_quality": c.jpeg_quality}
-                  if c.with_video else None),
+        "description": m.description,
+        # video settings; None without video
+        "video_fps": c.video_fps if c.with_video else None,
+        "video_frames": (int(round(c.window_s * c.video_fps)) or None) if c.with_video else None,  # per record
+        "frame_size": list(c.frame_size) if c.with_video else None,  # [height, width]
+        "jpeg_quality": c.jpeg_quality if c.with_video else None,
     }

@@ -67,6 +67,7 @@ class Manifest:
     channels: tuple[str, ...]           # the manifest-wide default layout
     classes: tuple[str, ...]
     recordings: tuple[Recording, ...]
+    description: str = ""               # free text about the dataset (TSFM conditions on it)
 
 
 def _key(path) -> str:
@@ -249,12 +250,17 @@ def read_manifest(root: str, check_files: bool = True) -> Manifest:
         csv_columns = get("csv_columns")
         if csv_columns is not None and len(csv_columns) != len(channels):
             raise ManifestError(f"{where}: csv_columns has {len(csv_columns)} names for {len(channels)} channels")
-        if imu.endswith(".npy") and (get("timestamp_column") or get("label_column")):
-            raise ManifestError(f"{where}: timestamp_column and label_column need a .csv IMU file")
         label = entry.get("label")
-        if label is not None and get("label_column"):
+        if label is not None and "label_column" in entry:
             raise ManifestError(f"{where}: give either a recording 'label' or a 'label_column', not both")
-        if (label is not None or get("label_column")) and not classes:
+        # manifest-wide columns apply to csv files; a recording's own label replaces the manifest's label_column
+        timestamp_column = get("timestamp_column")
+        label_column = None if label is not None else get("label_column")
+        if imu.endswith(".npy"):
+            if "timestamp_column" in entry or "label_column" in entry:
+                raise ManifestError(f"{where}: timestamp_column and label_column need a .csv IMU file")
+            timestamp_column = label_column = None
+        if (label is not None or label_column) and not classes:
             raise ManifestError(f"{where}: labels need the manifest's 'classes' list")
         if label is not None and str(label) not in classes:
             raise ManifestError(f"{where}.label: {label!r} is not in classes {list(classes)}")
@@ -266,11 +272,11 @@ def read_manifest(root: str, check_files: bool = True) -> Manifest:
             label=None if label is None else str(label), subject=str(entry.get("subject", "")),
             split=entry.get("split", fold or "train"), fold=fold, channels=channels,
             factors=_factors(channels, units, where), csv_columns=None if csv_columns is None else tuple(csv_columns),
-            frames_fps=get("frames_fps"), timestamp_column=get("timestamp_column"),
+            frames_fps=get("frames_fps"), timestamp_column=timestamp_column,
             timestamp_scale=TIMESTAMP_UNITS[get("timestamp_unit", "s")],
-            max_gap_s=float(get("max_gap_s", DEFAULT_MAX_GAP_S)), label_column=get("label_column")))
+            max_gap_s=float(get("max_gap_s", DEFAULT_MAX_GAP_S)), label_column=label_column))
     _check_unique_names(recordings, path)
-    return Manifest(path, rate, tuple(data["channels"]), classes, tuple(recordings))
+    return Manifest(path, rate, tuple(data["channels"]), classes, tuple(recordings), data.get("description", ""))
 
 
 def _check_unique_names(recordings: list[Recording], path: str) -> None:

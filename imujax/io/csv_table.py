@@ -34,7 +34,8 @@ def _text_lines(f, path: str):
         if not raw:
             return
         if len(raw) > MAX_LINE_BYTES:
-            raise CsvFormatError(f"{path}: line {number} is longer than {MAX_LINE_BYTES} bytes; not a csv table")
+            raise CsvFormatError(f"{path}: line {number} is longer than {MAX_LINE_BYTES} bytes; not a csv table "
+                                 f"(or its lines do not end with \\n or \\r\\n)")
         try:
             yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
         except UnicodeDecodeError as e:

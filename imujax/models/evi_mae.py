@@ -18,9 +18,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from imujax import patch_layout
 from imujax.models import layers
 from imujax.models.layers import BatchNorm, Block, LayerNorm, Linear, PatchEmbed, PReLU, VideoBlock
-from imujax import patch_layout
+from imujax.models.masking import masking_ids, random_masking
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,23 +66,12 @@ class EVIMAESizes:
         return self.imu_channels // self.imu_parts
 
 
-def _torch_default_linear(din: int, dout: int, names, *, use_bias=True, rngs):
-    """nn.Linear's default init (kaiming-uniform a=sqrt(5) == U(+-1/sqrt(fan_in))); the GIN keeps it upstream."""
-    bound = din ** -0.5
-    init = nnx.initializers.uniform(2 * bound)
-    shifted = lambda key, shape, dtype=jnp.float32: init(key, shape, dtype) - bound
-    lin = Linear(din, dout, names, use_bias=use_bias, rngs=rngs, kernel_init=shifted)
-    if use_bias:
-        lin.bias[...] = shifted(rngs.params(), (dout,))
-    return lin
-
-
 class GINMLP(nnx.Module):
     """GraphMAE ``MLP`` of two Linears with BatchNorm + PReLU between (``linears``/``norms``/``activations``)."""
 
     def __init__(self, din: int, hidden: int, dout: int, *, rngs: nnx.Rngs):
-        self.linears = nnx.List([_torch_default_linear(din, hidden, ("embed", "mlp"), rngs=rngs),
-                                 _torch_default_linear(hidden, dout, ("mlp", "embed"), rngs=rngs)])
+        self.linears = nnx.List([layers.torch_linear(din, hidden, rngs, ("embed", "mlp")),
+                                 layers.torch_linear(hidden, dout, rngs, ("mlp", "embed"))])
         self.norms = nnx.List([BatchNorm(hidden, rngs=rngs)])
         self.activations = nnx.List([PReLU()])
 
@@ -267,25 +257,6 @@ class EVIMAEEncoder(nnx.Module):
         return jnp.concatenate([pooled, graph.astype(pooled.dtype)], axis=-1)
 
 
-def masking_ids(noise, mask_ratio: float):
-    """MAE masking draw: keep the lowest-noise int(L*(1-ratio)) tokens, in ids_shuffle order.
-
-    Returns (ids_keep [B, K], mask [B, L] with 1 = removed, ids_restore [B, L]).
-    """
-    batch, length = noise.shape
-    keep = int(length * (1 - mask_ratio))
-    ids_shuffle = jnp.argsort(noise, axis=1)
-    ids_restore = jnp.argsort(ids_shuffle, axis=1)
-    mask = jnp.concatenate([jnp.zeros((batch, keep)), jnp.ones((batch, length - keep))], axis=1)
-    return ids_shuffle[:, :keep], jnp.take_along_axis(mask, ids_restore, axis=1), ids_restore
-
-
-def random_masking(x, noise, mask_ratio: float):
-    """(kept tokens [B, K, D], mask [B, L], ids_restore [B, L]) of the `masking_ids` draw."""
-    ids_keep, mask, ids_restore = masking_ids(noise, mask_ratio)
-    return jnp.take_along_axis(x, ids_keep[..., None], axis=1), mask, ids_restore
-
-
 class EVIMAE(EVIMAEEncoder):
     """The pretraining model: masked IMU/video encoders, joint block, contrastive branch, decoder and graph MAE."""
 
@@ -308,8 +279,8 @@ class EVIMAE(EVIMAEEncoder):
                                          dtype=dtype, rngs=rngs)
         self.graph_enc_mask_token = nnx.Param(jnp.zeros((1, s.imu_dim), jnp.float32))
         self.graph_decoder = GIN([GINMLP(s.graph_hidden, s.graph_hidden, s.imu_dim, rngs=rngs)], s.graph_dropout)
-        self.graph_encoder_to_decoder = _torch_default_linear(s.graph_hidden, s.graph_hidden, ("mlp", "embed"),
-                                                              use_bias=False, rngs=rngs)
+        self.graph_encoder_to_decoder = layers.torch_linear(s.graph_hidden, s.graph_hidden, rngs, ("mlp", "embed"),
+                                                              use_bias=False)
 
     def draw_masks(self, key, batch: int) -> dict[str, jax.Array]:
         """The three random draws of one forward, in upstream order: node permutation, IMU noise, video noise."""

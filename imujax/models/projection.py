@@ -9,22 +9,10 @@ and bias.
 
 from __future__ import annotations
 
-import math
-
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
-from imujax.models.rnn_imu import HIGHEST, torch_uniform
-
-
-def torch_linear(din: int, dout: int, rngs: nnx.Rngs, names: tuple[str | None, str | None] = ("embed", "mlp")
-                 ) -> nnx.Linear:
-    """nnx.Linear with PyTorch's default init and logical sharding names (in, out)."""
-    bound = 1.0 / math.sqrt(din)
-    return nnx.Linear(din, dout, precision=HIGHEST,
-                      kernel_init=nnx.with_partitioning(torch_uniform(bound), names),
-                      bias_init=nnx.with_partitioning(torch_uniform(bound), (names[1],)), rngs=rngs)
+from imujax.models.layers import torch_linear
 
 
 class ReLU(nnx.Module):

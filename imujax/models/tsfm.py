@@ -20,13 +20,14 @@ from flax import nnx
 
 from imujax.models.layers import LayerNorm, Linear, dropout, gelu, partitioned
 from imujax.models.memory_bank import MemoryBank
+from imujax.ops import l2_normalize
 
 normal = nnx.initializers.normal
 
 
 @dataclasses.dataclass(frozen=True)
 class TSFMSizes:
-    """Architecture of one TSFM variant (spec §8); defaults are the ``small`` config."""
+    """Architecture of one TSFM variant (upstream model/config.py); defaults are the ``small`` config."""
     d_model: int = 384
     num_heads: int = 8
     num_temporal_layers: int = 4
@@ -61,6 +62,19 @@ class TSFMSizes:
     memory_bank_size: int = 0                   # > 0: a FIFO of negatives carried as training state (not weights)
 
 
+def sizes_from_config(model_cfg, **changes) -> TSFMSizes:
+    """config.model (a mapping of TSFMSizes fields) -> TSFMSizes, with ``changes`` applied; unknown fields fail."""
+    values = dict(model_cfg)
+    known = {f.name for f in dataclasses.fields(TSFMSizes)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"config.model has unknown TSFM fields {unknown}; known: {sorted(known)}")
+    for key in ("cnn_channels", "cnn_kernel_sizes"):
+        if key in values:
+            values[key] = tuple(values[key])
+    return TSFMSizes(**{**values, **changes})
+
+
 class Buffer(nnx.Variable):
     """A persistent non-trainable tensor (torch ``register_buffer``): loaded from checkpoints, never optimised."""
 
@@ -76,11 +90,6 @@ class _Keys:
             return None
         self.count += 1
         return jax.random.fold_in(self.key, self.count)
-
-
-def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
-    """torch F.normalize: x / max(||x||, eps)."""
-    return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
 
 
 def attend(q, k, v, key_mask, rate: float = 0.0, key: jax.Array | None = None):

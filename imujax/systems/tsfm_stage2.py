@@ -1,4 +1,5 @@
-"""TSFM Stage 2: align session embeddings with label text through the learnable label bank (spec §4-§6, §9).
+"""TSFM Stage 2: align session embeddings with label text through the learnable label bank (alxdofficial/tsfm@308eea1
+training_scripts/human_activity_recognition/semantic_alignment_train.py).
 
 Per record: channels -> optional SO(3) rotation -> jitter / per-channel scaling (p 0.5 each) -> patches with a
 patch length drawn from config.data.patch_seconds_choices (training) -> padded arrays, channel-description indices
@@ -26,19 +27,22 @@ from flax import nnx
 
 from imujax import metrics as run_metrics
 from imujax import mixture
-from imujax.models.tsfm import TSFM, encode_frozen
+from imujax import systems
+from imujax.models.tsfm import TSFM, encode_frozen, sizes_from_config
 from imujax.objectives import prototypes
-from imujax.systems.tsfm_stage1 import dataset_patchers, make_text_embedder, record_dataset, sizes_from_config
 from imujax.text import descriptions
+from imujax.text import embedder as text_embedder
 from imujax.transforms import tsfm_augment
+from imujax.transforms.tsfm_records import dataset_patchers, record_dataset
 
 
-class System:
+class System(systems.System):
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
         self.sizes = sizes_from_config(config.model, use_channel_encoding=False,
                                        memory_bank_size=config.loss.memory_bank_size)
-        embedder = make_text_embedder(config)
+        embedder = text_embedder.make_embedder(config.text.embedder, cache_dir=config.text.cache_dir or None,
+                                               width=config.text.hashed_width)
         t = config.text
         strings, self.patchers = dataset_patchers(config, leading=(descriptions.PAD,))  # row 0: padded channels
         self.eval_dataset = mixture.eval_index(config)
@@ -140,16 +144,16 @@ class System:
         return {"fused": self.session_embedding(model, batch)}
 
     def evaluate(self, graphdef, state, source) -> dict[str, float]:
-        """The TSFM protocol (spec §10) on config.data.eval_split when config.eval.zero_shot is set: closed-set
-        zero-shot accuracy / macro-F1 (+ chance 1 / classes) and the config.eval.supervision_rates fine-tuning
-        protocol (e.g. 'supervised_10pct/acc'), on ``source`` (the eval split). Called by the Evaluator (end of
-        run, eval_every_steps) with the eval source it already holds."""
+        """The TSFM protocol (upstream evaluate_tsfm.py) on config.data.eval_split when config.eval.zero_shot is set:
+        closed-set zero-shot accuracy / macro-F1 (+ chance 1 / classes) and the config.eval.supervision_rates
+        fine-tuning protocol (e.g. 'supervised_10pct/acc'), on ``source`` (the eval split). Called by the Evaluator (end
+        of run, eval_every_steps) with the eval source it already holds."""
         e = self.config.eval
         if not e.get("zero_shot", False):
             return {}
         if jax.process_count() > 1:  # the protocol fine-tunes a host-local copy; run it offline on multi-host runs
             logging.warning("zero-shot / supervision protocol skipped on a %d-process run: run "
-                            "`python -m imujax.eval.zero_shot` on the workdir", jax.process_count())
+                            "`python -m imujax.main --mode=eval` on the workdir in one process", jax.process_count())
             return {}
         from imujax.eval import zero_shot
         model = nnx.merge(graphdef, jax.device_get(state["params"]), jax.device_get(state["other"]))

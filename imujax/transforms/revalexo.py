@@ -11,7 +11,8 @@ Two EVI-MAE slot mappings exist upstream and they disagree:
   left_leg <- Left_Upper_Leg, right_leg <- Right_Upper_Leg.
 - "finetune_as_released" (`EVI_MAE_IMUTransform` with `use_revalexo_mapping`): indices [15-17], [6-8], [18-20],
   [9-11] into the 21 pattern-ordered acc columns, which pick Right_Foot, Left_Upper_Leg, Left_Foot and
-  Right_Lower_Leg for left_arm, right_arm, left_leg, right_leg (its comment names other sensors, see §2.4).
+  Right_Lower_Leg for left_arm, right_arm, left_leg, right_leg (its comment names other sensors; revalexo
+  train/transforms/imu_transforms.py).
 A faithful port of each stage uses that stage's mapping.
 """
 

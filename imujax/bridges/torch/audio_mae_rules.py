@@ -181,7 +181,8 @@ def sizes_from_inputs(key: str):
 
 # -- WEAR transfer ------------------------------------------------------------------------------------------------------
 def wear_init_from_himu(sd: Mapping[str, np.ndarray], repeats: int = 4) -> dict[str, np.ndarray]:
-    """HIMU 3-channel state_dict -> WEAR 3*repeats-channel initial state_dict (torch layout, §2.5).
+    """HIMU 3-channel state_dict -> WEAR 3*repeats-channel initial state_dict (torch layout,
+    amir-goudarzi/IMU_testing@9c52aa2 src/data/wear_dataset_ssl.py).
 
     ``patch_embed.proj.weight`` is tiled along input channels and divided by ``repeats``; ``decoder_pred`` is tiled
     along its outputs; ``decoder_embed`` is dropped (its input width changes; the caller re-initialises it).
@@ -249,20 +250,22 @@ def _vit_forward(model: nnx.Module, inputs: Mapping[str, np.ndarray]) -> dict[st
     return {"logits": np.asarray(_logits(model, jnp.asarray(inputs["fbank"], jnp.float32)))}
 
 
+MASK_INPUTS = (
+    IOSpec("mask_noise", "[B,L]", "masking noise (torch.rand); runs the masked forward and its loss", True),
+    IOSpec("mask_ratio", "[]", "with mask_noise; default 0.8 Audio-MAE, 0.9 HIMU", True))
 MAE_OUTPUTS = (
     IOSpec("enc_tokens", "[B,L,D]", "unmasked encoder patch tokens after norm, natural order (no cls)"),
-    IOSpec("mae_loss", "[]", "with mask_noise [B,L] (+ mask_ratio; default 0.8 Audio-MAE, 0.9 HIMU): norm-pix masked MSE"),
-    IOSpec("pred", "[B,L,p*p*C]", "with mask_noise: decoder predictions, natural token order"),
-    IOSpec("mask", "[B,L]", "with mask_noise: 1 = removed"),
-    IOSpec("latent", "[B,1+K,D]", "with mask_noise: cls + kept tokens in argsort(noise) order"))
+    IOSpec("mae_loss", "[]", "with mask_noise: norm-pix masked MSE", True),
+    IOSpec("pred", "[B,L,p*p*C]", "with mask_noise: decoder predictions, natural token order", True),
+    IOSpec("mask", "[B,L]", "with mask_noise: 1 = removed", True),
+    IOSpec("latent", "[B,1+K,D]", "with mask_noise: cls + kept tokens in argsort(noise) order", True))
 
 FAMILIES = (
     ModelFamily(
         name="audio_mae", summary="Audio-MAE pretraining model (pretrained.pth, weights under 'model')",
         rule_table=mae_table, infer_config=infer_mae(AUDIO_MAE, "audio_mae"), build=build_mae,
         forward=_mae_forward("fbank", 0.8),
-        inputs=(IOSpec("fbank", "[B,1,1024,128]", "normalised Kaldi log-mel, (time, mel); optional mask_noise "
-                       "[B,L] and mask_ratio"),),
+        inputs=(IOSpec("fbank", "[B,1,1024,128]", "normalised Kaldi log-mel, (time, mel)"), *MASK_INPUTS),
         outputs=MAE_OUTPUTS, sizes_from_inputs=sizes_from_inputs("fbank")),
     ModelFamily(
         name="audio_mae_vit", summary="Audio-MAE fine-tuned ViT (finetuned.pth): mean-pool, fc_norm, head",
@@ -274,7 +277,8 @@ FAMILIES = (
         name="himu_mae", summary="HIMU-MAE pretraining model (accelerator_state/model.safetensors, flat keys)",
         rule_table=mae_table, infer_config=infer_mae(HIMU_MAE, "himu_mae"), build=build_mae,
         forward=_mae_forward("spec", 0.9),
-        inputs=(IOSpec("spec", "[B,3,128,320]", "normalised accelerometer dB spectrograms, (freq, time); optional "
-                       "mask_noise [B,L], mask_ratio, video [B,1536]"),),
+        inputs=(IOSpec("spec", "[B,3,128,320]", "normalised accelerometer dB spectrograms, (freq, time)"),
+                *MASK_INPUTS, IOSpec("video", "[B,1536]", "video feature a video-conditioned decoder needs with "
+                                     "mask_noise", True)),
         outputs=MAE_OUTPUTS, sizes_from_inputs=sizes_from_inputs("spec")),
 )

@@ -475,32 +475,39 @@ def _codecs_encode(text: Any, encoding: Any = "utf-8") -> bytes:
     return text.encode("latin1")
 
 
-# Objects whose hash is a plain value hash (safe as dict keys / set members whatever the file says).
-_FLAT_KEY_TYPES = {str, bytes, int, float, bool, type(None), complex, TorchDtype}
+# Dict keys / set members a checkpoint may use. Their hashes can neither recurse without bound (deeply nested
+# tuples overflow the C stack) nor be made to collide on purpose (str/bytes hashes are salted per process, small
+# ints hash to themselves, placeholders by identity); floats, complex numbers and ints >= 2**61 - 1 can be chosen
+# to share one hash, which turns each insertion into a scan of all earlier keys.
+_HASH_SAFE_TYPES = {str, bytes, bool, type(None), TorchDtype}
+_INT_HASH_LIMIT = (1 << 61) - 1
+
+
+def _flat_key_ok(key: Any) -> bool:
+    kind = type(key)
+    return kind in _HASH_SAFE_TYPES or (kind is int and -_INT_HASH_LIMIT < key < _INT_HASH_LIMIT) or isinstance(
+        key, RefusedGlobal)
 
 
 def _check_key(key: Any, source: str) -> None:
-    """Refuse dict keys / set members whose hashing or comparison could recurse without bound or run code."""
+    """Refuse dict keys / set members whose hashing could recurse without bound or be made to collide."""
+    if _flat_key_ok(key):
+        return
     kind = type(key)
-    if kind in _FLAT_KEY_TYPES or isinstance(key, RefusedGlobal):
-        return
-    if kind in (tuple, frozenset):
-        todo, seen = [(key, 0)], 0
-        while todo:
-            node, depth = todo.pop()
-            seen += len(node)
-            if depth > 16 or seen > 4096:
-                raise CheckpointFormatError(f"{source}: a dict key / set member nested deeper than 16 levels or "
-                                            "holding more than 4096 items")
-            for item in node:
-                if type(item) in (tuple, frozenset):
-                    todo.append((item, depth + 1))
-                elif not (type(item) in _FLAT_KEY_TYPES or isinstance(item, RefusedGlobal)):
-                    raise CheckpointFormatError(f"{source}: a {type(item).__name__} inside a dict key / set member")
-        return
-    if isinstance(key, np.generic) and key.dtype.kind in "biufc":
-        return
-    raise CheckpointFormatError(f"{source}: a {kind.__name__} cannot be a dict key or set member in a checkpoint")
+    if kind not in (tuple, frozenset):
+        raise CheckpointFormatError(f"{source}: a {kind.__name__} cannot be a dict key or set member in a checkpoint")
+    todo, seen = [(key, 0)], 0
+    while todo:
+        node, depth = todo.pop()
+        seen += len(node)
+        if depth > 16 or seen > 64:  # (hashing a tuple is not cached: every insertion rehashes all its items)
+            raise CheckpointFormatError(f"{source}: a dict key / set member nested deeper than 16 levels or holding "
+                                        "more than 64 items")
+        for item in node:
+            if type(item) in (tuple, frozenset):
+                todo.append((item, depth + 1))
+            elif not _flat_key_ok(item):
+                raise CheckpointFormatError(f"{source}: a {type(item).__name__} inside a dict key / set member")
 
 
 # pickle opcodes as dispatch-table indices
@@ -532,7 +539,8 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every acc
         self.max_memo = len(data)  # each memo entry takes an opcode: a larger index is not a real pickle
         self.placeholders: dict[str, type] = {}  # per load: nothing a file does can reach a later load
         self._memo_of: dict[int, list[int]] = {}  # id(numpy stand-in) -> memo indices holding it
-        budget.charge(2 * len(data), "the pickle")
+        self._keys_ok: dict[int, Any] = {}  # id -> tuple/frozenset keys already checked
+        budget.charge(4 * len(data), "the pickle")  # its strings: up to 4 bytes a character (UCS-4)
         builtin = {name: _Allowed(f"builtins.{name}", self._builtin(kind), newobj=True) for name, kind in {
             "set": set, "frozenset": frozenset, "complex": complex, "slice": slice, "range": range, "bytes": bytes,
             "bytearray": bytearray, "int": int, "float": float, "str": str, "bool": bool, "tuple": tuple,
@@ -579,7 +587,7 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every acc
         })
         self.dispatch = dispatch
 
-    # -- the loop: pickle's own, plus a running memory charge per opcode
+    # -- the loop: pickle._Unpickler.load's own, plus a running memory charge per opcode
     def load(self) -> Any:
         self._unframer = pickle._Unframer(self._file_read, self._file_readline)
         self.read, self.readinto, self.readline = self._unframer.read, self._unframer.readinto, self._unframer.readline
@@ -733,6 +741,15 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every acc
         self._memo_put(len(self.memo))
 
     # -- containers: only real containers (or placeholders) take items; keys are checked before hashing
+    def _check_key(self, key: Any, source: str) -> None:
+        if type(key) in (tuple, frozenset):  # checked once: a GET can hand the same big key to many SETITEMs
+            if id(key) in self._keys_ok:
+                return
+            _check_key(key, source)
+            self._keys_ok[id(key)] = key  # kept alive, so its id is not reused
+        else:
+            _check_key(key, source)
+
     def _list_target(self) -> Any:
         target = self.stack[-1]
         if type(target) is list or (isinstance(target, RefusedGlobal) and self._is_placeholder_class(type(target))):
@@ -757,14 +774,14 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every acc
     def _setitem(self) -> None:
         value = self.stack.pop()
         key = self.stack.pop()
-        _check_key(key, self.source)
+        self._check_key(key, self.source)
         self._dict_target()[key] = value
 
     def _setitems(self) -> None:
         items = self.pop_mark()
         target = self._dict_target()
         for i in range(0, len(items) - 1, 2):
-            _check_key(items[i], self.source)
+            self._check_key(items[i], self.source)
             target[items[i]] = items[i + 1]
 
     def _additems(self) -> None:
@@ -773,19 +790,19 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every acc
         if type(target) is not set:
             raise UnsafeCheckpointError(f"{self.source}: ADDITEMS on a {type(target).__name__} refused")
         for item in items:
-            _check_key(item, self.source)
+            self._check_key(item, self.source)
         target.update(items)
 
     def _dict(self) -> None:
         items = self.pop_mark()
         for i in range(0, len(items) - 1, 2):
-            _check_key(items[i], self.source)
+            self._check_key(items[i], self.source)
         self.append({items[i]: items[i + 1] for i in range(0, len(items) - 1, 2)})
 
     def _frozenset(self) -> None:
         items = self.pop_mark()
         for item in items:
-            _check_key(item, self.source)
+            self._check_key(item, self.source)
         self.append(frozenset(items))
 
     # -- allow-listed functions that need this load's budget or state
@@ -803,7 +820,7 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every acc
             raise CheckpointFormatError(f"OrderedDict built from unexpected {type(items).__name__}")
         self.budget.charge(128 * len(items), "an OrderedDict")
         for key, _ in items:
-            _check_key(key, self.source)
+            self._check_key(key, self.source)
         return collections.OrderedDict(items)
 
     def _np_frombuffer(self, buf: Any, spec: Any, shape: Any, order: Any = "C") -> np.ndarray:
@@ -828,7 +845,7 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every acc
             self.budget.charge(64 + 128 * n, f"builtins.{kind.__name__} of {n} items")
             if kind in (set, frozenset, dict) and args:
                 for item in (args[0].keys() if type(args[0]) is dict else args[0]):
-                    _check_key(item[0] if kind is dict and type(args[0]) is not dict and type(item) is tuple
+                    self._check_key(item[0] if kind is dict and type(args[0]) is not dict and type(item) is tuple
                                else item, self.source)
             return kind(*args)
         return build
@@ -850,6 +867,14 @@ class _ZipArchive:
         self.path, self.mmap, self.budget = path, mmap, budget
         self.file_size = os.path.getsize(path)
         self.fh = open(path, "rb")
+        try:
+            self._open()
+        except BaseException:
+            self.fh.close()
+            raise
+
+    def _open(self) -> None:
+        path, budget = self.path, self.budget
         try:
             endrec = zipfile._EndRecData(self.fh)  # entry count before zipfile builds one ZipInfo per entry
             if endrec:
@@ -1166,8 +1191,9 @@ def _load_legacy(path: str, mmap: bool, allow_placeholders: bool, budget: _Budge
             raise CheckpointFormatError(f"{path}: storage {key!r} is declared with two dtypes or sizes")
         return None
 
-    _run_unpickler(_SafeUnpickler(pickled, path, _Rebuilders(_Budget(path, budget.limit), dry_run=True),
-                                  record_storage, allow_placeholders, _Budget(path, budget.limit)), path)
+    first_pass = _Budget(path, budget.limit)  # its objects are gone before the second pass builds its own
+    _run_unpickler(_SafeUnpickler(pickled, path, _Rebuilders(first_pass, dry_run=True), record_storage,
+                                  allow_placeholders, first_pass), path)
 
     # Storage records: int64 element count (little-endian) then the raw little-endian elements, in key-list order.
     mapped = np.memmap(path, dtype=np.uint8, mode="r") if mmap and file_size else None
@@ -1419,7 +1445,7 @@ def _is_module_placeholder(obj: Any) -> bool:
     return isinstance(obj, RefusedGlobal) and "_parameters" in obj.attributes()
 
 
-_MAX_FLATTEN_NODES = 10_000_000
+_MAX_FLATTEN_NODES = 1_000_000
 
 
 def flatten_state_dict(obj: Any, sep: str = ".", prefix: str = "") -> "collections.OrderedDict[str, Any]":

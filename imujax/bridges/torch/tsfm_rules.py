@@ -33,7 +33,7 @@ from imujax.transforms import tsfm_patches
 STRIP = ("module.", "_orig_mod.")
 SIZE_FIELDS = {f.name: f.type for f in dataclasses.fields(TSFMSizes)}
 NOT_IN_TENSORS = ("num_heads", "channel_text_num_heads", "label_bank_num_heads", "per_patch_prediction")
-DEFAULT_HEADS = {192: 4, 384: 8, 512: 8}  # spec §8: d_model -> encoder heads of the released configs
+DEFAULT_HEADS = {192: 4, 384: 8, 512: 8}  # d_model -> encoder heads, upstream model/config.py
 
 
 # -- rule helpers: a dotted torch key gives both the regex and the NNX path ------------------------------------------
@@ -260,7 +260,8 @@ def infer_tsfm(sd: Mapping[str, np.ndarray], overrides: Mapping[str, str]) -> di
     cfg["num_heads"] = DEFAULT_HEADS.get(d, 0)
     for key, value in overrides.items():
         parsed = _coerce(key, value)
-        if key not in NOT_IN_TENSORS and key in cfg and cfg[key] != parsed and key != "spectral_ratio":
+        unstored = key in NOT_IN_TENSORS or (key == "dim_feedforward" and not cfg["num_temporal_layers"])
+        if not unstored and key in cfg and cfg[key] != parsed and key != "spectral_ratio":
             raise ValueError(f"--set {key}={value} contradicts the checkpoint, which gives {cfg[key]}")
         cfg[key] = parsed
     if "per_patch_prediction" not in overrides:

@@ -21,7 +21,6 @@ TensorBoard scalars probe/<encoder>/<probe>/<metric>, and confusion-matrix PNGs 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 
@@ -33,6 +32,7 @@ from PIL import Image
 from imujax import checkpointing, input_pipeline, sharding, systems, train
 from imujax.eval import plots, probes
 from imujax.transforms import records
+
 
 class _Tagged:
     """The system's eval transform plus the host-side tags the protocol needs (bytes: they never reach a device)."""
@@ -51,21 +51,26 @@ class _Tagged:
         return out
 
 
-def embed_split(system, graphdef, state, config, workdir: str, split: str, mesh) -> dict[str, np.ndarray]:
+def make_embed(system, graphdef):
+    """The jitted eval-mode embedding, compiled once for every split and encoder of the command."""
+    from flax import nnx
+
+    @jax.jit
+    def embed(params, other, batch):
+        model = nnx.merge(graphdef, params, other)
+        model.eval()
+        return system.embed(model, batch)
+
+    return embed
+
+
+def embed_split(system, embed, state, config, workdir: str, split: str, mesh) -> dict[str, np.ndarray]:
     """{features [N, D], labels, groups, recordings, ids} of every record of one split."""
     e = config.eval
     if jax.process_count() > 1:
         raise NotImplementedError("--mode=probe runs on one process (its record tags stay on the host)")
     source = input_pipeline.open_source(config, workdir, split)
     feature = e.get("probe_feature", "fused")
-
-    @jax.jit
-    def embed(params, other, batch):
-        from flax import nnx
-        model = nnx.merge(graphdef, params, other)
-        model.eval()
-        return system.embed(model, batch)
-
     batch_size = e.batch_size or config.batch_size
     out: dict[str, list] = {k: [] for k in ("features", "labels", "groups", "recordings", "ids")}
     for local in input_pipeline.eval_batches(source, _Tagged(system.preprocess, e.get("group_field", "subject")),
@@ -187,20 +192,22 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         encoders = {} if trained is None else {"trained": trained}
         if e.random_reference:
             encoders["random"] = train.create_state(system, config, None, mesh)[1]
+        embed = make_embed(system, graphdef)
         for tag, state in encoders.items():
             embedded = []
             for split in splits:
-                emb = embed_split(system, graphdef, state, config, workdir, split, mesh)
+                emb = embed_split(system, embed, state, config, workdir, split, mesh)
                 safe = re.sub(r"[^A-Za-z0-9_.+-]", "_", split)
                 np.savez(os.path.join(out_dir, f"{tag}_{safe}.npz"), **emb)
                 embedded.append(emb)
             labels = np.concatenate([x["labels"] for x in embedded])
-            num_classes = int(labels.max()) + 1 if labels.size else 0
-            if num_classes < 2:
+            if len(np.unique(labels[labels >= 0])) < 2:
                 raise ValueError(f"--mode=probe needs labelled records of at least 2 classes in {splits}")
+            names = _class_names(config, workdir)
+            num_classes = max(int(labels.max()) + 1, len(names or ()))
             results = probe_embeddings(config, embedded[0], embedded[1] if len(embedded) > 1 else None,
                                        num_classes)
-            report.setdefault("class_names", _class_names(config, workdir, num_classes))
+            report["class_names"] = names if names and len(names) == num_classes else None
             report["encoders"][tag] = {"source": where if tag == "trained" else f"random init (seed {config.seed})",
                                        **results}
             del state
@@ -208,11 +215,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return report
 
 
-def _class_names(config, workdir: str, num_classes: int) -> list[str] | None:
+def _class_names(config, workdir: str) -> list[str] | None:
+    """The dataset's class names (imu_video_folder metadata, or a ClassLabel feature), if it has them."""
     info = input_pipeline.open_source(config, workdir, config.data.train_split).dataset_info
     label = info.features["label"] if "label" in info.features else None
-    names = list((info.metadata or {}).get("class_names") or getattr(label, "names", None) or [])
-    return names if len(names) == num_classes else None
+    return list((info.metadata or {}).get("class_names") or getattr(label, "names", None) or []) or None
 
 
 def _write(report: dict, config, workdir: str) -> None:

@@ -165,9 +165,18 @@ def encoder(config, workdir: str | None):
     step = max(int(s) for s in os.listdir(ckpt_dir) if s.isdigit())
     saved = ocp.StandardCheckpointer().restore(os.path.join(os.path.abspath(ckpt_dir), str(step), "state"))
     _, params, _ = nnx.split(model, nnx.Param, ...)
-    nnx.replace_by_pure_dict(params, saved["params"])
+    nnx.replace_by_pure_dict(params, _pure(saved["params"]))
     nnx.update(model, params)
     return model
+
+
+def _pure(tree):
+    """An orbax-restored nnx.State ({'value': array} leaves, list indices as text) as a pure dict."""
+    if isinstance(tree, dict):
+        if set(tree) == {"value"}:
+            return tree["value"]
+        return {int(k) if isinstance(k, str) and k.isdigit() else k: _pure(v) for k, v in tree.items()}
+    return tree
 
 
 def embed(model, x: np.ndarray, batch: int = 512) -> np.ndarray:
@@ -269,17 +278,18 @@ def main() -> None:
     parser.add_argument("--workdir", default="runs/real_data")
     parser.add_argument("--raw_root", default="../shared/data", help="folder holding hapt/ dsads/ motionsense/")
     parser.add_argument("--sets", default=",".join(imu_simclr.REAL_SETS))
-    parser.add_argument("--steps", type=int, default=600, help="pretraining steps per encoder (batch 128)")
+    parser.add_argument("--steps", type=int, default=300, help="pretraining steps per encoder (batch 128)")
     parser.add_argument("--ft_steps", type=int, default=300, help="fine-tuning steps (batch 64)")
     args = parser.parse_args()
     args.workdir, args.raw_root = os.path.abspath(args.workdir), os.path.abspath(args.raw_root)
     os.makedirs(args.workdir, exist_ok=True)
     start = time.time()
-    results = {name: run_set(name, args) for name in args.sets.split(",")}
-    results["_total_seconds"] = round(time.time() - start, 1)
-    results["_args"] = vars(args)
-    with open(os.path.join(args.workdir, "real_data.json"), "w") as f:
-        json.dump(results, f, indent=1)
+    results = {"_args": vars(args)}
+    for name in args.sets.split(","):
+        results[name] = run_set(name, args)
+        results["_total_seconds"] = round(time.time() - start, 1)
+        with open(os.path.join(args.workdir, "real_data.json"), "w") as f:  # after every set: partial tables survive
+            json.dump(results, f, indent=1)
     print(table(results))
 
 

@@ -7,7 +7,13 @@ def base_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.system = ""
     config.seed = 0
-    config.init_from = ""            # directory written by `python -m imujax.convert` (or another run's checkpoint)
+    # Start a new run from other weights (ignored once the workdir has a checkpoint of its own): a directory written
+    # by `python -m imujax.convert`, or another run's workdir ("RUN_DIR": its best checkpoint if it kept one, else its
+    # latest; "RUN_DIR:best"; "RUN_DIR:latest"; or one step directory). Arrays load by path and shape; the others
+    # keep their initialisation. init_only: comma-separated path prefixes to load, e.g. "encoder" (TSFM Stage 2 from
+    # a Stage-1 run).
+    config.init_from = ""
+    config.init_only = ""
 
     config.data = ml_collections.ConfigDict(dict(
         name="",                     # TFDS name, e.g. "synthetic_egomotion/default"

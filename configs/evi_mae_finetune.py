@@ -1,4 +1,5 @@
-"""EVI-MAE fine-tuning (`EVIMAEFT`, multimodal), the released recipe (shared/specs/evi_mae.md §3.2).
+"""EVI-MAE fine-tuning (`EVIMAEFT`, multimodal), the released recipe (mf-zhang/IMU-Video-MAE@78e7666
+src/traintest_ft.py, egs/release/finetune_*.sh).
 
   python -m imujax.main --config=configs/evi_mae_finetune.py --workdir=runs/ft_cmu \
       --config.init_from=converted/evi_mae_pretrained          # CMU-MMAC: 32 classes, BCE, selection by mAP
@@ -16,7 +17,7 @@ import ml_collections
 from configs import common
 from configs import evi_mae as pretrain_config
 
-# Fine-tune dB-spectrogram statistics (§2.2 step 4).
+# Fine-tune dB-spectrogram statistics (mf-zhang/IMU-Video-MAE@78e7666 egs/release/finetune_*.sh).
 IMU_STATS = {"cmu_mmac": (-70.84, 23.44), "wear": (-51.17, 26.19)}
 
 

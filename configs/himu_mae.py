@@ -4,8 +4,8 @@
   python -m imujax.main --config=configs/himu_mae.py:omni --workdir=runs/himu_omni       # + Omnivore conditioning
   python -m imujax.main --config=configs/himu_mae.py:demo --workdir=runs/himu_demo       # synthetic data, CPU
 
-Facts: shared/specs/audio_mae_himu.md §2.2-2.3. The released data is `egoexo4d_imu` (2 s windows around each
-Omnivore feature, left IMU 800 Hz); see data_builders/egoexo4d_imu.
+Facts: amir-goudarzi/IMU_testing@9c52aa2 configs/IMU-MAE/egoexo4d_accl.yaml, src/audiomae_pretrain.py. The released data
+is `egoexo4d_imu` (2 s windows around each Omnivore feature, left IMU 800 Hz); see data_builders/egoexo4d_imu.
 """
 
 import ml_collections

@@ -20,10 +20,9 @@ from imujax.eval import classification, linear_probe, retrieval
 
 def classification_spec(system, config: ml_collections.ConfigDict):
     """The system's ClassificationSpec, or None (no hook, or config.eval.classification off)."""
-    hook = getattr(system, "classification_spec", None)
-    if hook is None or not config.eval.get("classification", True):
+    if system.classification_spec is None or not config.eval.get("classification", True):
         return None
-    return hook()
+    return system.classification_spec()
 
 
 def selection_metric(system, config: ml_collections.ConfigDict) -> tuple[str, str] | None:
@@ -69,8 +68,8 @@ class Evaluator:
         for local in input_pipeline.eval_batches(source, self.system.preprocess, per_host_batch=self.per_host_batch,
                                                  process_index=jax.process_index(),
                                                  process_count=jax.process_count()):
-            valid = local.pop("valid")
-            local.pop("id")
+            local, bookkeeping = input_pipeline.split_bookkeeping(local)
+            valid = bookkeeping["valid"]
             carried = {k: local[k] for k in dict.fromkeys(carry) if k in local}
             emb = self._embed(state["params"], state["other"], sharding.global_batch(local, self.mesh))
             emb = dict(emb, **sharding.global_batch(dict(carried, valid=valid), self.mesh))
@@ -108,10 +107,9 @@ class Evaluator:
     def _system_protocol(self, state) -> dict[str, float]:
         """A system's own evaluation on the eval split, ``system.evaluate(graphdef, state, source)`` (e.g. TSFM Stage 2:
         zero-shot and few-label supervision), reported under ``eval/``."""
-        hook = getattr(self.system, "evaluate", None)
-        if hook is None:
+        if self.system.evaluate is None:
             return {}
-        return {f"eval/{k}": float(v) for k, v in hook(self.graphdef, state, self.test).items()}
+        return {f"eval/{k}": float(v) for k, v in self.system.evaluate(self.graphdef, state, self.test).items()}
 
 
 class _Subset:

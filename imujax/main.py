@@ -4,13 +4,18 @@
 
 Modes: ``train`` (resumes automatically from the workdir), ``eval`` (evaluates the latest checkpoint in the workdir,
 or ``--config.init_from``), ``summary`` (parameter table and ``params: N`` without allocating any weights).
+Before anything is built: config values that cannot work are refused (`imujax.config_checks`), and a workdir in use
+by another run is refused (`imujax.workdir_lock`). SIGTERM during start-up stops the run at the next safe point
+with exit status 0; inside the loop it saves a checkpoint first (`imujax.train`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
+import signal
 import sys
 
 import ml_collections
@@ -18,7 +23,7 @@ import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
-from imujax import runtime
+from imujax import config_checks, runtime, workdir_lock
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file, optionally ':variant'.",
                                           lock_config=True)
@@ -34,8 +39,12 @@ def main(argv) -> None:
         raise app.UsageError("--config is required, e.g. --config=configs/evi_mae.py:demo")
     logging.getLogger("absl").setLevel(logging.WARNING)
 
+    if _MODE.value != "summary":
+        config_checks.check(config, _MODE.value)
     from imujax import sharding
     sharding.initialize_distributed()
+    if _stopped_by_sigterm():
+        return
 
     if _MODE.value == "summary":
         from imujax import summary
@@ -43,12 +52,36 @@ def main(argv) -> None:
         return
     if not _WORKDIR.value:
         raise app.UsageError("--workdir is required for --mode=train and --mode=eval")
-    from imujax import train
-    if _MODE.value == "train":
-        train.train_and_evaluate(config, _WORKDIR.value)
-    else:
-        for key, value in train.evaluate_only(config, _WORKDIR.value).items():
-            print(f"{key}: {value:.4f}")
+    import jax
+    lock = workdir_lock.WorkdirLock(_WORKDIR.value) if jax.process_index() == 0 else contextlib.nullcontext()
+    with lock:  # process 0 holds it for all processes of the run
+        from imujax import train
+        if _stopped_by_sigterm():
+            return
+        if _MODE.value == "train":
+            train.train_and_evaluate(config, _WORKDIR.value)
+        else:
+            for key, value in train.evaluate_only(config, _WORKDIR.value).items():
+                print(f"{key}: {value:.4f}")
+
+
+class _SigtermBeforeTheLoop:
+    """SIGTERM before the training loop takes over the signal: remembered (never raised in the middle of an import or
+    a compile) and acted on at the next safe point; `train._StopRequest` inherits a pending request."""
+    requested = False
+
+    def __call__(self, signum, frame):
+        self.requested = True
+
+
+_SIGTERM = _SigtermBeforeTheLoop()
+
+
+def _stopped_by_sigterm() -> bool:
+    if _SIGTERM.requested:
+        print("stopped by SIGTERM during start-up, before the first step; rerun the same command to resume",
+              file=sys.stderr, flush=True)
+    return _SIGTERM.requested
 
 
 def check_overrides(argv: list[str]) -> None:
@@ -76,12 +109,13 @@ def check_overrides(argv: list[str]) -> None:
 
 
 def run() -> None:
+    signal.signal(signal.SIGTERM, _SIGTERM)
     try:
         check_overrides(sys.argv[1:])
         app.run(main)
     except SystemExit:
         raise
-    except app.UsageError as e:
+    except (app.UsageError, config_checks.ConfigError, workdir_lock.WorkdirLockedError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except Exception as e:  # noqa: BLE001 - turn config/data errors into one readable line plus the traceback in logs

@@ -16,13 +16,14 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from imujax import systems
 from imujax.eval import reconstruction
 from imujax.models.audio_mae import AudioMAE, AudioMAESizes, patchify, unpatchify
 from imujax.objectives import mae
 from imujax.transforms import himu, records
 
 
-class System:
+class System(systems.System):
     """Binds a config to the HIMU-MAE model, its spectrogram transform, the MAE loss and evaluation embeddings."""
 
     def __init__(self, config: ml_collections.ConfigDict):

@@ -25,9 +25,9 @@ CHANNEL_GROUPS = tuple(tuple(f"{unit}/{s}_{a}" for s in ("acc", "gyro") for a in
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = common.base_config()
     config.system = "imu_simclr"
-    config.model = ml_collections.ConfigDict(dict(widths=(64, 128, 128), kernel=5, dim=128, proj_dim=64))
+    config.model = ml_collections.ConfigDict(dict(widths=(32, 64, 64), kernel=5, dim=64, proj_dim=64))
     config.loss = ml_collections.ConfigDict(dict(temperature=0.1))
-    config.augment = ml_collections.ConfigDict(dict(rotation=True, scale_sigma=0.1, jitter_sigma=0.05,
+    config.augment = ml_collections.ConfigDict(dict(max_rotation_degrees=20.0, scale_sigma=0.1, jitter_sigma=0.05,
                                                     max_stretch=1.25, sensor_dropout=0.1))
     config.data.update(dict(imu_channel_groups=CHANNEL_GROUPS, imu_rate_hz=50, imu_length=100, auto_build=True,
                             worker_count=0, mixture_temperature=0.5))
@@ -37,9 +37,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                  warmup_steps=50))
     config.batch_size = 128
     config.num_epochs = 0
-    config.total_steps = 600
+    config.total_steps = 300
     config.log_every_steps = 50
-    config.checkpoint.every_steps = 600
+    config.checkpoint.every_steps = 300
     config.checkpoint.best_metric = "none"
     config.eval.update(dict(retrieval=False, linear_probe=True))
     config.figures = False

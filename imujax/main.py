@@ -5,8 +5,8 @@
 Modes: ``train`` (resumes automatically from the workdir), ``eval`` (evaluates the latest checkpoint in the workdir,
 or ``--config.init_from``), ``summary`` (parameter table and ``params: N`` without allocating any weights).
 Before anything is built: config values that cannot work are refused (`imujax.config_checks`), and a workdir in use
-by another run is refused (`imujax.workdir_lock`). SIGTERM before the training loop (or after it) stops the run
-cleanly with exit status 0; inside the loop it saves a checkpoint first (`imujax.train`).
+by another run is refused (`imujax.workdir_lock`). SIGTERM during start-up stops the run at the next safe point
+with exit status 0; inside the loop it saves a checkpoint first (`imujax.train`).
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ def main(argv) -> None:
         config_checks.check(config, _MODE.value)
     from imujax import sharding
     sharding.initialize_distributed()
+    if _stopped_by_sigterm():
+        return
 
     if _MODE.value == "summary":
         from imujax import summary
@@ -54,6 +56,8 @@ def main(argv) -> None:
     lock = workdir_lock.WorkdirLock(_WORKDIR.value) if jax.process_index() == 0 else contextlib.nullcontext()
     with lock:  # process 0 holds it for all processes of the run
         from imujax import train
+        if _stopped_by_sigterm():
+            return
         if _MODE.value == "train":
             train.train_and_evaluate(config, _WORKDIR.value)
         else:
@@ -61,13 +65,23 @@ def main(argv) -> None:
                 print(f"{key}: {value:.4f}")
 
 
-class Terminated(BaseException):
-    """SIGTERM outside the training loop (whose own handler saves first): a BaseException, so that no ``except
-    Exception`` on the way swallows it."""
+class _SigtermBeforeTheLoop:
+    """SIGTERM before the training loop takes over the signal: remembered (never raised in the middle of an import or
+    a compile) and acted on at the next safe point; `train._StopRequest` inherits a pending request."""
+    requested = False
+
+    def __call__(self, signum, frame):
+        self.requested = True
 
 
-def _terminate(signum, frame):
-    raise Terminated()
+_SIGTERM = _SigtermBeforeTheLoop()
+
+
+def _stopped_by_sigterm() -> bool:
+    if _SIGTERM.requested:
+        print("stopped by SIGTERM during start-up, before the first step; rerun the same command to resume",
+              file=sys.stderr, flush=True)
+    return _SIGTERM.requested
 
 
 def check_overrides(argv: list[str]) -> None:
@@ -95,16 +109,12 @@ def check_overrides(argv: list[str]) -> None:
 
 
 def run() -> None:
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, _SIGTERM)
     try:
         check_overrides(sys.argv[1:])
         app.run(main)
     except SystemExit:
         raise
-    except Terminated:
-        print("stopped by SIGTERM outside the training loop; nothing new to save. Rerun the same command to resume.",
-              file=sys.stderr, flush=True)
-        sys.exit(0)
     except (app.UsageError, config_checks.ConfigError, workdir_lock.WorkdirLockedError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

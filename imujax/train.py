@@ -147,9 +147,9 @@ class _StopRequest:
     """
 
     def __init__(self, sync_every: int):
-        self.requested = False
         self.sync_every = sync_every
         self._previous = signal.signal(signal.SIGTERM, self._handle)
+        self.requested = bool(getattr(self._previous, "requested", False))  # received during start-up (imujax.main)
 
     def _handle(self, signum, frame):
         logging.warning("SIGTERM received: saving a checkpoint at the next step boundary")

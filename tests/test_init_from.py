@@ -73,7 +73,7 @@ def test_init_from_a_converted_checkpoint_inside_an_fsdp_mesh(converted):
     with jax.set_mesh(mesh):
         loaded = train._init_from(state, config, shardings)
     qkv = loaded["params"]["blocks_a"]["block"]["attn"]["qkv"]["kernel"][...]
-    assert qkv.sharding == shardings["params"]["blocks_a"]["block"]["attn"]["qkv"]["kernel"][...].sharding
+    assert qkv.sharding == state["params"]["blocks_a"]["block"]["attn"]["qkv"]["kernel"][...].sharding
     np.testing.assert_array_equal(np.asarray(qkv)[0], torch_sd["blocks_a.0.attn.qkv.weight"].numpy().T)
 
 

@@ -475,32 +475,51 @@ def _codecs_encode(text: Any, encoding: Any = "utf-8") -> bytes:
     return text.encode("latin1")
 
 
-# Objects whose hash is a plain value hash (safe as dict keys / set members whatever the file says).
-_FLAT_KEY_TYPES = {str, bytes, int, float, bool, type(None), complex, TorchDtype}
+# Dict keys / set members a checkpoint may use. Hashing must not recurse without bound (deeply nested tuples
+# overflow the C stack) and must not be made to collide at scale: str/bytes hashes are salted per process, small ints
+# hash to themselves, placeholders hash by identity; floats, complex numbers and ints >= 2**61 - 1 can be chosen to
+# share one hash (each insertion then scans all earlier keys), so a load accepts at most _MAX_RISKY_KEYS of them.
+_HASH_SAFE_TYPES = {str, bytes, bool, type(None), TorchDtype}
+_INT_HASH_LIMIT = (1 << 61) - 1
+_MAX_RISKY_KEYS = 4096
 
 
-def _check_key(key: Any, source: str) -> None:
-    """Refuse dict keys / set members whose hashing or comparison could recurse without bound or run code."""
+def _key_risk(key: Any) -> int | None:
+    """0 for a key with an unforgeable hash, 1 for a hashable number whose hash can be forged, None if refused."""
     kind = type(key)
-    if kind in _FLAT_KEY_TYPES or isinstance(key, RefusedGlobal):
-        return
-    if kind in (tuple, frozenset):
-        todo, seen = [(key, 0)], 0
-        while todo:
-            node, depth = todo.pop()
-            seen += len(node)
-            if depth > 16 or seen > 4096:
-                raise CheckpointFormatError(f"{source}: a dict key / set member nested deeper than 16 levels or "
-                                            "holding more than 4096 items")
-            for item in node:
-                if type(item) in (tuple, frozenset):
-                    todo.append((item, depth + 1))
-                elif not (type(item) in _FLAT_KEY_TYPES or isinstance(item, RefusedGlobal)):
-                    raise CheckpointFormatError(f"{source}: a {type(item).__name__} inside a dict key / set member")
-        return
-    if isinstance(key, np.generic) and key.dtype.kind in "biufc":
-        return
-    raise CheckpointFormatError(f"{source}: a {kind.__name__} cannot be a dict key or set member in a checkpoint")
+    if kind in _HASH_SAFE_TYPES or isinstance(key, RefusedGlobal):
+        return 0
+    if kind is int:
+        return 0 if -_INT_HASH_LIMIT < key < _INT_HASH_LIMIT else 1
+    if kind in (float, complex) or (isinstance(key, np.generic) and key.dtype.kind in "biufc"):
+        return 1
+    return None
+
+
+def _check_key(key: Any, source: str) -> int:
+    """Refuse keys whose hashing could recurse without bound; returns how many forgeable-hash numbers it holds."""
+    risk = _key_risk(key)
+    if risk is not None:
+        return risk
+    kind = type(key)
+    if kind not in (tuple, frozenset):
+        raise CheckpointFormatError(f"{source}: a {kind.__name__} cannot be a dict key or set member in a checkpoint")
+    todo, seen, risk = [(key, 0)], 0, 0
+    while todo:
+        node, depth = todo.pop()
+        seen += len(node)
+        if depth > 16 or seen > 64:  # (hashing a tuple is not cached: every insertion rehashes all its items)
+            raise CheckpointFormatError(f"{source}: a dict key / set member nested deeper than 16 levels or holding "
+                                        "more than 64 items")
+        for item in node:
+            if type(item) in (tuple, frozenset):
+                todo.append((item, depth + 1))
+                continue
+            item_risk = _key_risk(item)
+            if item_risk is None:
+                raise CheckpointFormatError(f"{source}: a {type(item).__name__} inside a dict key / set member")
+            risk += item_risk
+    return risk
 
 
 # pickle opcodes as dispatch-table indices
@@ -532,7 +551,9 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every acc
         self.max_memo = len(data)  # each memo entry takes an opcode: a larger index is not a real pickle
         self.placeholders: dict[str, type] = {}  # per load: nothing a file does can reach a later load
         self._memo_of: dict[int, list[int]] = {}  # id(numpy stand-in) -> memo indices holding it
-        budget.charge(2 * len(data), "the pickle")
+        self._keys_ok: dict[int, Any] = {}  # id -> tuple/frozenset keys already checked
+        self.risky_keys = 0
+        budget.charge(4 * len(data), "the pickle")  # its strings: up to 4 bytes a character (UCS-4)
         builtin = {name: _Allowed(f"builtins.{name}", self._builtin(kind), newobj=True) for name, kind in {
             "set": set, "frozenset": frozenset, "complex": complex, "slice": slice, "range": range, "bytes": bytes,
             "bytearray": bytearray, "int": int, "float": float, "str": str, "bool": bool, "tuple": tuple,
@@ -733,6 +754,17 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every acc
         self._memo_put(len(self.memo))
 
     # -- containers: only real containers (or placeholders) take items; keys are checked before hashing
+    def _check_key(self, key: Any, source: str) -> None:
+        container = type(key) in (tuple, frozenset)
+        if container and id(key) in self._keys_ok:  # checked once: a GET can hand one key to many SETITEMs
+            return
+        self.risky_keys += _check_key(key, source)
+        if self.risky_keys > _MAX_RISKY_KEYS:
+            raise CheckpointFormatError(f"{source}: more than {_MAX_RISKY_KEYS} float, complex or huge-int dict keys "
+                                        "/ set members (their hashes can be forged to collide)")
+        if container:
+            self._keys_ok[id(key)] = key  # kept alive, so its id is not reused
+
     def _list_target(self) -> Any:
         target = self.stack[-1]
         if type(target) is list or (isinstance(target, RefusedGlobal) and self._is_placeholder_class(type(target))):
@@ -757,14 +789,14 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every acc
     def _setitem(self) -> None:
         value = self.stack.pop()
         key = self.stack.pop()
-        _check_key(key, self.source)
+        self._check_key(key, self.source)
         self._dict_target()[key] = value
 
     def _setitems(self) -> None:
         items = self.pop_mark()
         target = self._dict_target()
         for i in range(0, len(items) - 1, 2):
-            _check_key(items[i], self.source)
+            self._check_key(items[i], self.source)
             target[items[i]] = items[i + 1]
 
     def _additems(self) -> None:
@@ -773,19 +805,19 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every acc
         if type(target) is not set:
             raise UnsafeCheckpointError(f"{self.source}: ADDITEMS on a {type(target).__name__} refused")
         for item in items:
-            _check_key(item, self.source)
+            self._check_key(item, self.source)
         target.update(items)
 
     def _dict(self) -> None:
         items = self.pop_mark()
         for i in range(0, len(items) - 1, 2):
-            _check_key(items[i], self.source)
+            self._check_key(items[i], self.source)
         self.append({items[i]: items[i + 1] for i in range(0, len(items) - 1, 2)})
 
     def _frozenset(self) -> None:
         items = self.pop_mark()
         for item in items:
-            _check_key(item, self.source)
+            self._check_key(item, self.source)
         self.append(frozenset(items))
 
     # -- allow-listed functions that need this load's budget or state
@@ -803,7 +835,7 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every acc
             raise CheckpointFormatError(f"OrderedDict built from unexpected {type(items).__name__}")
         self.budget.charge(128 * len(items), "an OrderedDict")
         for key, _ in items:
-            _check_key(key, self.source)
+            self._check_key(key, self.source)
         return collections.OrderedDict(items)
 
     def _np_frombuffer(self, buf: Any, spec: Any, shape: Any, order: Any = "C") -> np.ndarray:
@@ -828,7 +860,7 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every acc
             self.budget.charge(64 + 128 * n, f"builtins.{kind.__name__} of {n} items")
             if kind in (set, frozenset, dict) and args:
                 for item in (args[0].keys() if type(args[0]) is dict else args[0]):
-                    _check_key(item[0] if kind is dict and type(args[0]) is not dict and type(item) is tuple
+                    self._check_key(item[0] if kind is dict and type(args[0]) is not dict and type(item) is tuple
                                else item, self.source)
             return kind(*args)
         return build
@@ -1428,7 +1460,7 @@ def _is_module_placeholder(obj: Any) -> bool:
     return isinstance(obj, RefusedGlobal) and "_parameters" in obj.attributes()
 
 
-_MAX_FLATTEN_NODES = 10_000_000
+_MAX_FLATTEN_NODES = 1_000_000
 
 
 def flatten_state_dict(obj: Any, sep: str = ".", prefix: str = "") -> "collections.OrderedDict[str, Any]":

@@ -11,6 +11,7 @@ from flax import nnx
 
 from configs import evi_mae as evi_mae_config
 from imujax import sharding, systems, train
+from benchmarks import tpu_aot
 from imujax.models import rnn_imu
 
 # libtpu reads these at start-up: without them it probes cloud metadata and warns; several processes may load it.
@@ -98,3 +99,19 @@ def test_recurrent_weights_are_fsdp_sharded_on_a_256_chip_pod(make):
         shard = math.prod(jax.sharding.NamedSharding(mesh, spec).shard_shape(leaf.shape))
         if leaf.ndim == 2:
             assert shard * 256 == math.prod(leaf.shape), (path, leaf.shape, spec)
+
+
+def test_recurrent_weight_is_gathered_once_not_all_reduced_per_time_step():
+    # Left FSDP-sharded inside the scan, the GRU's recurrent matmul gathered activations at every step (885 MB here).
+    devices = list(topologies.get_topology_desc(topology_name="v5p:2x2x1", platform="tpu").devices)
+    mesh = sharding.make_mesh(data=1, fsdp=4, devices=devices)
+    graphdef, params = nnx.split(nnx.eval_shape(lambda: rnn_imu.TorchGRU(32, 512, rngs=nnx.Rngs(0))))
+    shardings = sharding.state_shardings(params, mesh)
+    params = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), params, shardings)
+    x = jax.ShapeDtypeStruct((64, 250, 32), np.float32, sharding=sharding.batch_sharding(mesh, 3))
+    grad = jax.grad(lambda p, x: (nnx.merge(graphdef, p)(x) ** 2).sum())
+    with jax.set_mesh(mesh):
+        hlo = jax.jit(grad, out_shardings=shardings).lower(params, x).compile().as_text()
+    moved = sum(tpu_aot.collective_bytes(hlo).values())
+    weight_bytes = sum(math.prod(a.shape) * 4 for a in jax.tree.leaves(params))
+    assert moved < 4 * weight_bytes, (moved, weight_bytes)

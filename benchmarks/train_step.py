@@ -110,7 +110,7 @@ def evi_mae_batch(config, batch: int, rng) -> dict:
 def evi_mae_torch(config, data):
     import numpy as np
     import torch
-    from imujax.transforms import patches as patch_layout
+    from imujax import patch_layout
     from imujax.transforms.video import normalize_rgb
     from tests.torch_reference.evi_mae import EVIMAE, RefSizes
 

@@ -1,4 +1,5 @@
-"""EVI-MAE fine-tuning (`EVIMAEFT`, multimodal), the released recipe (shared/specs/evi_mae.md §3.2).
+"""EVI-MAE fine-tuning (`EVIMAEFT`, multimodal), the released recipe (mf-zhang/IMU-Video-MAE@78e7666
+src/traintest_ft.py, egs/release/finetune_*.sh).
 
   python -m imujax.main --config=configs/evi_mae_finetune.py --workdir=runs/ft_cmu \
       --config.init_from=converted/evi_mae_pretrained          # CMU-MMAC: 32 classes, BCE, selection by mAP
@@ -16,7 +17,7 @@ import ml_collections
 from configs import common
 from configs import evi_mae as pretrain_config
 
-# Fine-tune dB-spectrogram statistics (§2.2 step 4).
+# Fine-tune dB-spectrogram statistics (mf-zhang/IMU-Video-MAE@78e7666 egs/release/finetune_*.sh).
 IMU_STATS = {"cmu_mmac": (-70.84, 23.44), "wear": (-51.17, 26.19)}
 
 
@@ -45,6 +46,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.num_epochs = 200
     config.seed = 42
     config.eval_every_epochs = 1          # upstream validates every epoch; best checkpoint by finetune.metric
+    config.checkpoint.select_on = "eval"  # upstream selects on its validation = eval split, as released
     config.eval.linear_probe = False      # the head's own logits are evaluated (classification_spec)
 
     if arg == "wear":
@@ -53,8 +55,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.finetune.update(dict(num_classes=18, metric="acc"))
     elif arg == "demo":
         _demo(config)
+    elif arg == "own":  # your own built dataset; --config.init_from=<an evi_mae.py:own run>
+        _demo(config)
+        pretrain_config.own(config)
+        config.finetune.update(dict(metric="macro_f1"))
+        config.checkpoint.select_on = "validation"  # your own data: select on subjects carved from train
     elif arg not in (None, ""):
-        raise ValueError(f"configs/evi_mae_finetune.py: unknown variant {arg!r} (known: wear, demo)")
+        raise ValueError(f"configs/evi_mae_finetune.py: unknown variant {arg!r} (known: wear, demo, own)")
     return config
 
 

@@ -4,8 +4,8 @@
   python -m imujax.main --config=configs/himu_mae.py:omni --workdir=runs/himu_omni       # + Omnivore conditioning
   python -m imujax.main --config=configs/himu_mae.py:demo --workdir=runs/himu_demo       # synthetic data, CPU
 
-Facts: shared/specs/audio_mae_himu.md §2.2-2.3. The released data is `egoexo4d_imu` (2 s windows around each
-Omnivore feature, left IMU 800 Hz); see data_builders/egoexo4d_imu.
+Facts: amir-goudarzi/IMU_testing@9c52aa2 configs/IMU-MAE/egoexo4d_accl.yaml, src/audiomae_pretrain.py. The released data
+is `egoexo4d_imu` (2 s windows around each Omnivore feature, left IMU 800 Hz); see data_builders/egoexo4d_imu.
 """
 
 import ml_collections
@@ -47,8 +47,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.model.video_dim = 1536  # Omnivore clip feature concatenated to every encoder token
     elif arg == "demo":
         _demo(config)
+    elif arg == "own":  # your own built dataset (imujax.own_data): its first accelerometer triad, measured statistics
+        _demo(config)
+        config.data.update(dict(from_dataset=True, name="imu_video_folder/default", auto_build=False))
     elif arg not in (None, ""):
-        raise ValueError(f"configs/himu_mae.py: unknown variant {arg!r} (known: omni, demo)")
+        raise ValueError(f"configs/himu_mae.py: unknown variant {arg!r} (known: omni, demo, own)")
     return config
 
 

@@ -3,9 +3,10 @@
   python -m imujax.main --config=configs/imu2clip.py --workdir=runs/imu2clip        # upstream recipe
   python -m imujax.main --config=configs/imu2clip.py:demo --workdir=runs/demo       # synthetic data, a few minutes
 
-Upstream (shared/specs/rnn_imu_encoders.md §2.6): Adam lr 2e-4, no decay, no schedule; 16 per GPU x 8 GPUs; 15 epochs;
-5 s windows at 200 Hz = [6, 1000] raw acc+gyro; learnable temperature from 0.1 (HEAD); targets video + text from
-frozen CLIP ViT-B/32 (here: precomputed `video_features` / `text_features` in the records, 512-d).
+Upstream (facebookresearch/imu2clip@6353031 pretraining.py, configs/train_contrastive/): Adam lr 2e-4, no decay, no
+schedule; 16 per GPU x 8 GPUs; 15 epochs; 5 s windows at 200 Hz = [6, 1000] raw acc+gyro; learnable temperature from 0.1
+(HEAD); targets video + text from frozen CLIP ViT-B/32 (here: precomputed `video_features` / `text_features` in the
+records, 512-d).
 """
 
 import ml_collections

@@ -3,10 +3,10 @@
   python -m imujax.main --config=configs/primus.py --workdir=runs/primus          # upstream recipe
   python -m imujax.main --config=configs/primus.py:demo --workdir=runs/demo       # synthetic data, a few minutes
 
-Upstream (shared/specs/rnn_imu_encoders.md §3.3-3.5, README command `--ssl_coeff 0.5 --multihead --nnclr`): Adam lr
-2e-4, no decay, no schedule; 16 per GPU x 4 GPUs; 15 epochs; 5 s windows at 50 Hz = [6, 250] raw Aria acc+gyro;
-targets text + video from frozen clip4clip (precomputed 512-d `text_features` / `video_features` in the records);
-two learnable temperatures from 0.1; queue of 8192 with video-space nearest neighbours.
+Upstream (Nokia-Bell-Labs/pretrained-imu-encoders@562e142 pretraining.py, README command `--ssl_coeff 0.5 --multihead
+--nnclr`): Adam lr 2e-4, no decay, no schedule; 16 per GPU x 4 GPUs; 15 epochs; 5 s windows at 50 Hz = [6, 250] raw Aria
+acc+gyro; targets text + video from frozen clip4clip (precomputed 512-d `text_features` / `video_features` in the
+records); two learnable temperatures from 0.1; queue of 8192 with video-space nearest neighbours.
 """
 
 import ml_collections

@@ -3,12 +3,12 @@
   python -m imujax.main --config=configs/revalexo_contrastive.py --workdir=runs/revalexo_contrastive
   python -m imujax.main --config=configs/revalexo_contrastive.py:demo --workdir=runs/demo
 
-Upstream (shared/specs/evi_mae.md §4, `pretrain_deepconv_lower_x3d_revalexo.yaml`): DeepConvLSTM on [120, 42] raw
-windows (2 s at 60 Hz; 64 kernels of 11, LSTM 1024, feature_dim 256); X3D-XS on 4 frames of 182 px with
-feature_projector 2048 -> 256 (here a ViT-S over 4 frames of 182 px, patch 14, trained from scratch, stands in);
-projections Linear(d,d)-ReLU-Linear(d,256); learnable temperature 0.1; AdamW lr 5e-5, wd 2.5e-4 on everything;
-cosine to 1e-6 (upstream steps it per epoch over T_max=50 epochs, here per step over the run); grad clip 1.0;
-batch 64; 50 epochs.
+Upstream (revalexo/revalexo@6ca9000 pretrain/contrastive/configs/pretrain_deepconv_lower_x3d_revalexo.yaml):
+DeepConvLSTM on [120, 42] raw windows (2 s at 60 Hz; 64 kernels of 11, LSTM 1024, feature_dim 256); X3D-XS on 4 frames
+of 182 px with feature_projector 2048 -> 256 (here a ViT-S over 4 frames of 182 px, patch 14, trained from scratch,
+stands in); projections Linear(d,d)-ReLU-Linear(d,256); learnable temperature 0.1; AdamW lr 5e-5, wd 2.5e-4 on
+everything; cosine to 1e-6 (upstream steps it per epoch over T_max=50 epochs, here per step over the run); grad clip
+1.0; batch 64; 50 epochs.
 """
 
 import ml_collections

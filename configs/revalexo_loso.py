@@ -1,4 +1,5 @@
-"""RevalExo EVI-MAE fusion fine-tuning, one LOSO fold per config (shared/specs/evi_mae.md §3.3).
+"""RevalExo EVI-MAE fusion fine-tuning, one LOSO fold per config (revalexo/revalexo@6ca9000
+train/configs/loso/revalexo/evi_mae_fusion.yaml).
 
   python -m imujax.main --config=configs/revalexo_loso.py:Subject05 --workdir=runs/loso/Subject05 \
       --config.init_from=converted/revalexo_evi_mae_pretrained
@@ -33,7 +34,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data.update(dict(
         name="revalexo/default", slot_mapping="finetune_as_released",
         # RevalExo fine-tune IMU transform: linear interp to 250, torchaudio spectrogram, ln(x + 1e-6),
-        # bilinear resize to (128, 320) in (freq, time) layout, then the raw-acc statistics (sic, §2.2).
+        # bilinear resize to (128, 320) in (freq, time) layout, then the raw-acc statistics (sic, as upstream).
         signal_length=250, n_fft=256, win_length=24, hop_length=1, imu_mean=-1.223483, imu_std=7.991705,
         short_side_ratio=256 / 224))
     config.finetune = ml_collections.ConfigDict(dict(
@@ -46,6 +47,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.num_epochs = 50
     config.seed = 42
     config.eval_every_epochs = 1          # upstream validates (and selects) every epoch
+    config.checkpoint.select_on = "eval"  # upstream selects on the held-out subject (the eval split), as released
     config.eval.linear_probe = False      # the head's own logits are evaluated (classification_spec)
 
     if arg in SUBJECTS:

@@ -2,12 +2,14 @@
 
   python -m imujax.main --config=configs/tsfm_stage1.py --workdir=runs/tsfm_s1          # upstream sizes and recipe
   python -m imujax.main --config=configs/tsfm_stage1.py:demo --workdir=runs/tsfm_s1     # synthetic + real, minutes
+  python -m imujax.main --config=configs/tsfm_stage1.py:own --config.data.name=imu_video_folder/default \
+      --config.data.data_dir=DIR --workdir=runs/mine       # the demo sizes on your own built dataset
 
 Upstream trains on 6 datasets (uci_har, hhar, mhealth, pamap2, wisdm, unimib_shar) with per-dataset patch seconds,
 drawn with p ∝ n^0.5: here config.data.mixture (TFDS names, imujax.mixture), config.data.mixture_temperature and
 config.data.per_dataset.<dataset> (channel names, description, rate, patch seconds). The demo mixes the embedded
-synthetic dataset with the real sp_sw_har sample (shared/data/sp_sw_har, built on first use from
-config.data.manual_dirs.sp_sw_har); metrics.jsonl then has loss/<dataset>, mae/<dataset>, samples/<dataset>.
+synthetic dataset with the real sp_sw_har sample (subjects s01-s03 of GeoTecINIT/sp-sw-har-dataset, built on first use
+from config.data.manual_dirs.sp_sw_har); metrics.jsonl then has loss/<dataset>, mae/<dataset>, samples/<dataset>.
 """
 
 import os
@@ -23,7 +25,7 @@ SYNTHETIC_CHANNELS = tuple(f"{slot}/{sensor}_{axis}" for slot in ("left_arm", "r
 SP_SW_HAR_CHANNELS = tuple(f"{device}/{sensor}_{axis}" for device in ("phone", "watch")
                            for sensor in ("acc", "gyro") for axis in "xyz")
 SP_SW_HAR_CLASSES = ("SEATED", "STANDING_UP", "WALKING", "TURNING", "SITTING_DOWN")
-# the real sample pack next to the repository (shared/data/sp_sw_har: subjects s01-s03)
+# the real sample pack next to the repository (subjects s01-s03 of GeoTecINIT/sp-sw-har-dataset DATA/)
 SP_SW_HAR_SAMPLE = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",
                                                  "data", "sp_sw_har"))
 
@@ -72,14 +74,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     if arg == "demo":
         _demo(config)
+    elif arg == "own":
+        _demo(config)
+        own(config)
     elif arg not in (None, ""):
-        raise ValueError(f"configs/tsfm_stage1.py: unknown variant {arg!r} (known: demo)")
+        raise ValueError(f"configs/tsfm_stage1.py: unknown variant {arg!r} (known: demo, own)")
     return config
 
 
 def _demo(config: ml_collections.ConfigDict) -> None:
     """A few minutes on a 2-core CPU: a small encoder on a p ∝ n^0.5 mixture of the embedded synthetic dataset (2 s
-    clips, 0.5 s patches) and the real sp_sw_har sample (2 s windows, 0.4 s patches; built from shared/data)."""
+    clips, 0.5 s patches) and the real sp_sw_har sample (2 s windows, 0.4 s patches; built from the sample pack)."""
     config.model.update(dict(d_model=48, num_heads=4, num_temporal_layers=2, dim_feedforward=96,
                              cnn_channels=(8, 16), max_positions=64))
     config.data.update(dict(auto_build=True, worker_count=0, patch_seconds=0.5, max_patches=5, max_channels=30,
@@ -94,3 +99,11 @@ def _demo(config: ml_collections.ConfigDict) -> None:
     config.log_every_steps = 20
     config.eval_every_steps = 0
     config.checkpoint.every_steps = 100
+
+
+def own(config: ml_collections.ConfigDict) -> None:
+    """Any built dataset (`imujax.own_data`): channels, rate and window from its metadata; no mixture."""
+    config.data.update(dict(from_dataset=True, name="imu_video_folder/default", auto_build=False,
+                            mixture=(), dataset_description=""))
+    config.data.per_dataset = ml_collections.ConfigDict()
+    config.data.manual_dirs = ml_collections.ConfigDict()

@@ -2,8 +2,8 @@
 
   python -m imujax.main --config=configs/tsfm_stage2.py --workdir=runs/tsfm_s2          # upstream sizes and recipe
   python -m imujax.main --config=configs/tsfm_stage2.py:demo --workdir=runs/tsfm_s2 \\
-      [--config.encoder_init_from=runs/tsfm_s1]                                       # synthetic data, minutes
-  python -m imujax.eval.zero_shot --config=configs/tsfm_stage2.py:demo --workdir=runs/tsfm_s2   # zero-shot + 10%
+      [--config.init_from=runs/tsfm_s1:latest --config.init_only=encoder]             # synthetic data, minutes
+  python -m imujax.main --mode=eval --config=configs/tsfm_stage2.py:demo --workdir=runs/tsfm_s2  # zero-shot + 10%
 The end-of-run evaluation writes the same (eval/zs_closed/*, eval/supervised_10pct/*) to metrics.jsonl.
 
 Variants: ``demo`` (K=1 soft-target InfoNCE), ``demo_k3`` (K=3 prototypes, the ebbcffd recipe), ``demo_siglip``.
@@ -20,7 +20,7 @@ SYNTHETIC_CLASSES = ("walk", "run", "stand", "turn_left", "turn_right", "stairs_
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = common.base_config()
     config.system = "tsfm_stage2"
-    config.encoder_init_from = ""     # a Stage-1 workdir: its latest checkpoint's encoder.* initialises the encoder
+    config.encoder_init_from = ""     # older alias of --config.init_from=RUN_DIR:latest --config.init_only=encoder
     # small_deep (HEAD default): d 384/8 heads/8 layers/ff 1536, spectral-temporal, per-patch prediction.
     config.model = tsfm_stage1.model_config(
         num_temporal_layers=8, feature_extractor="spectral_temporal", channel_text_fusion=True, text_dim=384,
@@ -46,7 +46,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.batch_size = 512
     config.num_epochs = 100
     config.eval.retrieval = False
-    # end of run (and every eval_every_steps): closed-set zero-shot + the 10%-label fine-tuning protocol (spec §10)
+    # end of run (and every eval_every_steps): closed-set zero-shot + the 10%-label fine-tuning protocol
+    # (upstream evaluate_tsfm.py)
     config.eval.update(dict(zero_shot=True, supervision_rates=(0.1,), finetune_lr=1e-5))
 
     if arg in ("demo", "demo_k3", "demo_siglip"):
@@ -56,8 +57,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         if arg == "demo_siglip":
             config.model.siglip = True
             config.loss.kind = "siglip"
+    elif arg == "own":  # your own dataset; --config.init_from=<tsfm_stage1:own run>:latest --config.init_only=encoder
+        _demo(config)
+        tsfm_stage1.own(config)
     elif arg not in (None, ""):
-        raise ValueError(f"configs/tsfm_stage2.py: unknown variant {arg!r} (known: demo, demo_k3, demo_siglip)")
+        raise ValueError(f"configs/tsfm_stage2.py: unknown variant {arg!r} (known: demo, demo_k3, demo_siglip, "
+                         "own)")
     return config
 
 

@@ -1,11 +1,22 @@
-"""Orbax checkpoints of the whole run: train state (model, optimiser, step), grain iterator state and config.
+"""Orbax checkpoints of the whole run, and the one way to read any of them back.
 
-Orbax writes each step into a temporary directory and renames it when complete, so a run killed mid-save leaves the
-previous checkpoint intact and the partial one is ignored on restart. A checkpoint that cannot be read back is set
-aside (``corrupt-<step>``) and the previous one used; one that reads but holds other arrays than the run's state
-(another model, or a layout from another imujax version) is refused naming the differing paths, and left alone.
-Saves are asynchronous (training continues while the arrays are written); ``wait`` blocks until the last one is
-committed.
+A run's checkpoint (``<workdir>/checkpoints/<step>``) holds the train state (model, optimiser, step), the grain
+iterator state, the config, the model-selection record and a checksum of every array. Orbax writes each step into a
+temporary directory and renames it when complete, so a run killed mid-save leaves the previous checkpoint intact.
+
+Resume (`Checkpointer.restore_latest_good`) takes the newest checkpoint that passes every check, in this order:
+config readable, config compatible, files readable, arrays restored, checksums equal, selection record readable,
+iterator restored. Evidence of damage (a missing or garbage item, an empty step directory, a truncated or deleted
+file, a checksum mismatch) sets the checkpoint aside as ``corrupt-<step>-<time>`` with a warning and the previous one
+is tried. A checkpoint that cannot be read for another reason (permission denied, an I/O error) stops the run with
+`CheckpointReadError` and nothing is renamed; one written for other arrays or another model config stops it with
+`IncompatibleCheckpointError`, also touching nothing. A failed attempt leaves no state behind (the iterator is only
+restored once the arrays have passed), so a run whose checkpoints are all damaged starts exactly as a fresh run.
+
+`restore` is the one reader for everything else: evaluation (``--mode=eval``), the zero-shot protocol and
+``config.init_from`` (`load_init_weights`) all go through it and through the same checks (read-only: nothing is
+set aside). It reads ``RUN_DIR`` (its best checkpoint when the run kept one, else its latest), ``RUN_DIR:best``,
+``RUN_DIR:latest``, or a step directory, onto the shardings of a target (any mesh) or into host arrays.
 
 Model selection (`BestCheckpointer`): when the run has a selection metric (`imujax.evaluate.selection_metric`), every
 periodic eval that improves it strictly saves the eval weights {step, params, other} to ``<workdir>/best_checkpoint``
@@ -16,6 +27,9 @@ checkpoints newer than the restored step are dropped and re-made by the replay.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import errno
 import json
 import logging
 import os
@@ -24,22 +38,208 @@ import time
 
 import grain
 import jax
-import numpy as np
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
-ITEMS = ("state", "data", "config", "selection")
+ITEMS = ("state", "data", "config", "selection", "checksums")
 BEST_DIR = "best_checkpoint"  # under the workdir
+CHECKPOINTS_DIR = "checkpoints"  # under the workdir
 
 # Config sections that define what the saved arrays are; a checkpoint from a run that differs here cannot resume.
 STRUCTURAL_KEYS = ("system", "model", "optimizer.name", "optimizer.schedule")
 
 
 class IncompatibleCheckpointError(ValueError):
-    """The workdir holds a checkpoint written by a run whose model/optimiser config differs from this one."""
+    """The checkpoint was written by a run whose model/optimiser config or arrays differ from this one."""
 
 
+class CheckpointDamagedError(ValueError):
+    """Evidence of damage: a missing or garbage item, a truncated or deleted file, a checksum mismatch."""
+
+
+class CheckpointReadError(OSError):
+    """A checkpoint that may be healthy could not be read (permission denied, an I/O error): nothing was changed."""
+
+
+# -- checksums ---------------------------------------------------------------------------------------------------------
+def _leaf_checksum(x, xp=np):
+    """Two 32-bit sums of the array's bits with odd position weights: any single-bit flip changes both. ``xp``: numpy
+    (host arrays) or jax.numpy (arrays not fully addressable from this process); the two give the same digits."""
+    if xp is jnp and jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+        x = jax.random.key_data(x)
+    if x.dtype == xp.bool_:
+        x = x.astype(xp.uint8)
+    width = {1: xp.uint8, 2: xp.uint16, 4: xp.uint32, 8: xp.uint32}[x.dtype.itemsize]
+    bits = (x.view(width) if xp is np else jax.lax.bitcast_convert_type(x, width)).astype(xp.uint32).ravel()
+    index = xp.arange(bits.size, dtype=xp.uint32)
+    return xp.stack([xp.sum(bits * (2 * index + xp.uint32(1)), dtype=xp.uint32),
+                     xp.sum((bits ^ (index * xp.uint32(0x9E3779B9))) * xp.uint32(0x85EBCA6B), dtype=xp.uint32)])
+
+
+_sharded_checksums = jax.jit(lambda arrays: jax.tree.map(lambda x: _leaf_checksum(x, jnp), arrays))
+
+
+def path_name(path) -> str:
+    """'params/blocks/0/kernel' for a pytree path of a state, its abstract version or Orbax's metadata of one."""
+    name = jax.tree_util.keystr(path, simple=True, separator="/")
+    return name[: -len("/value")] if name.endswith("/value") else name  # nnx Variables are {'value': array}
+
+
+def checksums(tree) -> dict[str, str]:
+    """Path name -> checksum (hex) of every array in ``tree`` (host arrays, or sharded over any mesh). Arrays this
+    process holds whole are summed on the host (no compilation); the others on their devices."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    arrays = {path_name(p): leaf for p, leaf in leaves if hasattr(leaf, "shape")}
+    whole = lambda a: not isinstance(a, jax.Array) or a.is_fully_addressable
+    sums = {name: _leaf_checksum(np.asarray(jax.device_get(a))) for name, a in arrays.items() if whole(a)}
+    sharded = {name: a for name, a in arrays.items() if not whole(a)}
+    if sharded:
+        sums.update({name: np.asarray(s.addressable_data(0)) for name, s in _sharded_checksums(sharded).items()})
+    return {name: "".join(f"{int(v):08x}" for v in s) for name, s in sums.items()}
+
+
+def _verify_checksums(where: str, tree, saved: dict[str, str] | None) -> None:
+    if saved is None:  # written before checksums existed
+        logging.warning("%s has no checksums (written by an older imujax); its arrays are not verified", where)
+        return
+    now = checksums(tree)
+    missing = sorted(set(now) - set(saved))
+    bad = sorted(name for name in set(now) & set(saved) if now[name] != saved[name])
+    if bad or missing:
+        raise CheckpointDamagedError(f"{where}: checksum mismatch in {', '.join(bad[:5])}"
+                                     + (f" ... ({len(bad)} arrays)" if len(bad) > 5 else "")
+                                     + (f"; no checksum for {', '.join(missing[:5])}" if missing else ""))
+
+
+# -- error classes -----------------------------------------------------------------------------------------------------
+# errnos (and the messages tensorstore turns them into) that say nothing about the checkpoint's content.
+_READ_ERRNOS = {errno.EACCES, errno.EPERM, errno.EIO, errno.EAGAIN, errno.ETIMEDOUT, errno.ESTALE, errno.EBUSY,
+                errno.EINTR, errno.ENOMEM, errno.EMFILE, errno.ENFILE, errno.ENOLCK, errno.ECONNRESET}
+_READ_MARKERS = ("PERMISSION_DENIED", "UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "Permission denied",
+                 "Input/output error", "Stale file handle", "Operation not permitted", "timed out")
+
+
+def _is_read_failure(error: BaseException) -> bool:
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, (PermissionError, TimeoutError, ConnectionError, MemoryError, CheckpointReadError)):
+            return True
+        if isinstance(error, OSError) and error.errno in _READ_ERRNOS:
+            return True
+        if any(marker in str(error) for marker in _READ_MARKERS):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+@contextlib.contextmanager
+def _classified(where: str):
+    """Turn any failure into CheckpointReadError (could be healthy) or CheckpointDamagedError (evidence of damage)."""
+    try:
+        yield
+    except (CheckpointDamagedError, CheckpointReadError, IncompatibleCheckpointError):
+        raise
+    except Exception as e:  # noqa: BLE001 - orbax/tensorstore/json raise many types for the same two cases
+        if _is_read_failure(e):
+            raise CheckpointReadError(f"{where} cannot be read ({type(e).__name__}: {str(e)[:300]}); it is left as it "
+                                      f"is. Fix the access or retry.") from e
+        raise CheckpointDamagedError(f"{where}: {type(e).__name__}: {str(e)[:300]}") from e
+
+
+def _check_files_readable(step_dir: str) -> None:
+    """Open every file of a step directory: permission and I/O problems are found before anything is judged damaged."""
+    found = False
+
+    def fail(e: OSError):
+        raise e
+
+    with _classified(step_dir):
+        for root, _, files in os.walk(step_dir, onerror=fail):
+            for name in files:
+                os.close(os.open(os.path.join(root, name), os.O_RDONLY))
+                found = True
+    if not found:
+        raise CheckpointDamagedError(f"{step_dir} is empty")
+
+
+# -- reading one checkpoint --------------------------------------------------------------------------------------------
+def read_item(step_dir: str, item: str, *, required: bool = True):
+    """A JSON item (config, selection, checksums, metrics) of a checkpoint step directory; None if absent and not
+    required."""
+    path = os.path.join(step_dir, item)
+    if not os.path.isdir(path):
+        if required:
+            raise CheckpointDamagedError(f"{step_dir} has no {item!r} item")
+        return None
+    with _classified(path):
+        with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as reader:
+            return reader.restore(path)
+
+
+def restore_state(step_dir: str, target=None, *, keys=("step", "params", "other")):
+    """The one restore function: the ``state`` item of a checkpoint step directory, checksums verified.
+
+    ``target``: an abstract tree (``jax.ShapeDtypeStruct`` with shardings, any mesh) of the whole train state or any
+    part of it ({step, params, other}); None: host numpy arrays of the top-level ``keys``. Raises
+    `CheckpointDamagedError` or `CheckpointReadError`; a target whose arrays differ from the saved ones raises
+    `IncompatibleCheckpointError` naming the paths.
+    """
+    _check_files_readable(step_dir)
+    path = os.path.join(step_dir, "state")
+    with _classified(path):
+        with ocp.PyTreeCheckpointer() as reader:
+            meta = reader.metadata(path)
+        saved = getattr(meta, "item_metadata", meta)
+        saved = dict(getattr(saved, "tree", saved))  # orbax TreeMetadata wraps the tree
+    if target is None:
+        target = {k: saved[k] for k in keys if k in saved}
+        restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
+    else:
+        problems = _layout_problems(saved, target)
+        if problems:  # readable, but written for other arrays: not damage
+            raise IncompatibleCheckpointError(
+                f"{step_dir} holds arrays that do not match this run's state (written by another imujax version or "
+                f"model code):\n  " + "\n  ".join(problems) + "\nThe checkpoint is left as it is. Use a new "
+                f"--workdir, or the imujax version that wrote it.")
+        restore_args = ocp.checkpoint_utils.construct_restore_args(target)
+    with _classified(path):
+        with ocp.PyTreeCheckpointer() as reader:
+            restored = reader.restore(path, args=ocp.args.PyTreeRestore(
+                item=target, restore_args=restore_args, partial_restore=True))
+        if any(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in jax.tree.leaves(restored)):
+            raise CheckpointDamagedError(f"{path}: some arrays were not restored")
+    _verify_checksums(step_dir, restored, read_item(step_dir, "checksums", required=False))
+    return restored
+
+
+def _layout_problems(saved_tree, target, limit: int = 6) -> list[str]:
+    """How the saved arrays (Orbax metadata) differ (paths, shapes) from ``target`` in the target's top-level items."""
+    saved = array_layout(saved_tree)
+    expected = array_layout(target)
+    saved = {k: v for k, v in saved.items() if k.split("/")[0] in {e.split("/")[0] for e in expected}}
+    problems = [f"this run has {p} {list(expected[p])}, the checkpoint has no such array"
+                for p in sorted(set(expected) - set(saved))]
+    problems += [f"the checkpoint has {p} {list(saved[p])}, this run has no such array"
+                 for p in sorted(set(saved) - set(expected))]
+    problems += [f"{p}: the checkpoint has shape {list(saved[p])}, this run {list(expected[p])}"
+                 for p in sorted(set(saved) & set(expected)) if saved[p] != expected[p]]
+    if len(problems) > limit:
+        problems = problems[:limit] + [f"... and {len(problems) - limit} more"]
+    return problems
+
+
+def array_layout(tree) -> dict[str, tuple[int, ...]]:
+    """Path name -> shape of every array in a state, its abstract version or Orbax's metadata of one."""
+    tree = getattr(tree, "tree", tree)  # orbax TreeMetadata wraps the tree
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {path_name(path): tuple(leaf.shape) for path, leaf in leaves if hasattr(leaf, "shape")}
+
+
+# -- config compatibility ----------------------------------------------------------------------------------------------
 def _lookup(tree: dict, dotted: str):
     for part in dotted.split("."):
         tree = tree.get(part) if isinstance(tree, dict) else None
@@ -60,6 +260,132 @@ def config_to_json(config: ml_collections.ConfigDict) -> dict:
     return json.loads(config.to_json())
 
 
+def _check_compatible(where: str, saved, config: ml_collections.ConfigDict) -> None:
+    if not isinstance(saved, dict):
+        raise CheckpointDamagedError(f"{where}: the saved config is not a JSON object")
+    current = config_to_json(config)
+    problems = []
+    for key in STRUCTURAL_KEYS:
+        problems += _differences(_lookup(saved, key), _lookup(current, key), key)
+    if problems:
+        raise IncompatibleCheckpointError(
+            f"{where} is a checkpoint from an incompatible config:\n  " + "\n  ".join(problems)
+            + "\nUse a new --workdir, or restore the original settings to resume.")
+
+
+# -- any checkpoint of a run, read-only --------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Restored:
+    step: int
+    kind: str              # 'best' or 'latest'
+    step_dir: str
+    state: object          # restored tree (onto the target's shardings, or host arrays)
+
+
+def _steps(directory: str) -> list[int]:
+    if not os.path.isdir(directory):
+        return []
+    return sorted((int(name) for name in os.listdir(directory) if name.isdigit()), reverse=True)
+
+
+def parse_source(source: str) -> tuple[str, str]:
+    """'RUN_DIR[:best|:latest]' -> (path, which); which is 'auto' without a suffix."""
+    path, sep, which = source.rpartition(":")
+    if sep and which in ("best", "latest", "auto"):
+        return path, which
+    return source, "auto"
+
+
+def candidates(run_dir: str, which: str = "auto") -> list[tuple[str, str]]:
+    """(kind, step directory), the preferred first: the best checkpoint ('auto', 'best'), then the run's
+    checkpoints newest first ('auto', 'latest'). A step directory given directly is its own only candidate."""
+    if which not in ("auto", "best", "latest"):
+        raise ValueError(f"checkpoint choice must be 'auto', 'best' or 'latest', got {which!r}")
+    run_dir = os.path.abspath(run_dir)
+    if os.path.isdir(os.path.join(run_dir, "state")):
+        return [("latest", run_dir)]
+    best = [("best", os.path.join(run_dir, BEST_DIR, str(s))) for s in _steps(os.path.join(run_dir, BEST_DIR))[:1]]
+    latest = [("latest", os.path.join(run_dir, CHECKPOINTS_DIR, str(s)))
+              for s in _steps(os.path.join(run_dir, CHECKPOINTS_DIR))]
+    return {"auto": best + latest, "best": best, "latest": latest}[which]
+
+
+def restore(source: str, target=None, *, which: str | None = None,
+            config: ml_collections.ConfigDict | None = None, keys=("step", "params", "other")) -> Restored:
+    """Read a run's checkpoint: ``source`` is 'RUN_DIR', 'RUN_DIR:best', 'RUN_DIR:latest' or a step directory.
+
+    'auto' prefers the run's best checkpoint (model selection) and falls back to its newest checkpoint; a damaged one
+    is skipped with a warning (read-only: nothing is renamed). ``config``: refuse a checkpoint from an incompatible
+    config. ``target``/``keys``: as `restore_state`.
+    """
+    path, parsed = parse_source(source)
+    which = which or parsed
+    tried = []
+    for kind, step_dir in candidates(path, which):
+        try:
+            if config is not None:
+                _check_compatible(step_dir, read_item(step_dir, "config"), config)
+            state = restore_state(step_dir, target, keys=keys)
+        except CheckpointDamagedError as e:
+            logging.warning("skipping damaged checkpoint: %s", e)
+            print(f"warning: skipping damaged checkpoint {step_dir} ({str(e)[:200]})", file=sys.stderr, flush=True)
+            tried.append(step_dir)
+            continue
+        logging.info("restored %s checkpoint %s", kind, step_dir)
+        return Restored(int(os.path.basename(step_dir)), kind, step_dir, state)
+    where = f"{which} checkpoint" if which != "auto" else "checkpoint"
+    raise FileNotFoundError(f"{source}: no readable {where} (looked in {os.path.join(path, BEST_DIR)} and "
+                            f"{os.path.join(path, CHECKPOINTS_DIR)}" + (f"; damaged: {tried}" if tried else "") + ")")
+
+
+# -- starting from other weights ---------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class InitWeights:
+    """Weights to start a run from: ``arrays`` {path name: host array} of params and non-param state (BatchNorm
+    statistics); for an `imujax.convert` output also its model name, config and nnx state (for systems that graft a
+    converted encoder into a larger model)."""
+    origin: str
+    arrays: dict[str, np.ndarray]
+    converted: tuple[str, dict, object] | None = None
+
+
+def outside_mesh():
+    """A context without a mesh: building a converted model's abstract state must not resolve its logical axis
+    names ('layers', 'embed') against the run's mesh."""
+    return jax.sharding.use_abstract_mesh(jax.sharding.AbstractMesh((), ()))
+
+
+def is_converted(path: str) -> bool:
+    from imujax import convert
+    return os.path.exists(os.path.join(path, convert.CONFIG_FILE))
+
+
+def load_init_weights(source: str) -> InitWeights:
+    """``config.init_from``: an `imujax.convert` output directory, or a run ('RUN_DIR' = its best checkpoint if kept,
+    else its latest; 'RUN_DIR:best'; 'RUN_DIR:latest'; or a step directory). Works inside or outside a mesh."""
+    path, which = parse_source(source)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"config.init_from={source}: {path} is not a directory")
+    if is_converted(path):
+        from imujax import convert  # the bridge is optional at train time
+        with outside_mesh():
+            name, converted_config, state = convert.load_converted(path)
+        from flax import nnx
+        arrays = {"/".join(map(str, p)): np.asarray(v.get_value()) for p, v in nnx.to_flat_state(state)}
+        return InitWeights(f"{path} (imujax.convert {name})", arrays, (name, converted_config, state))
+    if not candidates(path, which):
+        raise FileNotFoundError(f"config.init_from={source}: neither an imujax.convert output (no imujax_convert.json) "
+                                f"nor a run directory with checkpoints ({CHECKPOINTS_DIR}/ or {BEST_DIR}/)")
+    with outside_mesh():
+        restored = restore(path, None, which=which, keys=("params", "other"))
+    arrays = {}
+    for key in ("params", "other"):
+        for p, leaf in jax.tree_util.tree_flatten_with_path(restored.state.get(key, {}))[0]:
+            arrays[path_name(p)] = np.asarray(leaf)
+    return InitWeights(f"{restored.step_dir} ({restored.kind} checkpoint of {path})", arrays)
+
+
+# -- the run's own checkpoints -----------------------------------------------------------------------------------------
 class Checkpointer:
     def __init__(self, directory: str, *, keep: int = 3, use_async: bool = True):
         self.directory = os.path.abspath(directory)
@@ -67,7 +393,8 @@ class Checkpointer:
         self.manager = ocp.CheckpointManager(
             self.directory, options=options,
             item_handlers={"state": ocp.StandardCheckpointHandler(), "data": grain.checkpoint.CheckpointHandler(),
-                           "config": ocp.JsonCheckpointHandler(), "selection": ocp.JsonCheckpointHandler()})
+                           "config": ocp.JsonCheckpointHandler(), "selection": ocp.JsonCheckpointHandler(),
+                           "checksums": ocp.JsonCheckpointHandler()})
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -76,72 +403,51 @@ class Checkpointer:
              selection: dict | None = None) -> None:
         """``selection``: the model-selection record (`BestCheckpointer.record`), restored with the state."""
         items = dict(state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(data_iterator),
-                     config=ocp.args.JsonSave(config_to_json(config)))
+                     config=ocp.args.JsonSave(config_to_json(config)),
+                     checksums=ocp.args.JsonSave(checksums(state)))
         if selection is not None:
             items["selection"] = ocp.args.JsonSave(selection)
         self.manager.save(step, force=True, args=ocp.args.Composite(**items))
 
     def saved_selection(self, step: int) -> dict | None:
         """The model-selection record saved with ``step`` (None for a checkpoint written without one)."""
-        if not os.path.isdir(os.path.join(self.directory, str(step), "selection")):
-            return None
-        return self.manager.restore(step, args=ocp.args.Composite(selection=ocp.args.JsonRestore()))["selection"]
+        return read_item(os.path.join(self.directory, str(step)), "selection", required=False)
 
-    def saved_config(self, step: int) -> dict:
-        return self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+    def restore_latest_good(self, abstract_state, data_iterator, config: ml_collections.ConfigDict | None = None):
+        """Restore the newest usable checkpoint (see the module docstring); damaged ones are set aside.
 
-    def check_compatible(self, step: int, config: ml_collections.ConfigDict) -> None:
-        _check_compatible(self.directory, step, self.saved_config(step), config)
-
-    def restore(self, step: int, abstract_state, data_iterator):
-        """Restore the train state onto the shardings in ``abstract_state`` and the iterator in place."""
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state),
-            data=grain.checkpoint.CheckpointRestore(data_iterator)))
-        logging.info("restored checkpoint step %d from %s", step, self.directory)
-        return restored["state"]
-
-    def restore_latest_good(self, abstract_state, data_iterator):
-        """Restore the newest checkpoint that reads back; unreadable (truncated, corrupted) ones are set aside.
-
-        Returns (step, state), or (None, None) when the directory holds no checkpoint. A bad checkpoint is renamed
-        to ``corrupt-<step>`` (process 0) so it is neither retried nor in the way when that step is saved again.
+        Returns (step, state, selection record or None), or (None, None, None) when no checkpoint is usable. The
+        iterator is moved only by a successful restore.
         """
         for step in sorted(self.manager.all_steps(), reverse=True):
+            step_dir = os.path.join(self.directory, str(step))
             try:
-                return step, self.restore(step, abstract_state, data_iterator)
-            except Exception as e:  # noqa: BLE001 - orbax/tensorstore raise many types for damaged files
-                problems = self._layout_problems(step, abstract_state)
-                if problems:  # readable, but written for other arrays: not damage, so not set aside
-                    raise IncompatibleCheckpointError(
-                        f"{self.directory} holds checkpoint step {step}, whose arrays do not match this run's train "
-                        f"state (written by another imujax version or model code):\n  " + "\n  ".join(problems)
-                        + "\nThe checkpoint is left as it is. Use a new --workdir, or the imujax version that wrote "
-                        "it, to resume.") from e
-                logging.warning("checkpoint step %d in %s cannot be restored (%s: %s); falling back to the previous "
-                                "one", step, self.directory, type(e).__name__, str(e)[:300])
-                print(f"warning: checkpoint step {step} is corrupt or truncated ({type(e).__name__}); "
-                      f"using the previous one", file=sys.stderr, flush=True)
+                saved_config = read_item(step_dir, "config")
+                if config is not None:
+                    _check_compatible(f"{self.directory} checkpoint step {step}", saved_config, config)
+                state = restore_state(step_dir, abstract_state)
+                selection = read_item(step_dir, "selection", required=False)
+                self._restore_iterator(step_dir, step, data_iterator)
+            except CheckpointDamagedError as e:
+                logging.warning("checkpoint step %d in %s cannot be restored (%s); falling back to the previous one",
+                                step, self.directory, e)
+                print(f"warning: checkpoint step {step} is corrupt or truncated ({str(e)[:300]}); using the previous "
+                      f"one", file=sys.stderr, flush=True)
                 self._set_aside(step)
-        return None, None
+                continue
+            logging.info("restored checkpoint step %d from %s", step, self.directory)
+            return step, state, selection
+        return None, None, None
 
-    def _layout_problems(self, step: int, abstract_state, limit: int = 6) -> list[str]:
-        """How the arrays saved at ``step`` differ (paths, shapes) from ``abstract_state``; [] if they agree or the
-        checkpoint's metadata cannot be read (then it is damaged)."""
+    def _restore_iterator(self, step_dir: str, step: int, data_iterator) -> None:
+        before = data_iterator.get_state()
         try:
-            saved = array_layout(self.manager.item_metadata(step)["state"])
-        except Exception:  # noqa: BLE001 - unreadable metadata is damage, handled by the caller
-            return []
-        expected = array_layout(abstract_state)
-        problems = [f"this run has {path} {list(expected[path])}, the checkpoint has no such array"
-                    for path in sorted(set(expected) - set(saved))]
-        problems += [f"the checkpoint has {path} {list(saved[path])}, this run has no such array"
-                     for path in sorted(set(saved) - set(expected))]
-        problems += [f"{path}: the checkpoint has shape {list(saved[path])}, this run {list(expected[path])}"
-                     for path in sorted(set(saved) & set(expected)) if saved[path] != expected[path]]
-        if len(problems) > limit:
-            problems = problems[:limit] + [f"... and {len(problems) - limit} more"]
-        return problems
+            with _classified(os.path.join(step_dir, "data")):
+                self.manager.restore(step, args=ocp.args.Composite(
+                    data=grain.checkpoint.CheckpointRestore(data_iterator)))
+        except BaseException:
+            data_iterator.set_state(before)  # a fresh start must see the iterator of a fresh run
+            raise
 
     def _set_aside(self, step: int) -> None:
         if jax.process_index() == 0:
@@ -157,26 +463,6 @@ class Checkpointer:
 
     def close(self) -> None:
         self.manager.close()
-
-
-def array_layout(tree) -> dict[str, tuple[int, ...]]:
-    """Path name -> shape of every array in a state, its abstract version or Orbax's metadata of one."""
-    tree = getattr(tree, "tree", tree)  # orbax TreeMetadata wraps the tree
-    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return {jax.tree_util.keystr(path, simple=True, separator="/"): tuple(leaf.shape)
-            for path, leaf in leaves if hasattr(leaf, "shape")}
-
-
-def _check_compatible(directory: str, step: int, saved: dict, config: ml_collections.ConfigDict) -> None:
-    current = config_to_json(config)
-    problems = []
-    for key in STRUCTURAL_KEYS:
-        problems += _differences(_lookup(saved, key), _lookup(current, key), key)
-    if problems:
-        raise IncompatibleCheckpointError(
-            f"{directory} holds checkpoint step {step} from an incompatible config:\n  "
-            + "\n  ".join(problems)
-            + "\nUse a new --workdir, or restore the original settings to resume.")
 
 
 def eval_state(state) -> dict:
@@ -205,7 +491,7 @@ class BestCheckpointer:
         self.manager = ocp.CheckpointManager(
             self.directory, options=options,
             item_handlers={"state": ocp.StandardCheckpointHandler(), "config": ocp.JsonCheckpointHandler(),
-                           "metrics": ocp.JsonCheckpointHandler()})
+                           "metrics": ocp.JsonCheckpointHandler(), "checksums": ocp.JsonCheckpointHandler()})
 
     # -- selection state ---------------------------------------------------------------------------------------------
     def record(self) -> dict:
@@ -246,8 +532,9 @@ class BestCheckpointer:
         if _improves(value, self.best_value, self.mode):
             self.best_value, self.best_step = value, int(step)
             if step not in self.manager.all_steps():
+                weights = eval_state(state)
                 self.manager.save(step, force=True, args=ocp.args.Composite(
-                    state=ocp.args.StandardSave(eval_state(state)),
+                    state=ocp.args.StandardSave(weights), checksums=ocp.args.JsonSave(checksums(weights)),
                     config=ocp.args.JsonSave(config_to_json(config)),
                     metrics=ocp.args.JsonSave({"step": int(step), "metric": self.metric, "mode": self.mode,
                                                "value": value, "eval": {k: float(v) for k, v in scalars.items()}})))
@@ -260,17 +547,7 @@ class BestCheckpointer:
         return self.manager.latest_step()
 
     def saved_metrics(self, step: int) -> dict:
-        return self.manager.restore(step, args=ocp.args.Composite(metrics=ocp.args.JsonRestore()))["metrics"]
-
-    def check_compatible(self, step: int, config: ml_collections.ConfigDict) -> None:
-        saved = self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
-        _check_compatible(self.directory, step, saved, config)
-
-    def restore(self, step: int, abstract_state) -> dict:
-        """{step, params, other} onto the shardings of ``abstract_state`` (a full train state or its eval part)."""
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(eval_state(abstract_state))))
-        return restored["state"]
+        return read_item(os.path.join(self.directory, str(step)), "metrics")
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
@@ -283,8 +560,3 @@ def _improves(value: float, best: float | None, mode: str) -> bool:
     if not np.isfinite(value):
         return False
     return best is None or (value > best if mode == "max" else value < best)
-
-
-def state_only_restore(abstract_state):
-    """Restore arguments for the train state alone (evaluation needs no data iterator)."""
-    return ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))

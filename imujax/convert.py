@@ -45,6 +45,7 @@ class IOSpec:
     name: str
     shape: str
     description: str
+    optional: bool = False  # an input that may be left out (e.g. recorded masking draws); outputs: produced only then
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +105,8 @@ def describe(name: str) -> str:
     shape_width = max(len(s.shape) for _, s in rows)
     lines = [f"{family.name}: {family.summary}"]
     for kind, spec in rows:
-        lines.append(f"  {kind:<8} {spec.name:<{width}}  {spec.shape:<{shape_width}}  {spec.description}")
+        note = "(optional) " if spec.optional and kind == "inputs" else ""
+        lines.append(f"  {kind:<8} {spec.name:<{width}}  {spec.shape:<{shape_width}}  {note}{spec.description}")
     return "\n".join(lines)
 
 
@@ -157,6 +159,9 @@ def stacked_view(per_layer: Mapping[tuple, Any], template: Mapping[tuple, Any], 
             out[path] = per_layer[path]
             continue
         rest = path[len(prefix) + 1:]
+        if stacks[prefix] == 0:  # a depth-0 tower (legal upstream: the tokens pass through unchanged)
+            out[path] = np.zeros(template[path].shape, template[path].dtype)
+            continue
         out[path] = np.stack([np.asarray(per_layer[prefix + (i,) + rest]) for i in range(stacks[prefix])])
     return out
 
@@ -287,10 +292,10 @@ def export_converted(ckpt_dir: str, out_path: str) -> dict[str, np.ndarray]:
 
 def run_forward(name: str, model: nnx.Module, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     family = get_family(name)
-    missing = [s.name for s in family.inputs if s.name not in inputs]
+    missing = [s.name for s in family.inputs if s.name not in inputs and not s.optional]
     if missing:
         raise ValueError(f"inputs for {name} lack {missing}; expected: "
-                         + ", ".join(f"{s.name} {s.shape}" for s in family.inputs))
+                         + ", ".join(f"{s.name} {s.shape}" for s in family.inputs if not s.optional))
     return family.forward(model, inputs)
 
 
@@ -311,18 +316,25 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def convert_file(name: str, src: str, out_dir: str, overrides: Mapping[str, str] | None = None, strict: bool = True,
-                 inputs_path: str | None = None, outputs_path: str | None = None) -> Converted:
-    """The CLI's convert path as a function: read, infer, load, save, and optionally run on ``inputs_path``."""
+def convert_for_inputs(name: str, src: str, overrides: Mapping[str, str] | None = None, strict: bool = True,
+                       inputs: Mapping[str, np.ndarray] | None = None) -> Converted:
+    """Read and convert ``src`` in memory; sizes the checkpoint does not hold come from ``overrides``, files next to
+    the checkpoint, then the ``inputs`` arrays' shapes."""
     family = get_family(name)
     overrides = dict(overrides or {})
     if family.overrides_from_source is not None:  # explicit --set wins over files next to the checkpoint
         overrides = {**family.overrides_from_source(src), **overrides}
-    inputs = _read_npz(inputs_path) if inputs_path else None
     if inputs is not None and family.sizes_from_inputs is not None:
         # Position-table sizes are not in the checkpoint; unless given with --set they follow the inputs.
         overrides = {**{k: str(v) for k, v in family.sizes_from_inputs(inputs).items()}, **overrides}
-    converted = convert_state_dict(name, read_state_dict(name, src), overrides, strict=strict)
+    return convert_state_dict(name, read_state_dict(name, src), overrides, strict=strict)
+
+
+def convert_file(name: str, src: str, out_dir: str, overrides: Mapping[str, str] | None = None, strict: bool = True,
+                 inputs_path: str | None = None, outputs_path: str | None = None) -> Converted:
+    """The CLI's convert path as a function: read, infer, load, save, and optionally run on ``inputs_path``."""
+    inputs = _read_npz(inputs_path) if inputs_path else None
+    converted = convert_for_inputs(name, src, overrides, strict, inputs)
     save_converted(out_dir, converted, source=os.path.abspath(src))
     if inputs is not None:
         outputs = run_forward(name, converted.model, inputs)
@@ -383,8 +395,9 @@ def main() -> None:
     def run(argv):
         try:
             sys.exit(_main(argv, flags))
-        except (ValueError, KeyError, FileNotFoundError, FileExistsError, reader.CheckpointFormatError) as err:
-            print(f"error: {err}", file=sys.stderr)
+        except (ValueError, KeyError, FileNotFoundError, FileExistsError, reader.CheckpointFormatError,
+                reader.UnsafeCheckpointError) as err:
+            print(f"error: {err}", file=sys.stderr)  # one line per reader error: they carry no newlines
             sys.exit(1)
 
     app.run(run)

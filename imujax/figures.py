@@ -20,17 +20,16 @@ def write_run_figures(system, graphdef, state, config, workdir: str, step: int, 
     if jax.process_index() == 0:
         os.makedirs(out_dir, exist_ok=True)
     written: list[str] = []
-    pictures = getattr(system, "pictures", None)
-    if pictures is not None:  # every process takes part in the (global) forward; process 0 writes
+    if system.pictures is not None:  # every process takes part in the (global) forward; process 0 writes
         source = input_pipeline.open_source(config, workdir, config.data.eval_split)
         local = next(input_pipeline.eval_batches(source, system.preprocess,
                                                  per_host_batch=sharding.batch_divisor(mesh) // jax.process_count(),
                                                  process_index=jax.process_index(),
                                                  process_count=jax.process_count()))
-        local.pop("valid"), local.pop("id")
+        local, _ = input_pipeline.split_bookkeeping(local)
         model = nnx.merge(graphdef, state["params"], state["other"])
         model.eval()
-        arrays = pictures(model, sharding.global_batch(local, mesh), jax.random.key(config.seed))
+        arrays = system.pictures(model, sharding.global_batch(local, mesh), jax.random.key(config.seed))
         arrays = {k: np.asarray(jax.device_get(v)) for k, v in arrays.items()}
         if jax.process_index() == 0:
             written += system.draw_pictures(arrays, out_dir)

@@ -338,6 +338,16 @@ def train_dataset(source, preprocess, *, global_batch: int, seed: int, worker_co
     return it
 
 
+BOOKKEEPING_KEYS = ("id", "valid")  # host-batch entries that are never model inputs
+
+
+def split_bookkeeping(batch: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(model inputs, bookkeeping): record ids (named when a step goes non-finite) and the eval-padding mask
+    ``valid`` (0 on padded rows) are taken out of a host batch here, in one place."""
+    inputs = {k: v for k, v in batch.items() if k not in BOOKKEEPING_KEYS}
+    return inputs, {k: batch[k] for k in BOOKKEEPING_KEYS if k in batch}
+
+
 def eval_batches(source, preprocess, *, per_host_batch: int, process_index: int = 0, process_count: int = 1):
     """Deterministic pass over a split; every host yields the same number of batches, padded rows have valid=0."""
     indices = list(range(len(source)))[host_slice(len(source), process_index, process_count)]

@@ -86,16 +86,15 @@ PER_EXAMPLE = "per_example"  # {name: [B] per-example values}: the train step av
 PER_DATASET = "per_dataset"  # {name: [num_datasets] values the system computed per dataset (see segment_ratio)}
 
 
-def segment_sum(values, dataset_index, num_datasets: int):
+def _per_dataset_sum(values, dataset_index, num_datasets: int):
     """[num_datasets]: the sum of the per-example ``values`` [B] over each dataset's samples."""
-    onehot = (dataset_index[:, None] == jnp.arange(num_datasets)[None, :]).astype(jnp.float32)  # [B, D]
-    return jnp.einsum("b,bd->d", values.astype(jnp.float32), onehot)
+    return jax.ops.segment_sum(values.astype(jnp.float32), dataset_index, num_segments=num_datasets)
 
 
 def segment_ratio(numerator, denominator, dataset_index, num_datasets: int):
     """[num_datasets]: sum of ``numerator`` over each dataset's samples / sum of ``denominator`` (0 when that is 0)."""
-    den = segment_sum(denominator, dataset_index, num_datasets)
-    return segment_sum(numerator, dataset_index, num_datasets) / jnp.where(den > 0, den, 1.0)
+    den = _per_dataset_sum(denominator, dataset_index, num_datasets)
+    return _per_dataset_sum(numerator, dataset_index, num_datasets) / jnp.where(den > 0, den, 1.0)
 
 
 def per_dataset(step_metrics: dict, dataset_index, names) -> dict:
@@ -107,7 +106,7 @@ def per_dataset(step_metrics: dict, dataset_index, names) -> dict:
     if not names or dataset_index is None:
         return {}
     ones = jnp.ones(dataset_index.shape, jnp.float32)
-    counts = segment_sum(ones, dataset_index, len(names))
+    counts = _per_dataset_sum(ones, dataset_index, len(names))
     out = {f"samples/{n}": counts[i] for i, n in enumerate(names)}
     for key, values in per_example.items():
         means = segment_ratio(values, ones, dataset_index, len(names))

@@ -1,4 +1,5 @@
-"""Multi-dataset mixtures with temperature sampling (TSFM Stage 1/2, shared/specs/tsfm.md §7-§9).
+"""Multi-dataset mixtures with temperature sampling (TSFM Stage 1/2, alxdofficial/tsfm@308eea1
+datasets/imu_pretraining_dataset/multi_dataset_loader.py).
 
 Dataset i is drawn with probability p_i ∝ n_i^T (T = 0.5: square-root sampling; T = 1: proportional; T = 0: uniform).
 ``mix_sources`` builds the mixture with ``grain.MapDataset.mix`` over per-source shuffled, repeated datasets and tags
@@ -7,8 +8,6 @@ The config side: ``config.data.mixture`` lists the TFDS names of a run's trainin
 ``config.data.name``), ``config.data.mixture_temperature`` is T, and ``config.data.per_dataset.<dataset>`` overrides
 ``config.data`` fields for one dataset (channel names, description, rate, patch seconds, class names ...);
 ``dataset_settings`` resolves them. ``config.data.name`` stays the evaluation dataset and must be in the mixture.
-``group_balanced_weights`` is the upstream HEAD alternative: per-sample weights count(group)^(T-1), capped at 20x
-the smallest weight, normalised (balance over label groups, not datasets).
 """
 
 from __future__ import annotations
@@ -50,15 +49,6 @@ def mix_sources(sources: Sequence[Any], temperature: float = 0.5, seed: int = 0,
     datasets = [grain.MapDataset.source(s).shuffle(seed=seed + i).repeat().map(_tag(i))
                 for i, s in enumerate(sources)]
     return grain.MapDataset.mix(datasets, weights=weights.tolist())
-
-
-def group_balanced_weights(groups: Sequence[Any], temperature: float = 0.0, cap: float = 20.0) -> np.ndarray:
-    """Per-sample sampling weights count(group)^(T-1), capped at cap x the minimum, normalised to sum 1."""
-    groups = np.asarray(groups)
-    _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
-    w = counts[inverse].astype(np.float64) ** (temperature - 1.0)
-    w = np.minimum(w, cap * w.min())
-    return w / w.sum()
 
 
 # -- config: which datasets a run trains on and their per-dataset settings --------------------------------------------

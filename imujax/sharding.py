@@ -21,9 +21,8 @@ import numpy as np
 from flax import nnx
 from jax.sharding import AbstractMesh, AxisType, Mesh, NamedSharding, PartitionSpec as P
 
-MESH_AXES = ("data", "fsdp", "fsdp_inner", "tensor")
-FSDP_AXES = ("fsdp", "fsdp_inner")  # major, minor: flattened, the same device order as one N-wide 'fsdp' axis
-BATCH_AXES = ("data", *FSDP_AXES)
+from imujax.mesh_axes import BATCH_AXES, FSDP_AXES, MESH_AXES
+
 # The outer 'fsdp' axis is the largest divisor of N up to this; 'fsdp_inner' takes the rest. 64 divides every weight
 # width of the models here (multiples of the 64-wide attention head), so up to 64 devices FSDP is one axis and beyond
 # that each weight is sharded over one dimension when N divides it, else over two (outer x inner).
@@ -121,10 +120,6 @@ def abstract_mesh(num_devices: int, data: int = -1, fsdp: int = 1, tensor: int =
 def mesh_axes(mesh: Mesh | AbstractMesh, axes: Sequence[str]) -> tuple[str, ...]:
     """The axes of ``axes`` that ``mesh`` has (meshes built by hand may lack e.g. 'fsdp_inner')."""
     return tuple(a for a in axes if a in mesh.axis_names)
-
-
-def fsdp_size(mesh: Mesh | AbstractMesh) -> int:
-    return math.prod(mesh.shape[a] for a in mesh_axes(mesh, FSDP_AXES))
 
 
 def _spec_entry(axes: Sequence[str]):

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import signal
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +22,8 @@ import optax
 from flax import nnx
 from jax.experimental import multihost_utils
 
-from imujax import checkpointing, evaluate, figures, input_pipeline, metrics, mixture, runtime, sharding, systems
+from imujax import (alarms, checkpointing, config_checks, evaluate, figures, input_pipeline, metrics, mixture, runtime,
+                    sharding, systems, validation)
 
 
 # -- optimiser ---------------------------------------------------------------------------------------------------------
@@ -84,13 +86,15 @@ def _init_fn(system, config, tx):
     def init():
         graphdef, params, other = nnx.split(system.make_model(nnx.Rngs(config.seed)), nnx.Param, ...)
         static["graphdef"] = graphdef  # structure only; identical on every trace
-        return {"step": jnp.zeros((), jnp.int32), "params": params, "other": other, "opt_state": tx.init(params)}
+        state = {"step": jnp.zeros((), jnp.int32), "params": params, "other": other}
+        return state if tx is None else dict(state, opt_state=tx.init(params))  # tx None: the eval state
 
     return init, static
 
 
 def abstract_state(system, config, tx, mesh):
-    """(graphdef, abstract state with shardings, shardings) without allocating anything."""
+    """(graphdef, abstract state with shardings, shardings) without allocating anything (tx None: no optimiser
+    state, what an evaluation restores)."""
     init, static = _init_fn(system, config, tx)
     abstract = jax.eval_shape(init)
     shardings = sharding.state_shardings(abstract, mesh)
@@ -144,9 +148,9 @@ class _StopRequest:
     """
 
     def __init__(self, sync_every: int):
-        self.requested = False
         self.sync_every = sync_every
         self._previous = signal.signal(signal.SIGTERM, self._handle)
+        self.requested = bool(getattr(self._previous, "requested", False))  # received during start-up (imujax.main)
 
     def _handle(self, signum, frame):
         logging.warning("SIGTERM received: saving a checkpoint at the next step boundary")
@@ -169,6 +173,15 @@ def total_steps_for(config, steps_per_epoch: int) -> int:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Train (resuming from workdir if it holds a checkpoint) and return the final metrics."""
+    config_checks.check(config, "train")
+    stop = _StopRequest(sync_every=config.log_every_steps)  # from here on SIGTERM stops the run cleanly
+    try:
+        return _train(config, workdir, stop)
+    finally:
+        stop.restore()
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str, stop: _StopRequest) -> dict[str, float]:
     os.makedirs(workdir, exist_ok=True)
     system = systems.make_system(config)
     mesh = sharding.make_mesh(**config.mesh)
@@ -178,6 +191,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     input_pipeline.ensure_built(config, workdir)
     train_source = input_pipeline.open_train_source(config, workdir)
+    train_source, validation_source = validation.carve(config, system, train_source)  # model selection's records
     dataset_names = mixture.short_names(train_source.names) if isinstance(train_source, input_pipeline.Mixture) else ()
     steps_per_epoch = input_pipeline.steps_per_epoch(len(train_source), config.batch_size)
     total_steps = total_steps_for(config, steps_per_epoch)
@@ -193,33 +207,40 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                       use_async=config.checkpoint.use_async)
     with jax.set_mesh(mesh):
         graphdef, state, state_shardings = create_state(system, config, tx, mesh)
-        latest, restored_step = ckpt.latest_step(), None
-        if latest is not None:
-            ckpt.check_compatible(latest, config)
-            restored_step, restored = ckpt.restore_latest_good(abstract_with_shardings(state_shardings, state), data)
+        restored_step, selection = None, None
+        if ckpt.latest_step() is not None:
+            restored_step, restored, selection = ckpt.restore_latest_good(
+                abstract_with_shardings(state_shardings, state), data, config)
             if restored_step is not None:
                 state = restored
             else:
-                logging.warning("no readable checkpoint in %s: starting from scratch", ckpt.directory)
-        if ckpt.latest_step() is None and config.init_from:
-            state = _init_from(state, config.init_from, state_shardings, system)
+                logging.warning("no usable checkpoint in %s: starting from scratch", ckpt.directory)
+        if restored_step is None and init_source(config)[0]:
+            state = _init_from(state, config, state_shardings, system)
 
         step_fn = jax.jit(make_train_step(system, graphdef, tx, config.seed, dataset_names), donate_argnums=0,
                           out_shardings=(state_shardings, None))
-        evaluator = evaluate.Evaluator(system, graphdef, config, workdir, mesh)
-        best = _best_checkpointer(system, config, workdir, ckpt, restored_step)
+        evaluator = evaluate.Evaluator(system, graphdef, config, workdir, mesh, source=validation_source,
+                                       prefix="eval" if validation_source is None else "val")
+        best = _best_checkpointer(system, config, workdir, selection, restored_step, evaluator.prefix)
         writer = metrics.MetricWriter(workdir, total_steps)
-        stop = _StopRequest(sync_every=config.log_every_steps)
+        learning = alarms.for_system(system, config)
         step = int(state["step"])
         final: dict[str, float] = {}
         compiled = False
         try:
+            if stop.agreed(0):  # SIGTERM during start-up: nothing new to save
+                logging.warning("stopping before the first step after SIGTERM; resume with the same command")
+                print("stopped by SIGTERM during start-up, before the first step; rerun the same command to resume",
+                      file=sys.stderr, flush=True)
+                return final
             if (best is not None and best.eval_pending(step)
                     and _eval_due(config, step, total_steps, steps_per_epoch)):  # skipped by a SIGTERM stop
                 final = _evaluate(evaluator, best, writer, state, config, workdir, step)
             while step < total_steps:
                 local = next(data)
-                batch_ids = local.pop("id")
+                local, bookkeeping = input_pipeline.split_bookkeeping(local)
+                batch_ids = bookkeeping["id"]
                 state, step_metrics = step_fn(state, sharding.global_batch(local, mesh))
                 if not compiled:  # the call compiled the step: hand the compiler's freed memory back
                     runtime.release_free_memory()
@@ -233,6 +254,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 if step % config.log_every_steps == 0 or step == total_steps:
                     scalars["lr"] = float(schedule(step - 1))
                     scalars.update(writer.progress(step, scalars, config.batch_size))
+                    scalars.update(learning.update(step, scalars))  # terms stuck at their trivial value
                     writer.write(step, scalars)
                 # Eval before the save, whose selection record then includes this step's eval.
                 if not stopping and _eval_due(config, step, total_steps, steps_per_epoch):
@@ -252,7 +274,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 best.wait()
                 best.close()
             writer.close()
-            stop.restore()
     return final
 
 
@@ -261,15 +282,18 @@ def _eval_due(config, step: int, total_steps: int, steps_per_epoch: int) -> bool
     return bool(every and step % every == 0) or step == total_steps
 
 
-def _best_checkpointer(system, config, workdir: str, ckpt, restored_step: int | None):
+def _best_checkpointer(system, config, workdir: str, record: dict | None, restored_step: int | None,
+                       prefix: str = "eval"):
     """Model selection for runs with a selection metric (fine-tuning: the system's, e.g. RevalExo weighted F1 at
     horizon 0 on the eval split), continued from the restored checkpoint's record; None otherwise."""
     selection = evaluate.selection_metric(system, config)
     if selection is None:
         return None
+    if prefix != "eval":  # selecting on the validation split carved from the training subjects (imujax.validation)
+        selection = (selection[0].replace("eval/", f"{prefix}/", 1), selection[1])
     best = checkpointing.BestCheckpointer(os.path.join(workdir, checkpointing.BEST_DIR), *selection,
                                           use_async=config.checkpoint.use_async)
-    best.resume(None if restored_step is None else ckpt.saved_selection(restored_step), restored_step or 0)
+    best.resume(record, restored_step or 0)
     return best
 
 
@@ -297,46 +321,64 @@ def _check_finite(scalars: dict[str, float], step: int, batch_ids, ckpt) -> None
             f"in {ckpt.directory}")
 
 
-def _init_from(state, directory: str, state_shardings, system=None):
-    """Start from converted weights (`python -m imujax.convert`): parameters and BatchNorm statistics whose path and
-    shape match are loaded (as the upstream fine-tune loaders do by name and shape); the rest keep their init.
-    A system whose model wraps the converted one (e.g. an IMU encoder inside a contrastive model) places it with its
-    own ``init_from_converted(params, name, config, converted_state)``."""
-    from imujax import convert  # the bridge is optional at train time; import only when asked for
+def init_source(config) -> tuple[str, str]:
+    """(config.init_from, config.init_only), with TSFM Stage 2's older ``encoder_init_from=RUN_DIR`` read as
+    ``init_from=RUN_DIR:latest init_only=encoder``."""
+    source, only = config.get("init_from", ""), config.get("init_only", "")
+    legacy = config.get("encoder_init_from", "")
+    if legacy:
+        if source:
+            raise ValueError("set config.init_from (with config.init_only=encoder) or the older "
+                             "config.encoder_init_from, not both")
+        logging.warning("config.encoder_init_from is read as --config.init_from=%s:latest --config.init_only=encoder",
+                        legacy)
+        source, only = f"{legacy}:latest", "encoder"
+    return source, only
 
-    name, converted_config, converted = convert.load_converted(directory)
-    hook = getattr(system, "init_from_converted", None)
-    if hook is not None:
-        params = hook(jax.device_get(state["params"]), name, converted_config, converted)
+
+def _init_from(state, config, state_shardings, system=None):
+    """Start from other weights (config.init_from: an `imujax.convert` output or another run's checkpoint, see
+    `checkpointing.load_init_weights`): parameters and BatchNorm statistics whose path and shape match are loaded
+    (as the upstream fine-tune loaders do by name and shape), restricted to the path prefixes of config.init_only
+    when set; the rest keep their init. A system whose model wraps a converted one (e.g. an IMU encoder inside a
+    contrastive model) places it with its own ``init_from_converted(params, name, config, converted_state)``."""
+    source, only = init_source(config)
+    weights = checkpointing.load_init_weights(source)
+    if (system is not None and system.init_from_converted is not None and weights.converted is not None
+            and not only):
+        params = system.init_from_converted(jax.device_get(state["params"]), *weights.converted)
         return dict(state, params=jax.device_put(params, state_shardings["params"]))
-    source = {path: np.asarray(v) for path, v in nnx.to_flat_state(converted)}
+    prefixes = tuple(p.strip().strip("/") for p in only.replace(",", " ").split() if p.strip())
+    wanted = lambda name: not prefixes or any(name == p or name.startswith(p + "/") for p in prefixes)
+    source_arrays = {k: v for k, v in weights.arrays.items() if wanted(k)}
     loaded, skipped = [], []
 
     def take(tree):
         flat = nnx.to_flat_state(tree)
         for path, variable in flat:
-            value = source.get(path)
+            name = "/".join(map(str, path))
+            value = source_arrays.get(name)
             if value is not None and value.shape == variable.shape:
                 variable.set_value(jnp.asarray(value, variable.dtype))
-                loaded.append(path)
-            else:
-                skipped.append(path)
+                loaded.append(name)
+            elif wanted(name):
+                skipped.append(name)
         return nnx.from_flat_state(flat)
 
     params, other = take(jax.device_get(state["params"])), take(jax.device_get(state["other"]))
     if not loaded:
-        raise ValueError(f"--config.init_from={directory}: no parameter of this model matches the converted "
-                         f"{name!r} checkpoint by path and shape")
-    unused = sorted(set(source) - set(loaded))
-    logging.warning("init_from %s (%s): loaded %d arrays; kept the initialisation of %d (%s); %d converted arrays "
-                    "unused (%s)", directory, name, len(loaded), len(skipped), _paths(skipped), len(unused),
-                    _paths(unused))
+        raise ValueError(f"--config.init_from={source}: no parameter of this model"
+                         + (f" under {', '.join(prefixes)}" if prefixes else "")
+                         + f" matches {weights.origin} by path and shape")
+    unused = sorted(set(source_arrays) - set(loaded))
+    logging.warning("init_from %s: loaded %d arrays; kept the initialisation of %d (%s); %d arrays unused (%s)",
+                    weights.origin, len(loaded), len(skipped), _paths(skipped), len(unused), _paths(unused))
     return dict(state, params=jax.device_put(params, state_shardings["params"]),
                 other=jax.device_put(other, state_shardings["other"]))
 
 
 def _paths(paths, limit: int = 8) -> str:
-    shown = [".".join(map(str, p)) for p in paths[:limit]]
+    shown = [p.replace("/", ".") for p in paths[:limit]]
     return ", ".join(shown) + (" ..." if len(paths) > limit else "")
 
 
@@ -351,44 +393,27 @@ def evaluate_only(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
     system = systems.make_system(config)
     mesh = sharding.make_mesh(**config.mesh)
     input_pipeline.ensure_built(config, workdir)
-    tx = make_optimizer(config.optimizer, optax.constant_schedule(config.optimizer.learning_rate))
     which = config.eval.get("checkpoint", "auto")
     if which not in ("auto", "best", "latest"):
         raise ValueError(f"config.eval.checkpoint must be 'auto', 'best' or 'latest', got {which!r}")
-    best_dir = os.path.join(workdir, checkpointing.BEST_DIR)
-    ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), use_async=False)
-    best = None
-    if which != "latest" and os.path.isdir(best_dir):
-        best = checkpointing.BestCheckpointer(best_dir, "", use_async=False, create=False)
     with jax.set_mesh(mesh):
-        graphdef, state, state_shardings = create_state(system, config, tx, mesh)
-        latest = ckpt.latest_step()
-        best_step = None if best is None else best.latest_step()
-        if best_step is not None:
-            best.check_compatible(best_step, config)
-            state = dict(state, **best.restore(best_step, abstract_with_shardings(state_shardings, state)))
-            saved = best.saved_metrics(best_step)
-            source, step = "best", best_step
-            logging.warning("evaluating the best checkpoint, step %d (%s=%.6g)", best_step, saved["metric"],
-                            saved["value"])
-        elif which == "best":
-            raise FileNotFoundError(f"--config.eval.checkpoint=best: no best checkpoint in {best_dir} (model "
-                                    f"selection keeps one when the run has a selection metric and evaluates)")
-        elif latest is not None:
-            ckpt.check_compatible(latest, config)
-            restored = ckpt.manager.restore(latest, args=checkpointing.state_only_restore(
-                abstract_with_shardings(state_shardings, state)))
-            state = restored["state"]
-            source, step = "latest", latest
-        elif config.init_from:
-            state = _init_from(state, config.init_from, state_shardings, system)
+        if not checkpointing.candidates(workdir, which) and (which == "best" or not init_source(config)[0]):
+            raise FileNotFoundError(
+                f"--config.eval.checkpoint=best: no best checkpoint in {workdir} (model selection keeps one when the "
+                f"run has a selection metric and evaluates)" if which == "best" else
+                f"nothing to evaluate: no checkpoint in {workdir} and no --config.init_from")
+        if checkpointing.candidates(workdir, which):
+            graphdef, abstract, _ = abstract_state(system, config, None, mesh)
+            restored = checkpointing.restore(workdir, abstract, which=which, config=config)
+            state, source, step = restored.state, restored.kind, restored.step
+            if source == "best":
+                saved = checkpointing.read_item(restored.step_dir, "metrics", required=False) or {}
+                logging.warning("evaluating the best checkpoint, step %d (%s=%s)", step, saved.get("metric"),
+                                saved.get("value"))
+        else:  # no checkpoint of its own: the weights named by config.init_from
+            graphdef, state, shardings = create_state(system, config, None, mesh)
+            state = _init_from(state, config, shardings, system)
             source, step = "init", 0
-        else:
-            raise FileNotFoundError(f"nothing to evaluate: no checkpoint in {ckpt.directory} and no "
-                                    f"--config.init_from")
-        ckpt.close()
-        if best is not None:
-            best.close()
         evaluator = evaluate.Evaluator(system, graphdef, config, workdir, mesh)
         results = evaluator(state)
         if jax.process_index() == 0:

@@ -52,7 +52,7 @@ def test_per_layer_checkpoint_is_refused_by_a_stacked_state(tmp_path, save):
     with pytest.raises(checkpointing.IncompatibleCheckpointError) as error:
         ckpt.restore_latest_good(stacked, _iterator())
     message = str(error.value)
-    assert "checkpoint step 4" in message and str(tmp_path) in message
+    assert os.path.join(str(tmp_path), "4") in message
     assert "this run has params/blocks_a/block/kernel [2, 3, 5], the checkpoint has no such array" in message
     assert "the checkpoint has params/blocks_a/0/kernel [3, 5], this run has no such array" in message
     assert os.listdir(tmp_path) == ["4"]  # left in place, not renamed corrupt-4-*
@@ -70,7 +70,7 @@ def test_same_paths_other_shape_is_named(save):
 def test_matching_checkpoint_restores(save):
     state = {"params": {"w": jnp.arange(15.0).reshape(3, 5)}, "step": jnp.int32(4)}
     ckpt = save(state)
-    step, restored = ckpt.restore_latest_good(jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state),
+    step, restored, _ = ckpt.restore_latest_good(jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state),
                                               _iterator())
     assert step == 4 and bool(jnp.all(restored["params"]["w"] == state["params"]["w"]))
     assert checkpointing.array_layout(state) == checkpointing.array_layout(ckpt.manager.item_metadata(4)["state"])

@@ -1,12 +1,10 @@
-"""The contrastive systems (IMU2CLIP, PRIMUS, RevalExo) end to end on tiny sizes, and the PRIMUS downstream protocol.
+"""The contrastive systems (IMU2CLIP, PRIMUS, RevalExo) end to end on tiny sizes.
 
 Records come from the tiny synthetic egomotion config (built in memory, no TFDS build); one jitted train step per
 system runs on the 8 fake CPU devices through the real train-step code of `imujax/train.py`.
 """
 
 from __future__ import annotations
-
-import math
 
 import jax
 import numpy as np
@@ -19,7 +17,6 @@ from configs import primus as primus_config
 from configs import revalexo_contrastive as revalexo_config
 from data_builders.synthetic_egomotion import TINY, clips
 from imujax import sharding, systems, train
-from imujax.eval import primus_downstream as downstream
 from imujax.models import text_hash
 
 BATCH = 8
@@ -149,7 +146,7 @@ def test_preprocess_shapes(records):
 
 def test_imu_window_resamples_band_limited_signal(records):
     # A 3 Hz sine recorded at 100 Hz and resampled to 500 Hz equals the sine on the new grid (away from the edges).
-    from imujax.systems.imu2clip import imu_window
+    from imujax.transforms.contrastive_inputs import imu_window
 
     t = np.arange(200) / 100.0
     record = dict(records[0], imu=np.zeros((200, 30), np.float32))
@@ -170,55 +167,3 @@ def test_text_hash_is_deterministic_and_word_based():
     same_words = float(a @ text_hash.embed_text("a person walking", 64))
     other = float(a @ text_hash.embed_text("sitting down from standing", 64))
     assert same_words > 0.6 and abs(other) < same_words
-
-
-# -- PRIMUS downstream protocol ---------------------------------------------------------------------------------------
-def _synthetic_features(rng, prototypes, per_class: int, noise: float):
-    labels = np.repeat(np.arange(len(prototypes)), per_class)
-    return (prototypes[labels] + noise * rng.normal(size=(len(labels), prototypes.shape[1]))).astype(np.float32), labels
-
-
-def test_few_shot_indices_and_text_head():
-    labels = np.array([0] * 10 + [1] * 3 + [2] * 7)
-    keep = downstream.few_shot_indices(labels, 5, seed=1234)
-    assert np.bincount(labels[keep]).tolist() == [5, 3, 5]
-    np.testing.assert_array_equal(keep, downstream.few_shot_indices(labels, 5, seed=1234))
-    assert len(downstream.few_shot_indices(labels, None)) == 20
-
-    prompts = [np.array([[3.0, 4.0], [0.0, 2.0]]), np.array([[1.0, 0.0]])]
-    weight, bias = downstream.text_prompt_head(prompts)
-    np.testing.assert_allclose(weight, [[0.3, 0.9], [1.0, 0.0]], atol=1e-7)  # mean of unit vectors, not renormalised
-    np.testing.assert_array_equal(bias, 0.0)
-
-
-def test_warmup_cosine_schedule_matches_formula():
-    schedule, total = downstream.warmup_cosine_schedule(1e-4, num_train=2000, batch_size=256, epochs=20)
-    assert total == int(2000 / 256 * 20)
-    warmup = max(total // 100, 10)
-    for step in (0, 5, warmup - 1, warmup, warmup + 17, total - 1):
-        if step < warmup:
-            want = 1e-4 * (step + 1) / warmup
-        else:
-            want = 0.5 * 1e-4 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
-        assert float(schedule(step)) == pytest.approx(want, rel=1e-5, abs=1e-12)
-
-
-def test_protocol_zero_shot_then_training():
-    rng = np.random.default_rng(0)
-    prototypes = rng.normal(size=(4, 16))
-    train_set = _synthetic_features(rng, prototypes, 30, 0.8)
-    val_set = _synthetic_features(rng, prototypes, 20, 0.8)
-    test_set = _synthetic_features(rng, prototypes, 20, 0.8)
-    config = downstream.DownstreamConfig(shots=10, learning_rate=0.05, epochs=60, batch_size=16)
-
-    # Prompts near the class prototypes: the text-initialised head already classifies well before training.
-    good = [p + 0.1 * rng.normal(size=(3, 16)) for p in prototypes]
-    result = downstream.run_protocol(train_set, val_set, test_set, good, config)
-    assert result["num_train"] == 40
-    assert result["zero_shot_test_acc"] > 0.9
-
-    # Prompts unrelated to the classes: zero-shot is near chance and fitting the K-shot head recovers the classes.
-    unrelated = [rng.normal(size=(3, 16)) for _ in prototypes]
-    result = downstream.run_protocol(train_set, val_set, test_set, unrelated, config)
-    assert result["zero_shot_test_acc"] < 0.6
-    assert result["test_acc"] > 0.85 and result["test_acc"] > result["zero_shot_test_acc"] + 0.3

@@ -40,12 +40,3 @@ def test_mixture_frequencies_within_two_percent_over_10k_draws():
     # the small source is cycled through: every record of it appears, reshuffled per source
     small = sorted({d["i"] for d in draws if d["dataset_index"] == 3})
     assert small == list(range(30))
-
-
-def test_group_balanced_weights_balance_and_cap():
-    groups = ["walk"] * 90 + ["run"] * 9 + ["fall"] * 1
-    w = mixture.group_balanced_weights(groups, temperature=0.0, cap=20.0)
-    per_group = {g: w[np.array(groups) == g].sum() for g in ("walk", "run", "fall")}
-    # count^-1 gives equal mass per group except where the 20x cap binds (fall: 1/1 > 20 * 1/90)
-    assert per_group["walk"] == pytest.approx(per_group["run"])
-    np.testing.assert_allclose(w[-1] / w[0], 20.0)

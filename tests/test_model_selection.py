@@ -150,6 +150,9 @@ def test_finetune_report_pools_the_selected_checkpoints_of_each_fold(tmp_path):
     assert report["pooled"]["h0s"]["all"]["accuracy"] == pytest.approx(3 / 4)
     assert report["pooled"]["h1s"]["transition"]["count"] == 2
     np.testing.assert_array_equal(report["confusion"]["h0s"], [[1, 0], [1, 2]])
+    paths = loso.write_report(report, str(tmp_path / "report"))
+    assert json.load(open(paths["json"]))["protocol"]["selection"] == "test_subject"
+    assert open(paths["csv"]).readline().strip()
     with pytest.raises(FileNotFoundError, match="--mode=eval"):
         loso.finetune_report({"C": str(tmp_path)}, num_classes=2)
 

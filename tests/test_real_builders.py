@@ -279,10 +279,10 @@ def test_imu_video_folder_manifest_errors(tmp_path):
     cases = [("rate_hz: 100\nchannels: [w/acc_x]\nunits: {acc: furlongs}\nrecordings: [{imu: a.csv}]\n",
               r"manifest\.yaml: units\.acc: unknown acc unit 'furlongs'"),
              ("rate_hz: 100\nchannels: [accx]\nunits: {acc: g}\nrecordings: [{imu: a.csv}]\n",
-              r"channel 'accx' must look like"),
+              r"channels\[0\]: 'accx' does not match .*channel names look like '<place>/<kind>_<axis>'"),
              ("rate_hz: 100\nchannels: [w/acc_x]\nunits: {acc: g}\nrecordings: [{imu: missing.csv}]\n",
               r"recordings\[0\]: imu file .*missing\.csv does not exist"),
-             ("channels: [w/acc_x]\nunits: {acc: g}\nrecordings: []\n", r"missing key 'rate_hz'")]
+             ("channels: [w/acc_x]\nunits: {acc: g}\nrecordings: []\n", r"\(top level\): 'rate_hz' is a required property")]
     for text, pattern in cases:
         (tmp_path / "manifest.yaml").write_text(text)
         with pytest.raises(manifest_lib.ManifestError, match=pattern):

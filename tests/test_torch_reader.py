@@ -88,12 +88,12 @@ def test_zip_every_dtype_and_view_bit_exact(zip_ckpt, tensors, mmap):
     assert_bit_exact(got["param"], want["param"].detach(), "param")
     assert_bit_exact(got["nested"][0]["a"], want["nested"][0]["a"], "nested")
     assert got["nested"][0]["n"] == 3 and got["nested"][1] == (1.5, "x", None)
-    if mmap:  # contiguous views of one storage share the mapped bytes; strided views are copies
-        assert np.shares_memory(got["tensors"]["base"], got["tensors"]["row"])
-        assert not got["tensors"]["base"].flags.writeable
-    else:
-        assert got["tensors"]["base"].flags.writeable
-        assert not np.shares_memory(got["tensors"]["base"], got["tensors"]["row"])
+    # Views of one storage share its bytes (as in torch; one copy per storage, however many tensors alias it):
+    # the mapped file with mmap, one owned writable buffer without. Self-overlapping (expand) views are read-only.
+    for view in ("row", "t_view", "strided"):
+        assert np.shares_memory(got["tensors"]["base"], got["tensors"][view]), view
+    assert got["tensors"]["base"].flags.writeable != mmap
+    assert not got["tensors"]["expand"].flags.writeable
 
 
 def test_legacy_format(tmp_path, tensors):

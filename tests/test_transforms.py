@@ -13,6 +13,7 @@ from PIL import Image
 
 from imujax.transforms import imu as imu_t
 from imujax.transforms import video as video_t
+from imujax.transforms.resize import linear_resize
 
 # -- references written for the tests -------------------------------------------------------------
 
@@ -276,10 +277,10 @@ def test_revalexo_spectrogram_matches_torch_reference():
 
 def test_linear_resize_matches_torch_interpolate_float64():
     x = np.random.default_rng(8).normal(size=(3, 129, 251))
-    ours = imu_t._linear_resize_axis(imu_t._linear_resize_axis(x, 128, axis=1), 320, axis=2)
+    ours = linear_resize(linear_resize(x, 128, axis=1), 320, axis=2)
     ref = F.interpolate(torch.from_numpy(x)[:, None], size=(128, 320), mode="bilinear", align_corners=False)
     np.testing.assert_allclose(ours, ref[:, 0].numpy(), atol=1e-12)
-    ours_1d = imu_t._linear_resize_axis(x[:, 0, :120], 250, axis=-1)
+    ours_1d = linear_resize(x[:, 0, :120], 250, axis=-1)
     ref_1d = F.interpolate(torch.from_numpy(x[:, :1, :120]), size=250, mode="linear", align_corners=False)
     np.testing.assert_allclose(ours_1d, ref_1d[:, 0].numpy(), atol=1e-12)
 
@@ -395,7 +396,7 @@ def test_training_batch_video_layout_matches_the_upstream_clip():
     are the normalised channels-first clip's `patches.video_patches`."""
     import jax.numpy as jnp
     from imujax.systems.evi_mae import System
-    from imujax.transforms import patches
+    from imujax import patch_layout as patches
 
     clip, _ = video_t.evi_mae_clip(_frames(40, 48, 64, seed=4), train=True, rng=np.random.default_rng(1),
                                    img_size=32)
@@ -408,24 +409,24 @@ def test_training_batch_video_layout_matches_the_upstream_clip():
                                   upstream)
 
 
-def test_evi_mae_video_shapes_determinism_and_encoded_input():
+def test_evi_mae_clip_shapes_determinism_and_encoded_input():
     clip = _frames(80, 48, 64, seed=3)
-    video, ids = video_t.evi_mae_video(clip, train=True, rng=np.random.default_rng(0), img_size=32)
-    assert video.shape == (3, 16, 32, 32) and video.dtype == np.float32
+    video, ids = video_t.evi_mae_clip(clip, train=True, rng=np.random.default_rng(0), img_size=32)
+    assert video.shape == (16, 32, 32, 3)
     assert len(ids) == 16 and np.all(np.diff(ids) == 4)
-    again, ids2 = video_t.evi_mae_video(clip, train=True, rng=np.random.default_rng(0), img_size=32)
+    again, ids2 = video_t.evi_mae_clip(clip, train=True, rng=np.random.default_rng(0), img_size=32)
     np.testing.assert_array_equal(video, again)
     np.testing.assert_array_equal(ids, ids2)
-    eval_video, eval_ids = video_t.evi_mae_video(clip, train=False, rng=None, img_size=32)
+    eval_video, eval_ids = video_t.evi_mae_clip(clip, train=False, rng=None, img_size=32)
     np.testing.assert_array_equal(eval_ids, 8 + 4 * np.arange(16))
-    expected = video_t.normalize(video_t.resize_frames(clip[eval_ids][:, :, 8:56], 32))
-    np.testing.assert_allclose(eval_video, np.transpose(expected, (3, 0, 1, 2)))
+    expected = video_t.resize_frames(clip[eval_ids][:, :, 8:56], 32)
+    np.testing.assert_allclose(video_t.normalize(eval_video), video_t.normalize(expected))
     encoded = []
     for frame in clip:
         buffer = io.BytesIO()
         Image.fromarray(frame).save(buffer, format="PNG")
         encoded.append(buffer.getvalue())
-    from_bytes, _ = video_t.evi_mae_video(encoded, train=False, rng=None, img_size=32)
+    from_bytes, _ = video_t.evi_mae_clip(encoded, train=False, rng=None, img_size=32)
     np.testing.assert_array_equal(from_bytes, eval_video)
     with pytest.raises(ValueError, match="rng"):
-        video_t.evi_mae_video(clip, train=True, rng=None)
+        video_t.evi_mae_clip(clip, train=True, rng=None)

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from imujax.models.memory_bank import MemoryBank
 from imujax.objectives import prototypes as P
 from imujax.objectives import tsfm_pretrain as S1
 
@@ -148,7 +149,7 @@ def test_siglip_matches_formula():
 
 
 def test_memory_bank_fifo_wraps_and_rejects_bad_pairs():
-    bank = P.MemoryBank(5, 3)
+    bank = MemoryBank(5, 3)
     batches = [_unit(3, 3) for _ in range(3)]
     for x in batches:
         assert int(bank.enqueue(jnp.asarray(x), jnp.asarray(-x))) == 0

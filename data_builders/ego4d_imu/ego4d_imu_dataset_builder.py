@@ -1,4 +1,5 @@
-"""TFDS builder `ego4d_imu`: Ego4D IMU streams + video cut into IMU2CLIP narration windows (rnn_imu_encoders.md §2.5).
+"""TFDS builder `ego4d_imu`: Ego4D IMU streams + video cut into IMU2CLIP narration windows
+(facebookresearch/imu2clip@6353031 dataset/ego4d/dataloader.py).
 
 Manual dir:
   imu/<video_uid>.csv      Ego4D v1 IMU csv: canonical_timestamp_ms, accl_x, accl_y, accl_z, gyro_x, gyro_y, gyro_z

@@ -1,6 +1,6 @@
 """TFDS builder `egoexo4d_imu`: 2 s Aria left-IMU windows around each Omnivore feature, with keystep labels.
 
-HIMU-MAE's sampling (shared/specs/audio_mae_himu.md §2.1, checked against amir-goudarzi/IMU_testing
+HIMU-MAE's sampling (amir-goudarzi/IMU_testing@9c52aa2
 notebooks/egoexo4d.ipynb "Create Pretraining metadata with omnivore" and src/data/egoexo4d.py), per take with task
 timing and both a feature file and an IMU table:
 - clip i of the Omnivore features (32 frames, stride 16, 30 fps): start = 16/30 i + task_start_sec,

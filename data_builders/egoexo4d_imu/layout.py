@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from imujax.bridges.torch import reader
+from imujax.io import tensor_files
 
 VRS_NAME = "aria01_noimagestreams.vrs"
 SEGMENT_FIELDS = ("start_time", "end_time", "step_unique_id")
@@ -112,7 +112,7 @@ def read_omnivore(root: str, take_uid: str) -> np.ndarray | None:
     for ext in (".pt", ".npy"):
         path = base + ext
         if os.path.exists(path):
-            array = np.load(path) if ext == ".npy" else reader.load_checkpoint(path)
+            array = np.load(path) if ext == ".npy" else tensor_files.load_checkpoint(path)
             array = np.asarray(array, np.float32)
             if array.ndim not in (2, 3) or array.shape[-1] != 1536 or (array.ndim == 3 and array.shape[1] != 1):
                 raise EgoExo4DLayoutError(f"{path}: expected (#features, 1, 1536), got {array.shape}")

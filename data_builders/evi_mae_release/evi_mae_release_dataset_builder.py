@@ -1,4 +1,4 @@
-"""TFDS builder `evi_mae_release`: the EVI-MAE release layout (shared/specs/evi_mae.md §2.1).
+"""TFDS builder `evi_mae_release`: the EVI-MAE release layout (mf-zhang/IMU-Video-MAE@78e7666 src/dataloader.py).
 
   <dataset root>/cav_label/{train,test}_{pretrain,finetune}/*.json   {"data": [{"video_id", "imu", "frame_path",
                                                                         "label"}]}, paths relative to the root

@@ -1,6 +1,6 @@
 """Reading the RevalExo `trimmed.zip` layout: per-subject pair json, IMU csv with a header, segments, label mapping.
 
-Layout (shared/specs/evi_mae.md §2.4):
+Layout (revalexo/revalexo@6ca9000 pretrain/imu-video-mae/migrate_revalexo_data.py):
   <root>/data_pairs/<Subject>.json   {"subject", "has_ego_video", "pairs": {pair_id: {"imu", "video", "has_ego_video",
                                       "activity_segments": [{start, end, activity}],
                                       "transition_segments": [{start, end, transition}], ...}}}

@@ -69,3 +69,89 @@ TINY = EgomotionConfig(
         frame_size=32,
         num_shards=3,
 )
+
+
+@dataclasses.dataclass(eq=False)
+class MotionCorpusConfig(tfds.core.BuilderConfig):
+    """The articulated motion corpus (`corpus.py`): many activities, IMUs at chosen placements, text per clip.
+
+    Clips are generated in chunks of `chunk_size` that depend only on (seed, split, chunk index); train and test
+    draw their people from disjoint subject ranges.
+    """
+
+    num_train_clips: int = 1024
+    num_test_clips: int = 256
+    num_train_subjects: int = 200
+    num_test_subjects: int = 50
+    clip_seconds: float = 10.0
+    imu_rate_hz: float = 50.0
+    placements: tuple[str, ...] = ("left_wrist", "right_wrist", "waist", "right_pocket", "chest", "head")
+    sensor_errors: str = "realistic"  # or "ideal"
+    video_fps: float = 0.0  # 0: no video
+    frame_size: int = 32
+    depth: bool = False
+    seed: int = 0
+    chunk_size: int = 64
+    num_shards: int = 4
+
+    def __post_init__(self):
+        from . import sensors  # late: sensors imports numpy only, config stays importable first
+        checks = {
+                "num_train_clips": self.num_train_clips >= 1, "num_test_clips": self.num_test_clips >= 1,
+                "num_train_subjects": self.num_train_subjects >= 1, "num_test_subjects": self.num_test_subjects >= 1,
+                "clip_seconds": self.clip_seconds > 0, "imu_rate_hz": self.imu_rate_hz > 0,
+                "placements": len(self.placements) > 0 and all(p in sensors.PLACEMENTS for p in self.placements),
+                "sensor_errors": self.sensor_errors in ("realistic", "ideal"), "video_fps": self.video_fps >= 0,
+                "frame_size": self.frame_size >= 8, "depth": not self.depth or self.video_fps > 0,
+                "chunk_size": self.chunk_size >= 1, "num_shards": self.num_shards >= 1,
+        }
+        bad = [field for field, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"MotionCorpusConfig {self.name!r}: invalid value for {bad}: {self}")
+
+    @property
+    def num_imu_samples(self) -> int:
+        return int(round(self.clip_seconds * self.imu_rate_hz))
+
+    @property
+    def num_frames(self) -> int:
+        return int(round(self.clip_seconds * self.video_fps))
+
+    @property
+    def error_model(self):
+        from . import sensors
+        return sensors.ErrorModel() if self.sensor_errors == "realistic" else sensors.IDEAL
+
+    def split_clips(self, split: str) -> int:
+        return self.num_train_clips if split == "train" else self.num_test_clips
+
+    def num_chunks(self, split: str) -> int:
+        return -(-self.split_clips(split) // self.chunk_size)
+
+    def subjects(self, split: str) -> range:
+        train = self.num_train_subjects
+        return range(train) if split == "train" else range(train, train + self.num_test_subjects)
+
+
+MOTION_TINY = MotionCorpusConfig(
+        name="motion_tiny", description="Articulated corpus for tests: 48 train / 16 test clips of 4 s at 50 Hz.",
+        num_train_clips=48, num_test_clips=16, num_train_subjects=8, num_test_subjects=4, clip_seconds=4.0,
+        chunk_size=16, num_shards=2)
+MOTION_VIDEO_TINY = MotionCorpusConfig(
+        name="motion_video_tiny", description="Articulated corpus with head-camera RGB + depth at 4 fps, 32x32; tests.",
+        num_train_clips=8, num_test_clips=4, num_train_subjects=4, num_test_subjects=2, clip_seconds=2.0,
+        video_fps=4.0, frame_size=32, depth=True, chunk_size=4, num_shards=1)
+MOTION_SMALL = MotionCorpusConfig(
+        name="motion_small", description="Articulated corpus: 20k train / 2k test clips of 10 s (about 61 h of IMU).",
+        num_train_clips=20_000, num_test_clips=2_000, num_shards=16)
+MOTION_REALSETS = MotionCorpusConfig(
+        name="motion_realsets",
+        description="Articulated corpus with the sensors of HAPT, MotionSense and DSADS (placement, axes, sign, channel "
+                    "names): 20k train / 2k test clips of 2 s at 50 Hz (about 11 h of IMU).",
+        num_train_clips=20_000, num_test_clips=2_000, num_train_subjects=500, num_test_subjects=50,
+        clip_seconds=2.0, placements=("waist", "pocket", "torso", "right_arm", "left_arm", "right_leg", "left_leg", "head"),
+        chunk_size=256, num_shards=16)
+MOTION_1M = MotionCorpusConfig(
+        name="motion_1m", description="Articulated corpus: 1M train / 10k test clips of 10 s (about 2,800 h of IMU).",
+        num_train_clips=1_000_000, num_test_clips=10_000, num_train_subjects=10_000, num_test_subjects=1_000,
+        chunk_size=256, num_shards=512)

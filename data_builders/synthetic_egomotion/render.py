@@ -166,8 +166,12 @@ def _pillars(origin: np.ndarray, d: np.ndarray, scene: Scene) -> tuple[np.ndarra
     return best, (light * texture)[..., None] * scene.pillar_color.astype(np.float32)[nearest]
 
 
-def render_frames(scene: Scene, head_position: np.ndarray, head_rotation: np.ndarray, frame_size: int) -> np.ndarray:
-    """uint8 frames [F, H, W, 3] seen from head poses ([F, 3] positions, [F, 3, 3] head-to-world)."""
+def render_frames(scene: Scene, head_position: np.ndarray, head_rotation: np.ndarray, frame_size: int,
+                  with_depth: bool = False):
+    """uint8 frames [F, H, W, 3] seen from head poses ([F, 3] positions, [F, 3, 3] head-to-world).
+
+    with_depth: also return the depth image [F, H, W] float32 in metres (distance along the optical axis, inf for sky).
+    """
     camera_to_world = (head_rotation @ camera_mount()).astype(np.float32)
     rays = camera_directions(frame_size).astype(np.float32)
     d = (rays.reshape(-1, 3) @ camera_to_world.transpose(0, 2, 1)).reshape((-1,) + rays.shape)
@@ -180,7 +184,8 @@ def render_frames(scene: Scene, head_position: np.ndarray, head_rotation: np.nda
     fog = (1.0 - np.exp(-distance[hit] / _FOG_LENGTH))[..., None]
     color[hit] = color[hit] * (1.0 - fog) + _HAZE * fog
     color[~hit] = _sky(d[~hit], scene)  # the sky is only evaluated where no surface was hit
-    return np.clip(np.round(color * 255.0), 0, 255).astype(np.uint8)
+    rgb = np.clip(np.round(color * 255.0), 0, 255).astype(np.uint8)
+    return (rgb, distance * rays[..., 0]) if with_depth else rgb
 
 
 def encode_jpeg(frames: np.ndarray, quality: int = 90) -> list[bytes]:

@@ -15,11 +15,11 @@ Manual dir: the WEAR download (https://mariusbock.github.io/wear/), either relea
 
 Windows of 2 s with a 1 s stride, starting at samples 0, 50, ... while start < N - 100. This is the rule of WEAR's
 `apply_sliding_window`, and the windows are those of WEAR's 120_frames_60_stride inertial/combined features that
-HIMU-MAE pretrains on (spec §2.5). `imu` is [100, 12] in the CSV's column order, which is also the channel order of
-those features. Empty or NaN sensor cells become -1, as WEAR's feature script does. Label = the majority per-sample
-activity (`null` is class 0, then `label_dict` order); WEAR's own baselines label a window by its last sample.
-Splits follow the chosen split file: Training -> train, Validation -> validation. Spectrograms are computed by
-transforms, not here. Verified facts and their sources: README.md.
+HIMU-MAE pretrains on (amir-goudarzi/IMU_testing@9c52aa2 src/data/wear_dataset_ssl.py). `imu` is [100, 12] in the CSV's
+column order, which is also the channel order of those features. Empty or NaN sensor cells become -1, as WEAR's feature
+script does. Label = the majority per-sample activity (`null` is class 0, then `label_dict` order); WEAR's own baselines
+label a window by its last sample. Splits follow the chosen split file: Training -> train, Validation -> validation.
+Spectrograms are computed by transforms, not here. Verified facts and their sources: README.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Probes on frozen features: closed-form ridge, SGD logistic regression (optax) and k-nearest neighbours.
+"""Probes on frozen features: closed-form ridge, SGD logistic regression (optax) and k-nearest neighbours, and the
+labelled-protocol probes `logistic_probe` / `mlp_probe` (scikit-learn, regularisation chosen by grouped CV on the
+training subjects) with `pool_per_recording`.
 
 Every probe has `fit(features [N, D], labels [N]) -> self`, `scores(features) -> [N, C]` and `predict(features)`.
 Features are standardised with the training mean and standard deviation (ridge and logistic) or L2-normalised
@@ -8,13 +10,14 @@ Features are standardised with the training mean and standard deviation (ridge a
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from imujax.eval import linear_probe
+from imujax.eval import linear_probe, metrics
 
 
 def _check(features: np.ndarray, labels: np.ndarray | None = None, num_classes: int | None = None) -> None:
@@ -161,3 +164,123 @@ def make_probe(name: str, num_classes: int, **kwargs):
     if name not in probes:
         raise ValueError(f"unknown probe {name!r}; expected one of {sorted(probes)}")
     return probes[name](num_classes=num_classes, **kwargs)
+
+
+# -- labelled-protocol probes (scikit-learn): hyperparameters chosen by grouped CV on the training subjects only ------
+
+LOGISTIC_CS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+MLP_ALPHAS = (1e-4, 1e-2, 1.0)
+
+
+class PooledRecordings(NamedTuple):
+    features: np.ndarray   # [R, D] mean over each recording's windows
+    labels: np.ndarray     # [R]
+    record_ids: np.ndarray  # [R] in order of first appearance
+    groups: np.ndarray | None  # [R] (e.g. subject) when given
+
+
+def pool_per_recording(features, labels, record_ids, groups=None) -> PooledRecordings:
+    """Mean-pools window features into one row per recording (one prediction per recording, as HAR papers report).
+
+    A recording's windows must share one label (and one group): a recording with mixed labels is an error, not a vote.
+    """
+    features = np.asarray(features)
+    _check(features)
+    labels, record_ids = np.asarray(labels), np.asarray(record_ids)
+    if labels.shape != (len(features),) or record_ids.shape != (len(features),):
+        raise ValueError(f"labels {labels.shape} and record_ids {record_ids.shape} must both be [{len(features)}]")
+    unique, first, inverse = np.unique(record_ids, return_index=True, return_inverse=True)
+    order = np.argsort(first)  # keep the recordings in the order they first appear
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    index = rank[inverse.ravel()]
+    counts = np.bincount(index, minlength=len(unique))
+    pooled = np.zeros((len(unique), features.shape[1]), np.float64)
+    np.add.at(pooled, index, features.astype(np.float64))
+    pooled /= counts[:, None]
+
+    def per_recording(values: np.ndarray, what: str) -> np.ndarray:
+        out = values[first[order]]
+        disagree = np.flatnonzero(values != out[index])
+        if disagree.size:
+            rid = record_ids[disagree[0]]
+            raise ValueError(f"recording {rid!r} has windows with different {what}: "
+                             f"{sorted(set(values[record_ids == rid].tolist()))}")
+        return out
+
+    pooled_groups = None if groups is None else per_recording(np.asarray(groups), "groups")
+    return PooledRecordings(pooled.astype(features.dtype if features.dtype.kind == "f" else np.float64),
+                            per_recording(labels, "labels"), unique[order], pooled_groups)
+
+
+def _grouped_cv(train_groups: np.ndarray, folds: int):
+    """GroupKFold over the training subjects; None when there is only one subject (nothing to hold out)."""
+    from sklearn.model_selection import GroupKFold
+    n_groups = len(np.unique(train_groups))
+    return GroupKFold(n_splits=min(folds, n_groups)) if n_groups >= 2 else None
+
+
+def _fit_and_score(estimator, param_name: str, grid, train_x, train_y, train_groups, test_x, test_y,
+                   num_classes: int | None, folds: int) -> dict:
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning, UndefinedMetricWarning
+    from sklearn.model_selection import GridSearchCV
+    train_x, test_x = np.asarray(train_x, np.float64), np.asarray(test_x, np.float64)
+    train_y, test_y = np.asarray(train_y, np.int64), np.asarray(test_y, np.int64)
+    train_groups = np.asarray(train_groups)
+    _check(train_x, train_y)
+    _check(test_x, test_y)
+    if train_groups.shape != train_y.shape:
+        raise ValueError(f"train_groups must be [{len(train_y)}], got shape {train_groups.shape}")
+    if len(np.unique(train_y)) < 2:
+        raise ValueError(f"the training set holds one class only ({np.unique(train_y).tolist()}): nothing to probe")
+    if train_x.shape[1] != test_x.shape[1]:
+        raise ValueError(f"train features have {train_x.shape[1]} dims, test features {test_x.shape[1]}")
+    num_classes = num_classes or int(max(train_y.max(), test_y.max(initial=0))) + 1
+    cv = _grouped_cv(train_groups, folds)
+    with warnings.catch_warnings():  # small folds miss classes and short runs stop early; neither is an error here
+        warnings.simplefilter("ignore", (ConvergenceWarning, UndefinedMetricWarning, UserWarning))
+        if cv is None:
+            chosen, cv_f1 = grid[len(grid) // 2], None
+            model = estimator.set_params(**{param_name: chosen}).fit(train_x, train_y)
+        else:
+            search = GridSearchCV(estimator, {param_name: list(grid)}, scoring="f1_macro", cv=cv, refit=True)
+            search.fit(train_x, train_y, groups=train_groups)
+            model, chosen, cv_f1 = search.best_estimator_, search.best_params_[param_name], search.best_score_
+        pred = model.predict(test_x).astype(np.int64)
+    scores = metrics.per_class_scores(test_y, pred, num_classes)
+    return {"accuracy": metrics.accuracy(test_y, pred), "macro_f1": metrics.f1_score(test_y, pred, "macro"),
+            "per_class_f1": scores["f1"].tolist(), "confusion": metrics.confusion_matrix(test_y, pred,
+                                                                                        num_classes).tolist(),
+            param_name.split("__")[-1]: float(chosen), "cv_macro_f1": None if cv_f1 is None else float(cv_f1),
+            "cv_folds": 0 if cv is None else cv.get_n_splits(), "n_train": int(len(train_y)),
+            "n_test": int(len(test_y)), "predictions": pred.tolist()}
+
+
+def logistic_probe(train_x, train_y, train_groups, test_x, test_y, *, num_classes: int | None = None,
+                   cs=LOGISTIC_CS, folds: int = 5, max_iter: int = 2000) -> dict:
+    """Standardise on train, multinomial logistic regression with C chosen by grouped CV (macro-F1) on the training
+    subjects only, refit on all of train, scored on test.
+
+    Returns accuracy, macro_f1, per_class_f1 [C], confusion [C][C] (rows true), C, cv_macro_f1, cv_folds, n_train,
+    n_test and the test predictions. With one training subject there is nothing to cross-validate: C is the middle of
+    the grid and cv_folds is 0.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    estimator = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter))
+    return _fit_and_score(estimator, "logisticregression__C", cs, train_x, train_y, train_groups, test_x, test_y,
+                          num_classes, folds)
+
+
+def mlp_probe(train_x, train_y, train_groups, test_x, test_y, *, num_classes: int | None = None,
+              alphas=MLP_ALPHAS, hidden: int = 256, folds: int = 5, max_iter: int = 300, seed: int = 0) -> dict:
+    """As `logistic_probe`, with a one-hidden-layer MLP (scikit-learn, Adam); its L2 `alpha` is chosen by grouped CV."""
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    estimator = make_pipeline(StandardScaler(), MLPClassifier((hidden,), max_iter=max_iter, random_state=seed))
+    return _fit_and_score(estimator, "mlpclassifier__alpha", alphas, train_x, train_y, train_groups, test_x, test_y,
+                          num_classes, folds)

@@ -1,29 +1,24 @@
 """MAE reconstruction pictures: PNG grids of spectrograms (rows = examples; columns = input / masked / reconstruction).
 
-Pillow only. Every example row shares one colour scale (its input's 1st-99th percentile), so the three panels are
-comparable; multi-channel inputs [N, C, H, W] show each channel as its own panel group, left to right. Images are
-drawn with the lowest frequency at the bottom (row 0 of the array is the top of the picture unless ``flip``).
+Pillow writes the grid, coloured with matplotlib's viridis. Every example row shares one colour scale (its input's
+1st-99th percentile), so the three panels are comparable; multi-channel inputs [N, C, H, W] show each channel as its
+own panel group, left to right. Images are drawn with the lowest frequency at the bottom (row 0 of the array is the
+top of the picture unless ``flip``).
 """
 
 from __future__ import annotations
 
 import os
 
+import matplotlib
 import numpy as np
 from PIL import Image
 
-# A compact perceptual-ish colormap: anchor colours from dark blue through teal and yellow, linearly interpolated.
-_ANCHORS = np.array([[0.05, 0.03, 0.25], [0.16, 0.30, 0.55], [0.13, 0.57, 0.55], [0.40, 0.76, 0.38],
-                     [0.99, 0.91, 0.14]])
-
 
 def colormap(values: np.ndarray) -> np.ndarray:
-    """values in [0, 1] -> uint8 RGB [..., 3]."""
-    v = np.clip(np.nan_to_num(values, nan=0.0), 0.0, 1.0) * (len(_ANCHORS) - 1)
-    lo = np.floor(v).astype(int).clip(0, len(_ANCHORS) - 2)
-    frac = (v - lo)[..., None]
-    rgb = _ANCHORS[lo] * (1 - frac) + _ANCHORS[lo + 1] * frac
-    return (rgb * 255 + 0.5).astype(np.uint8)
+    """values in [0, 1] (NaN as 0) -> uint8 RGB [..., 3] with matplotlib's viridis."""
+    v = np.clip(np.nan_to_num(values, nan=0.0), 0.0, 1.0)
+    return matplotlib.colormaps["viridis"](v, bytes=True)[..., :3]
 
 
 def _as_nchw(name: str, x) -> np.ndarray:

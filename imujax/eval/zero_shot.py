@@ -1,4 +1,5 @@
-"""TSFM evaluation (shared/specs/tsfm.md §5, §10): zero-shot open/closed set, majority vote, 1%/10% supervision.
+"""TSFM evaluation (alxdofficial/tsfm@308eea1 val_scripts/human_activity_recognition/evaluate_tsfm.py): zero-shot
+open/closed set, majority vote, 1%/10% supervision.
 
 Scores are cosine similarities of L2-normalised sensor embeddings with label-bank embeddings, max over prototypes.
 Macro-F1 is the fixed-class form: every class of the test label list counts, absent ones with F1 = 0.
@@ -141,45 +142,7 @@ def supervised_protocol(params, embed_fn: EmbedFn, label_emb: np.ndarray, inputs
     return {**out, "train_examples": float(len(train)), "epochs": float(len(history))}
 
 
-# -- end to end on a trained TSFM Stage-2 run ------------------------------------------------------------------------
-def restore_model(config, workdir: str):
-    """The eval-mode model of the latest checkpoint in ``workdir`` and its system."""
-    import os
-
-    from flax import nnx
-
-    from imujax import checkpointing, sharding, systems, train
-
-    system = systems.make_system(config)
-    mesh = sharding.make_mesh(**config.mesh)
-    tx = train.make_optimizer(config.optimizer, optax.constant_schedule(config.optimizer.learning_rate))
-    ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), use_async=False)
-    with jax.set_mesh(mesh):
-        graphdef, state, shardings = train.create_state(system, config, tx, mesh)
-        step = ckpt.latest_step()
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint in {ckpt.directory}")
-        restored = ckpt.manager.restore(step, args=checkpointing.state_only_restore(
-            train.abstract_with_shardings(shardings, state)))["state"]
-    ckpt.close()
-    params = jax.device_get(restored["params"])
-    other = jax.device_get(restored["other"])
-    model = nnx.merge(graphdef, params, other)
-    model.eval()
-    return system, model, step
-
-
-def report(config, workdir: str, rate: float = 0.10, finetune_lr: float = 1e-5) -> dict[str, float]:
-    """Closed-set zero-shot accuracy / macro-F1 on the eval split and the ``rate`` supervision protocol."""
-    from imujax import input_pipeline
-
-    system, model, step = restore_model(config, workdir)
-    source = input_pipeline.open_source(config, workdir, config.data.eval_split)
-    out = evaluate_model(system, model, source, (rate,), finetune_lr)
-    out["step"] = float(step)
-    return out
-
-
+# -- end to end on a trained TSFM Stage-2 model (`python -m imujax.main --mode=eval` on a Stage-2 workdir) ---------
 def evaluate_model(system, model, source, rates: Sequence[float] = (0.10,), finetune_lr: float = 1e-5
                    ) -> dict[str, float]:
     """Closed-set zero-shot metrics (and chance = 1 / classes) of an eval-mode TSFM Stage-2 ``model`` on every
@@ -204,26 +167,3 @@ def evaluate_model(system, model, source, rates: Sequence[float] = (0.10,), fine
         sup = supervised_protocol(params, embed_fn, label_emb, inputs, labels, rate, learning_rate=finetune_lr)
         out.update({f"supervised_{rate * 100:g}pct/{k}": v for k, v in sup.items()})
     return out
-
-
-def main() -> None:
-    from absl import app, flags
-    from ml_collections import config_flags
-
-    config_flag = config_flags.DEFINE_config_file("config", None, "TSFM Stage-2 config, optionally ':variant'.")
-    workdir = flags.DEFINE_string("workdir", None, "Stage-2 run directory (its latest checkpoint is evaluated).")
-    rate = flags.DEFINE_float("rate", 0.10, "labelled fraction for the supervision protocol (0.01 or 0.10)")
-    lr = flags.DEFINE_float("finetune_lr", 1e-5, "AdamW learning rate of the supervision protocol (upstream 1e-5)")
-
-    def run(argv):
-        if len(argv) > 1 or config_flag.value is None or not workdir.value:
-            raise app.UsageError("usage: python -m imujax.eval.zero_shot --config=configs/tsfm_stage2.py:demo "
-                                 "--workdir=DIR [--rate=0.1]")
-        for key, value in report(config_flag.value, workdir.value, rate.value, lr.value).items():
-            print(f"{key}: {value:.4f}")
-
-    app.run(run)
-
-
-if __name__ == "__main__":
-    main()

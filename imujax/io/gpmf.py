@@ -1,6 +1,6 @@
 """GoPro GPMF telemetry reader: KLV parsing of the `gpmd` track and ACCL/GYRO extraction.
 
-Format (see shared/data/gopro/ATTRIBUTION.md): big-endian KLV items with an 8-byte header
+Format (gopro/gpmf-parser@9a71506 README.md): big-endian KLV items with an 8-byte header
 (FourCC key, type char, struct size, uint16 repeat), values padded to 32 bits, type 0 = nested items.
 Each payload holds `DEVC` containers with one `STRM` per sensor; inside a `STRM` the property items
 (`SCAL`, `STMP`, `TSMP`, `ORIN`, `ORIO`, `MTRX`, `SIUN`, ...) precede the data item they describe.

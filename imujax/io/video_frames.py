@@ -15,9 +15,37 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from imujax.io import files
+
+# Frames larger than this (8192 x 8192) are refused before decoding: a few-KB image or stream header can declare
+# a size whose decoding needs gigabytes (a decompression bomb).
+MAX_FRAME_PIXELS = 1 << 26
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
 
 class VideoError(ValueError):
-    """Raised for files without a decodable video stream."""
+    """Raised for files without a decodable video stream, or images that cannot be decoded; names the file."""
+
+
+def _check_frame_size(width: int, height: int, path: str) -> None:
+    if width * height > MAX_FRAME_PIXELS:
+        raise VideoError(f"{path}: frame size {width}x{height} is over the limit of {MAX_FRAME_PIXELS} pixels "
+                         f"(a decompression bomb, or a frame far larger than any camera's)")
+
+
+def image_jpeg(path: str | os.PathLike, size_hw: tuple[int, int], quality: int) -> bytes:
+    """One image file (a frame of a frame folder), checked, centre-cropped, resized and JPEG-encoded."""
+    path = os.fspath(path)
+    files.check_regular(path, VideoError)
+    try:
+        with Image.open(path) as image:
+            _check_frame_size(*image.size, path)
+            return to_jpeg(image, size_hw, quality)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        if isinstance(e, VideoError):
+            raise
+        # Pillow: unknown format, truncated data, bad header, or its own decompression-bomb limit
+        raise VideoError(f"{path}: frame cannot be decoded ({type(e).__name__}: {e})") from e
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +60,7 @@ class VideoInfo:
 def _open(path: str):
     import av  # imported here so that IMU-only users do not need PyAV
 
+    files.check_regular(path, VideoError)
     try:
         container = av.open(path)
     except (av.error.FFmpegError, OSError) as e:
@@ -39,11 +68,19 @@ def _open(path: str):
     if not container.streams.video:
         container.close()
         raise VideoError(f"{path}: no video stream")
+    context = container.streams.video[0].codec_context
+    try:
+        _check_frame_size(context.width, context.height, path)
+    except VideoError:
+        container.close()
+        raise
     return container
 
 
 def video_info(path: str | os.PathLike) -> VideoInfo:
     """Frame rate, frame count and size of the first video stream (counted by demuxing when the header lacks it)."""
+    import av
+
     path = os.fspath(path)
     container = _open(path)
     with container:
@@ -51,7 +88,10 @@ def video_info(path: str | os.PathLike) -> VideoInfo:
         rate = stream.average_rate or stream.guessed_rate
         if not rate:
             raise VideoError(f"{path}: video stream has no frame rate")
-        frames = stream.frames or sum(1 for p in container.demux(stream) if p.size)
+        try:
+            frames = stream.frames or sum(1 for p in container.demux(stream) if p.size)
+        except av.error.FFmpegError as e:
+            raise VideoError(f"{path}: video cannot be read ({type(e).__name__}: {e})") from e
         return VideoInfo(Fraction(rate), int(frames), float(frames / Fraction(rate)),
                          stream.codec_context.width, stream.codec_context.height)
 
@@ -80,9 +120,17 @@ def jpeg_frames_at(path: str | os.PathLike, times_s: Sequence[float], size_hw: t
     """For each requested time, the JPEG of the frame whose timestamp is nearest (one decoding pass).
 
     Frame timestamps are presentation times on the MP4 timeline (frame 0 at its pts, usually 0).
-    Times after the end of the last frame's display interval are an error.
+    Times after the end of the last frame's display interval are an error; so is a stream that stops decoding.
     """
-    path = os.fspath(path)
+    import av
+
+    try:
+        return _jpeg_frames_at(os.fspath(path), times_s, size_hw, quality)
+    except av.error.FFmpegError as e:
+        raise VideoError(f"{os.fspath(path)}: video cannot be decoded ({type(e).__name__}: {e})") from e
+
+
+def _jpeg_frames_at(path: str, times_s, size_hw, quality) -> list[bytes]:
     times = np.asarray(times_s, np.float64)
     order = np.argsort(times, kind="stable")
     out: list[bytes | None] = [None] * len(times)
@@ -104,6 +152,8 @@ def jpeg_frames_at(path: str | os.PathLike, times_s: Sequence[float], size_hw: t
         j = 0
         previous = None
         for frame in container.decode(stream):
+            if frame.time is None:
+                raise VideoError(f"{path}: a decoded frame has no timestamp")
             t = float(frame.time)
             while j < len(order) and times[order[j]] <= t:
                 target = times[order[j]]

@@ -1,6 +1,7 @@
 """Audio-MAE (Huang et al., NeurIPS 2022) and its HIMU-MAE fork: spectrogram ViT MAE with a shifted-window decoder.
 
-One model family covers both (shared/specs/audio_mae_himu.md):
+One model family covers both (facebookresearch/AudioMAE@bd60e29 models_mae.py, models_vit.py;
+amir-goudarzi/IMU_testing@9c52aa2 src/subtrees/AudioMAE/):
 * Audio-MAE: 1x1024(time)x128(mel) log-mel input, 64x8 token grid, position tables built on the swapped 8x64 grid.
 * HIMU-MAE: 3x128(freq)x320(time) IMU dB spectrograms, 8x20 grid, tables on the true grid, an optional video
   feature (Omnivore 1536-d) concatenated to every encoder token before ``decoder_embed``.
@@ -24,6 +25,7 @@ from flax import nnx
 
 from imujax.models import layers
 from imujax.models.layers import Attention, LayerNorm, Linear, Mlp, PatchEmbed
+from imujax.models.masking import num_kept, random_masking
 
 
 class FixedTable(nnx.Variable):
@@ -239,25 +241,6 @@ class SwinBlock(nnx.Module):
 
 
 # -- masking ------------------------------------------------------------------------------------------------------------
-def num_kept(length: int, mask_ratio: float) -> int:
-    """Upstream truncation: int(L * (1 - ratio)) (L=512, 0.8 -> 102; L=160, 0.9 -> 15)."""
-    return int(length * (1 - mask_ratio))
-
-
-def random_masking(x, noise, mask_ratio: float):
-    """Unstructured MAE masking: keep the lowest-noise tokens in argsort(noise) order.
-
-    Returns (kept [B, K, D], mask [B, L] 1 = removed, ids_restore [B, L]).
-    """
-    batch, length = x.shape[:2]
-    keep = num_kept(length, mask_ratio)
-    ids_shuffle = jnp.argsort(noise, axis=1)
-    ids_restore = jnp.argsort(ids_shuffle, axis=1)
-    kept = jnp.take_along_axis(x, ids_shuffle[:, :keep, None], axis=1)
-    mask = jnp.concatenate([jnp.zeros((batch, keep)), jnp.ones((batch, length - keep))], axis=1)
-    return kept, jnp.take_along_axis(mask, ids_restore, axis=1), ids_restore
-
-
 def grid_line_masks(noise_rows, noise_cols, row_ratio: float, col_ratio: float):
     """Per-sample row / column drop masks [B, R], [B, C] (1 = dropped) from their noise, int-truncated keep counts."""
     def line_mask(noise, ratio):

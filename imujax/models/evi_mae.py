@@ -4,8 +4,9 @@ Module and attribute names follow the released PyTorch ``EVIMAE`` / ``EVIMAEFT``
 (``blocks_a``, ``blocks_video``, ``blocks_u``, ``graph_encoder.layers.0.apply_func.mlp.linears.0`` ...); the
 IMU, video and decoder towers are `layers.LayerStack`s, stored with a leading layer axis (``blocks_a/block/...``),
 which the torch bridge presents per layer (``blocks_a.3.attn.qkv.weight``).
-Facts: shared/specs/evi_mae.md. Token orders, the 768->384 pair averaging, the closed-form GIN and the masking
-draw order are those of the released code, so released weights give the same outputs.
+Facts: mf-zhang/IMU-Video-MAE@78e7666 src/models/{evi_mae.py, gin.py, pos_embed.py}. Token orders, the 768->384 pair
+averaging, the closed-form GIN and the masking draw order are those of the released code, so released weights give the
+same outputs.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from imujax import patch_layout
 from imujax.models import layers
 from imujax.models.layers import BatchNorm, Block, LayerNorm, Linear, PatchEmbed, PReLU, VideoBlock
-from imujax.transforms import patches as patch_layout
+from imujax.models.masking import masking_ids, random_masking
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,23 +66,12 @@ class EVIMAESizes:
         return self.imu_channels // self.imu_parts
 
 
-def _torch_default_linear(din: int, dout: int, names, *, use_bias=True, rngs):
-    """nn.Linear's default init (kaiming-uniform a=sqrt(5) == U(+-1/sqrt(fan_in))); the GIN keeps it upstream."""
-    bound = din ** -0.5
-    init = nnx.initializers.uniform(2 * bound)
-    shifted = lambda key, shape, dtype=jnp.float32: init(key, shape, dtype) - bound
-    lin = Linear(din, dout, names, use_bias=use_bias, rngs=rngs, kernel_init=shifted)
-    if use_bias:
-        lin.bias[...] = shifted(rngs.params(), (dout,))
-    return lin
-
-
 class GINMLP(nnx.Module):
     """GraphMAE ``MLP`` of two Linears with BatchNorm + PReLU between (``linears``/``norms``/``activations``)."""
 
     def __init__(self, din: int, hidden: int, dout: int, *, rngs: nnx.Rngs):
-        self.linears = nnx.List([_torch_default_linear(din, hidden, ("embed", "mlp"), rngs=rngs),
-                                 _torch_default_linear(hidden, dout, ("mlp", "embed"), rngs=rngs)])
+        self.linears = nnx.List([layers.torch_linear(din, hidden, rngs, ("embed", "mlp")),
+                                 layers.torch_linear(hidden, dout, rngs, ("mlp", "embed"))])
         self.norms = nnx.List([BatchNorm(hidden, rngs=rngs)])
         self.activations = nnx.List([PReLU()])
 
@@ -266,25 +257,6 @@ class EVIMAEEncoder(nnx.Module):
         return jnp.concatenate([pooled, graph.astype(pooled.dtype)], axis=-1)
 
 
-def masking_ids(noise, mask_ratio: float):
-    """MAE masking draw: keep the lowest-noise int(L*(1-ratio)) tokens, in ids_shuffle order.
-
-    Returns (ids_keep [B, K], mask [B, L] with 1 = removed, ids_restore [B, L]).
-    """
-    batch, length = noise.shape
-    keep = int(length * (1 - mask_ratio))
-    ids_shuffle = jnp.argsort(noise, axis=1)
-    ids_restore = jnp.argsort(ids_shuffle, axis=1)
-    mask = jnp.concatenate([jnp.zeros((batch, keep)), jnp.ones((batch, length - keep))], axis=1)
-    return ids_shuffle[:, :keep], jnp.take_along_axis(mask, ids_restore, axis=1), ids_restore
-
-
-def random_masking(x, noise, mask_ratio: float):
-    """(kept tokens [B, K, D], mask [B, L], ids_restore [B, L]) of the `masking_ids` draw."""
-    ids_keep, mask, ids_restore = masking_ids(noise, mask_ratio)
-    return jnp.take_along_axis(x, ids_keep[..., None], axis=1), mask, ids_restore
-
-
 class EVIMAE(EVIMAEEncoder):
     """The pretraining model: masked IMU/video encoders, joint block, contrastive branch, decoder and graph MAE."""
 
@@ -307,8 +279,8 @@ class EVIMAE(EVIMAEEncoder):
                                          dtype=dtype, rngs=rngs)
         self.graph_enc_mask_token = nnx.Param(jnp.zeros((1, s.imu_dim), jnp.float32))
         self.graph_decoder = GIN([GINMLP(s.graph_hidden, s.graph_hidden, s.imu_dim, rngs=rngs)], s.graph_dropout)
-        self.graph_encoder_to_decoder = _torch_default_linear(s.graph_hidden, s.graph_hidden, ("mlp", "embed"),
-                                                              use_bias=False, rngs=rngs)
+        self.graph_encoder_to_decoder = layers.torch_linear(s.graph_hidden, s.graph_hidden, rngs, ("mlp", "embed"),
+                                                              use_bias=False)
 
     def draw_masks(self, key, batch: int) -> dict[str, jax.Array]:
         """The three random draws of one forward, in upstream order: node permutation, IMU noise, video noise."""
@@ -351,15 +323,19 @@ class EVIMAE(EVIMAEEncoder):
         v = self.run_video_blocks(self.embed_video(video, keep=keep_v))
 
         joint = self.norm(self.blocks_u[0](jnp.concatenate([a, v], axis=1)))
-        contrast_imu = self.norm_a(self.blocks_u[0](a, "a")).mean(axis=1)
-        contrast_video = self.norm_video(self.blocks_u[0](v, "v")).mean(axis=1)
+        contrast_tokens_imu = self.norm_a(self.blocks_u[0](a, "a"))
+        contrast_tokens_video = self.norm_video(self.blocks_u[0](v, "v"))
 
         pred_a, pred_v = self.decode(joint, a.shape[1], restore_a, restore_v)
         return {"pred_imu": pred_a, "pred_video": pred_v, "mask_imu": mask_a, "mask_video": mask_v,
                 "target_imu": imu, "target_video": video,
-                "contrast_imu": contrast_imu, "contrast_video": contrast_video,
+                "contrast_imu": contrast_tokens_imu.mean(axis=1), "contrast_video": contrast_tokens_video.mean(axis=1),
                 "graph_nodes": nodes, "graph_recon": graph_recon, "graph_masked": graph_masked,
-                "latent_imu": a, "latent_video": v}
+                "latent_imu": a, "latent_video": v,
+                # what upstream's forward_encoder returns besides the masks: the joint latent (visible tokens,
+                # ids_shuffle order) and the contrastive tokens before pooling (unused by the loss: compiled away)
+                "joint": joint, "contrast_tokens_imu": contrast_tokens_imu,
+                "contrast_tokens_video": contrast_tokens_video}
 
     def decode(self, joint, num_kept_a: int, restore_a, restore_v):
         s = self.sizes
@@ -392,6 +368,26 @@ class EVIMAE(EVIMAEEncoder):
         a = self.to_video_width(a)
         v = self.run_video_blocks(self.embed_video(video))
         return a, v
+
+    def encode_unmasked_joint(self, imu, video, node_perm=None):
+        """Upstream's ``forward_encoder`` with mask ratios (0, 0), tokens put back in natural order: the encoder
+        outputs, the joint latent of all L_a + L_v tokens after ``blocks_u`` and ``norm`` and, given the call's node
+        permutation, the graph MAE pieces (reconstruction, original nodes, masked indicator) for its SCE loss."""
+        parts = self.embed_imu_parts(imu)
+        all_parts, part_mean = self.imu_streams(parts)
+        if node_perm is None:
+            (a,) = self.run_imu_blocks(part_mean)
+        else:
+            encoded_parts, a = self.run_imu_blocks(all_parts, part_mean)
+        a = self.to_video_width(a)
+        v = self.run_video_blocks(self.embed_video(video))
+        out = {"latent_imu": a, "latent_video": v,
+               "joint": self.norm(self.blocks_u[0](jnp.concatenate([a, v], axis=1)))}
+        if node_perm is not None:
+            nodes = self.graph_nodes(encoded_parts, parts.shape[1])
+            out["graph_recon"], out["graph_masked"] = self.graph_mae(nodes, node_perm, None)
+            out["graph_nodes"] = nodes
+        return out
 
 
 class EVIMAEFT(EVIMAEEncoder):

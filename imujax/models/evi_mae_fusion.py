@@ -1,8 +1,8 @@
 """RevalExo ``EVI_MAE_Fusion``: the EVI-MAE fine-tune encoder with a feature head, then a multi-horizon classifier.
 
-shared/specs/evi_mae.md §1.6. The encoder is ``EVIMAEEncoder`` in ``multimodal`` mode with ``mlp_head`` =
-LayerNorm(D_v + 512) -> Linear(feature_dim); the IMU arrives in RevalExo's (freq, time) layout [B, 12, F, T], which the
-shared swap-then-patchify embedding turns into a (time x freq) patch grid, exactly as upstream does.
+revalexo/revalexo@6ca9000 train/models/evi_mae_fusion.py. The encoder is ``EVIMAEEncoder`` in ``multimodal`` mode with
+``mlp_head`` = LayerNorm(D_v + 512) -> Linear(feature_dim); the IMU arrives in RevalExo's (freq, time) layout [B, 12, F,
+T], which the shared swap-then-patchify embedding turns into a (time x freq) patch grid, exactly as upstream does.
 """
 
 from __future__ import annotations

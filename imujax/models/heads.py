@@ -1,6 +1,6 @@
 """Classification heads shared by several systems.
 
-``MultiHorizonClassifier`` is RevalExo's head (``train/models/base_models.py``, shared/specs/evi_mae.md §1.6): one
+``MultiHorizonClassifier`` is RevalExo's head (revalexo/revalexo@6ca9000 ``train/models/base_models.py``): one
 prediction per horizon. With shared layers (the EVI-MAE fusion, 6 horizons) it is ``shared_net.0`` Linear + ReLU +
 Dropout, then ``heads.k`` Linear; without (or with one horizon) each head is Dropout then Linear, keyed
 ``heads.k.1``. Dropout draws from an explicit key; no key means eval mode.

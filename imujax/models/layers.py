@@ -2,12 +2,14 @@
 
 Attribute names mirror the upstream PyTorch modules (``qkv``, ``proj``, ``fc1``, ``norm1_a`` ...) so that the
 torch bridge rule tables stay one line per tensor. Every parameter carries logical sharding names
-(``embed``, ``heads``, ``mlp``, ``patch``, ``norm``) that ``imujax.sharding`` maps onto mesh axes.
+(``embed``, ``heads``, ``mlp``, ``patch``, ``norm``) that ``imujax.sharding`` maps onto mesh axes; the models never
+import that policy.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import einops
 import jax
@@ -15,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from imujax import sharding
+from imujax.mesh_axes import BATCH_AXES
 from imujax.models.chunked_attention import chunk_rows, chunked_attention
 
 Dtype = jnp.dtype | type
@@ -24,8 +26,8 @@ zeros = nnx.initializers.zeros_init()
 ones = nnx.initializers.ones_init()
 
 
-# From this many tokens XLA:CPU attention runs over query chunks (`chunked_attention`): at the EVI-MAE decoder's 1728
-# tokens that is ~25% faster (fwd + bwd, alone) and keeps no T x T tensor; at 512 tokens plain attention is faster.
+# From this many tokens XLA:CPU attention runs over query chunks (`chunked_attention`): faster there, and no T x T
+# tensor; below it plain attention is faster (measurements: benchmarks/HISTORY.md).
 CHUNKED_ATTENTION_MIN_TOKENS = 1024
 
 
@@ -55,9 +57,9 @@ def constrain_batch(x: jax.Array) -> jax.Array:
     mesh = jax.sharding.get_abstract_mesh()
     if mesh.empty or not {"data", "fsdp"} <= set(mesh.axis_names):
         return x
-    if x.shape[0] % sharding.batch_divisor(mesh):
+    axes = tuple(a for a in BATCH_AXES if a in mesh.axis_names)
+    if x.shape[0] % math.prod(mesh.shape[a] for a in axes):
         return x
-    axes = sharding.mesh_axes(mesh, sharding.BATCH_AXES)
     return jax.lax.with_sharding_constraint(x, jax.sharding.PartitionSpec(axes, *([None] * (x.ndim - 1))))
 
 
@@ -75,6 +77,25 @@ def gelu(x):
     return jax.nn.gelu(x, approximate=False)  # timm/PyTorch nn.GELU is the exact erf form
 
 
+def torch_uniform(bound: float) -> nnx.Initializer:
+    """PyTorch's default U(-bound, bound) initialiser (Conv/Linear use 1/sqrt(fan_in), RNNs 1/sqrt(H))."""
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def torch_linear(din: int, dout: int, rngs: nnx.Rngs, names: tuple[str | None, str | None] = ("embed", "mlp"), *,
+                 use_bias: bool = True) -> nnx.Linear:
+    """nnx.Linear with nn.Linear's default init (kaiming-uniform a=sqrt(5) == U(+-1/sqrt(fan_in)) for kernel and
+    bias), full-precision matmuls and logical sharding names (in, out)."""
+    bound = 1.0 / math.sqrt(din)
+    return nnx.Linear(din, dout, use_bias=use_bias, precision=jax.lax.Precision.HIGHEST,
+                      kernel_init=partitioned(torch_uniform(bound), names),
+                      bias_init=partitioned(torch_uniform(bound), (names[1],)), rngs=rngs)
+
+
 class Linear(nnx.Linear):
     """nnx.Linear with xavier-uniform kernel, zero bias and logical sharding names for (in, out)."""
 
@@ -90,7 +111,8 @@ def matmul_wide(x, kernel):
     """``x @ kernel`` for a kernel far wider than tall (a decoder head onto patch pixels): same values and gradients.
 
     Autodiff's kernel gradient x^T g made XLA:CPU copy the wide output gradient g [rows, out] into column-major order
-    for the dot (13 + 7 ms of a 180 ms demo step); forming it as (g^T x)^T makes XLA reorder the narrow x instead."""
+    for the dot (a measurable share of the demo step, benchmarks/HISTORY.md); forming it as (g^T x)^T makes XLA reorder
+    the narrow x instead."""
     return jnp.dot(x, kernel)
 
 
@@ -154,7 +176,7 @@ class Attention(nnx.Module):
             out = jax.nn.dot_product_attention(q, k, v, scale=self.head_dim ** -0.5)
             return self.proj(einops.rearrange(out, "b n h d -> b n (h d)"))
         # XLA:CPU runs jax.nn.dot_product_attention's [B, T, H, D] einsums with transposes around every batched
-        # matmul; heads-major plain matmuls are ~2x faster forward + backward at the EVI-MAE decoder's 1728 tokens.
+        # matmul; heads-major plain matmuls are faster forward + backward (benchmarks/HISTORY.md).
         q, k, v = einops.rearrange(qkv, "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
         if x.shape[1] >= CHUNKED_ATTENTION_MIN_TOKENS:
             out = chunked_attention(q, k, v, self.head_dim ** -0.5, chunk_rows(x.shape[1]))

@@ -1,29 +1,18 @@
 """Projection heads of the contrastive systems.
 
-RevalExo `IMU2CLIPModule` (shared/specs/evi_mae.md §4): `imu_projection` and `visual_projection` are each
-Linear(d, d) -> ReLU -> Linear(d, D), torch keys `<name>.0.*` and `<name>.2.*`. `ProjectionHead.layers` keeps the
-same indices (index 1 is the parameter-free ReLU) so a bridge rule is `<name>.{0,2}.weight -> <name>/layers/{0,2}`.
-Initialisation is PyTorch's Linear default, U(+-1/sqrt(fan_in)) for weight and bias.
+RevalExo `IMU2CLIPModule` (revalexo/revalexo@6ca9000 pretrain/contrastive/src/modules/contrastive_module.py):
+`imu_projection` and `visual_projection` are each Linear(d, d) -> ReLU -> Linear(d, D), torch keys `<name>.0.*` and
+`<name>.2.*`. `ProjectionHead.layers` keeps the same indices (index 1 is the parameter-free ReLU) so a bridge rule is
+`<name>.{0,2}.weight -> <name>/layers/{0,2}`. Initialisation is PyTorch's Linear default, U(+-1/sqrt(fan_in)) for weight
+and bias.
 """
 
 from __future__ import annotations
 
-import math
-
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
-from imujax.models.rnn_imu import HIGHEST, torch_uniform
-
-
-def torch_linear(din: int, dout: int, rngs: nnx.Rngs, names: tuple[str | None, str | None] = ("embed", "mlp")
-                 ) -> nnx.Linear:
-    """nnx.Linear with PyTorch's default init and logical sharding names (in, out)."""
-    bound = 1.0 / math.sqrt(din)
-    return nnx.Linear(din, dout, precision=HIGHEST,
-                      kernel_init=nnx.with_partitioning(torch_uniform(bound), names),
-                      bias_init=nnx.with_partitioning(torch_uniform(bound), (names[1],)), rngs=rngs)
+from imujax.models.layers import torch_linear
 
 
 class ReLU(nnx.Module):

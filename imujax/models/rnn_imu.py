@@ -1,6 +1,8 @@
 """Recurrent IMU encoders: IMU2CLIP / PRIMUS "MW2 stack-RNN pooling" and RevalExo DeepConvLSTM.
 
-Facts: `shared/specs/rnn_imu_encoders.md` §1-3 and `shared/specs/evi_mae.md` §4. The upstream quirks are kept:
+Facts: facebookresearch/imu2clip@6353031 lib/imu_models.py, Nokia-Bell-Labs/pretrained-imu-encoders@562e142
+lib/imu_models.py and revalexo/revalexo@6ca9000 pretrain/contrastive/src/models/deepconvlstm.py. The upstream quirks are
+kept:
 
 * MW2: no activations; GroupNorm(2, 6) on the raw input, three bias-free dilated conv blocks, GroupNorm(4, 32),
   then a GRU whose *sequence axis is the 32 conv channels* and whose features are the 32 pooled time bins.
@@ -41,18 +43,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from imujax.models.layers import gather_weight
+from imujax.models.layers import gather_weight, torch_linear, torch_uniform
 
 HIGHEST = jax.lax.Precision.HIGHEST
-
-
-def torch_uniform(bound: float) -> nnx.Initializer:
-    """PyTorch's default U(-bound, bound) initialiser (Conv/Linear use 1/sqrt(fan_in), RNNs 1/sqrt(H))."""
-
-    def init(key, shape, dtype=jnp.float32):
-        return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-    return init
 
 
 def _partitioned(init: nnx.Initializer, names: tuple[str | None, ...]) -> nnx.Initializer:
@@ -138,10 +131,9 @@ def cpu_pieces(units: int, rows_per_unit: int, min_rows: int) -> int:
     return max(p for p in range(1, units + 1) if units % p == 0 and (units // p * rows_per_unit >= min_rows or p == 1))
 
 
-# The DeepConvLSTM conv stack runs in groups of examples of >= 256 rows (examples x IMU channels): at [64, 120, 42],
-# 8 groups of 336 rows made the conv stack's forward + backward ~14% faster and the train step 7-10% (4 or 16 groups:
-# 1-2% slower than 8). The LSTM input projection runs in time pieces of >= 1024 rows: its [5120, 2688] x [2688, 4096]
-# matmul took 293 ms as 5 pieces against 326 ms whole, and the train step gained 7.5% (paired A/B).
+# The DeepConvLSTM conv stack runs in groups of examples of >= 256 rows (examples x IMU channels) and the LSTM input
+# projection in time pieces of >= 1024 rows: the sizes that made the train step fastest on CPU (measurements:
+# benchmarks/HISTORY.md).
 CONV_MIN_ROWS = 256
 PROJECTION_MIN_ROWS = 1024
 
@@ -403,8 +395,8 @@ class MW2StackRNNPoolingMultihead(nnx.Module):
         self.in_channels, self.input_dim = in_channels, input_dim
         self.backbone = _mw2_layers(in_channels, input_dim, size_embeddings, kernel_sizes, dilation, max_pool,
                                     "adaptive", input_norm_groups, feature_norm_groups, rngs)
-        self.ssl_head = _torch_linear(size_embeddings, size_embeddings, rngs)
-        self.mmcl_head = _torch_linear(size_embeddings, size_embeddings, rngs)
+        self.ssl_head = torch_linear(size_embeddings, size_embeddings, rngs)
+        self.mmcl_head = torch_linear(size_embeddings, size_embeddings, rngs)
 
     def valid_input_lengths(self) -> tuple[int, int] | None:
         return _valid_lengths(self.backbone, self.input_dim)
@@ -412,17 +404,6 @@ class MW2StackRNNPoolingMultihead(nnx.Module):
     def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
         emb = _mw2_forward(self.backbone, x, self.in_channels, self.input_dim, type(self).__name__)
         return {"emb": emb, "ssl": self.ssl_head(emb), "mmcl": self.mmcl_head(emb)}
-
-
-def _torch_linear(in_features: int, out_features: int, rngs: nnx.Rngs,
-                  names: tuple[str | None, str | None] = ("embed", "mlp")) -> nnx.Linear:
-    bound = 1.0 / math.sqrt(in_features)
-    return nnx.Linear(
-        in_features, out_features, precision=HIGHEST,
-        kernel_init=_partitioned(torch_uniform(bound), names),
-        bias_init=_partitioned(torch_uniform(bound), (names[1],)),
-        rngs=rngs,
-    )
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -438,11 +419,11 @@ class MultiHorizonClassifier(nnx.Module):
         self.input_dim = input_dim
         self.shared = shared_layers and num_horizons > 1
         if self.shared:
-            self.shared_net = nnx.List([_torch_linear(input_dim, input_dim, rngs), nnx.Dropout(dropout)])
-            self.heads = nnx.List([_torch_linear(input_dim, num_classes, rngs) for _ in range(num_horizons)])
+            self.shared_net = nnx.List([torch_linear(input_dim, input_dim, rngs), nnx.Dropout(dropout)])
+            self.heads = nnx.List([torch_linear(input_dim, num_classes, rngs) for _ in range(num_horizons)])
         else:
             self.heads = nnx.List([
-                nnx.List([nnx.Dropout(dropout), _torch_linear(input_dim, num_classes, rngs)])
+                nnx.List([nnx.Dropout(dropout), torch_linear(input_dim, num_classes, rngs)])
                 for _ in range(num_horizons)
             ])
 
@@ -500,7 +481,7 @@ class DeepConvLSTM(nnx.Module):
         self.dropout = nnx.Dropout(dropout)
         self.classifier = MultiHorizonClassifier(lstm_units, num_classes, num_horizons, dropout=dropout,
                                                  shared_layers=shared_classifier_layers, rngs=rngs)
-        self.feature_projector = (_torch_linear(lstm_units, feature_dim, rngs) if feature_dim != lstm_units
+        self.feature_projector = (torch_linear(lstm_units, feature_dim, rngs) if feature_dim != lstm_units
                                   else None)  # None = nn.Identity (no keys)
 
     def encode_features(self, x: jax.Array) -> jax.Array:

@@ -1,7 +1,8 @@
 """TSFM: the language-aligned dual-branch IMU encoder, channel-text fusion, semantic head and label bank.
 
-Facts: shared/specs/tsfm.md §3-§7. Attribute names mirror the upstream state_dict (``encoder.transformer.transformer
-.layers.{i}.temporal_attn.q_proj``, ``channel_fusion.gate_sensor``, ``semantic_head.projection_head.mlp.{0,2,4}``,
+Facts: alxdofficial/tsfm@308eea1 model/{encoder.py, semantic_alignment.py}. Attribute names mirror the upstream
+state_dict (``encoder.transformer.transformer .layers.{i}.temporal_attn.q_proj``, ``channel_fusion.gate_sensor``,
+``semantic_head.projection_head.mlp.{0,2,4}``,
 ``label_bank.pooling.out_projs.{k}``), so the bridge table is one line per tensor. Layout conventions:
 patches [B, P, 64, C], patch_mask [B, P], channel_mask [B, C] (True = valid); the encoder output is [B, P, C, d].
 Masks hide keys only: padded patches and channels are computed like any other row, as upstream does.
@@ -18,13 +19,15 @@ import jax.numpy as jnp
 from flax import nnx
 
 from imujax.models.layers import LayerNorm, Linear, dropout, gelu, partitioned
+from imujax.models.memory_bank import MemoryBank
+from imujax.ops import l2_normalize
 
 normal = nnx.initializers.normal
 
 
 @dataclasses.dataclass(frozen=True)
 class TSFMSizes:
-    """Architecture of one TSFM variant (spec §8); defaults are the ``small`` config."""
+    """Architecture of one TSFM variant (upstream model/config.py); defaults are the ``small`` config."""
     d_model: int = 384
     num_heads: int = 8
     num_temporal_layers: int = 4
@@ -59,6 +62,19 @@ class TSFMSizes:
     memory_bank_size: int = 0                   # > 0: a FIFO of negatives carried as training state (not weights)
 
 
+def sizes_from_config(model_cfg, **changes) -> TSFMSizes:
+    """config.model (a mapping of TSFMSizes fields) -> TSFMSizes, with ``changes`` applied; unknown fields fail."""
+    values = dict(model_cfg)
+    known = {f.name for f in dataclasses.fields(TSFMSizes)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"config.model has unknown TSFM fields {unknown}; known: {sorted(known)}")
+    for key in ("cnn_channels", "cnn_kernel_sizes"):
+        if key in values:
+            values[key] = tuple(values[key])
+    return TSFMSizes(**{**values, **changes})
+
+
 class Buffer(nnx.Variable):
     """A persistent non-trainable tensor (torch ``register_buffer``): loaded from checkpoints, never optimised."""
 
@@ -74,11 +90,6 @@ class _Keys:
             return None
         self.count += 1
         return jax.random.fold_in(self.key, self.count)
-
-
-def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
-    """torch F.normalize: x / max(||x||, eps)."""
-    return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
 
 
 def attend(q, k, v, key_mask, rate: float = 0.0, key: jax.Array | None = None):
@@ -557,8 +568,8 @@ class TSFM(nnx.Module):
         if sizes.siglip:
             self.logit_bias = nnx.Param(jnp.zeros((), jnp.float32))
         if sizes.memory_bank_size:
-            from imujax.objectives.prototypes import MemoryBank  # training-only state; the bridge never builds it
-            self.memory_bank = MemoryBank(sizes.memory_bank_size, sizes.semantic_dim)
+            self.memory_bank = MemoryBank(  # training-only state; the bridge never builds it
+                sizes.memory_bank_size, sizes.semantic_dim)
 
     def encode(self, patches, patch_mask, channel_mask, text_tokens=None, text_mask=None, dropout_key=None):
         """-> per-patch [B, P, D] (per_patch_prediction) or [B, D] head output, L2-normalised."""

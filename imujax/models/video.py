@@ -82,3 +82,31 @@ class FrameViT(nnx.Module):
             x = block(x)
         x = self.norm(x)
         return x[:, 0] if s.pool == "cls" else x[:, 1:].mean(axis=1)
+
+
+def frame_vit_sizes(video) -> FrameViTSizes:
+    """config.model.video (a mapping of FrameViTSizes fields) -> FrameViTSizes."""
+    return FrameViTSizes(**dict(video))
+
+
+class VideoTower(nnx.Module):
+    """'vit': FrameViT then a Linear to the embedding size when the widths differ; 'features': identity on the
+    precomputed features (which must already have the embedding width). The video target of the contrastive systems."""
+
+    def __init__(self, kind: str, video, embed_dim: int, *, rngs: nnx.Rngs):
+        if kind not in ("vit", "features"):
+            raise ValueError(f"config.model.video_tower={kind!r}; expected 'vit' or 'features'")
+        self.kind, self.embed_dim = kind, embed_dim
+        if kind == "vit":
+            sizes = frame_vit_sizes(video)
+            self.encoder = FrameViT(sizes, rngs=rngs)
+            self.projection = layers.torch_linear(sizes.dim, embed_dim, rngs) if sizes.dim != embed_dim else None
+
+    def __call__(self, video: jax.Array) -> jax.Array:
+        if self.kind == "features":
+            if video.ndim != 2 or video.shape[1] != self.embed_dim:
+                raise ValueError(f"precomputed video features must be [B, {self.embed_dim}] (the IMU embedding "
+                                 f"size), got {video.shape}")
+            return video
+        feats = self.encoder(video)
+        return feats if self.projection is None else self.projection(feats)

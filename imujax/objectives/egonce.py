@@ -1,8 +1,8 @@
 """EgoNCE (EgoVLPv2): action-aware multi-positive InfoNCE with scene-aware hard negatives, for IMU<->video/text.
 
-Facts: shared/specs/egovlpv2.md §2. S = cos(a, b) [N, N] (rows = the first modality, e.g. text or IMU). Positives
-P_ij = [cos(verb_i, verb_j) * cos(noun_i, noun_j) > 0] or i == j, i.e. the pair shares a verb *and* a noun (multi-hot
-tags). With tau = 0.05:
+Facts: facebookresearch/EgoVLPv2@550c059 EgoVLPv2/model/loss.py. S = cos(a, b) [N, N] (rows = the first modality, e.g.
+text or IMU). Positives P_ij = [cos(verb_i, verb_j) * cos(noun_i, noun_j) > 0] or i == j, i.e. the pair shares a verb
+*and* a noun (multi-hot tags). With tau = 0.05:
 
     L = -(1/N) sum_i log sum_{j in P_i} softmax_j(S_i. / tau) - (1/N) sum_j log sum_{k in P_j} softmax_k(S_.j / tau)
 

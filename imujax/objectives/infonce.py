@@ -24,13 +24,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from imujax.ops import l2_normalize
+
 HIGHEST = jax.lax.Precision.HIGHEST
-
-
-def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
-    """torch.nn.functional.normalize: x / max(||x||_2, eps) along the last axis (zero rows stay zero)."""
-    norm = jnp.sqrt(jnp.sum(x * x, axis=-1, keepdims=True))
-    return x / jnp.maximum(norm, eps)
 
 
 def _check_pair(query: jax.Array, key: jax.Array, name: str) -> None:
@@ -107,3 +103,9 @@ def evi_mae_info_nce(imu: jax.Array, video: jax.Array, temperature: float = 0.05
         loss = 0.5 * (loss - jnp.mean(_diag_log_softmax(logits, axis=1)))
         c_acc = 0.5 * (c_acc + jnp.mean((jnp.argmax(logits, axis=1) == labels).astype(jnp.float32)))
     return loss, c_acc
+
+
+def in_batch_top1(query: jax.Array, key: jax.Array) -> jax.Array:
+    """Fraction of queries whose most similar key (cosine) is their own pair."""
+    logits = similarity_logits(query, key, 1.0)
+    return jnp.mean((jnp.argmax(logits, axis=1) == jnp.arange(logits.shape[0])).astype(jnp.float32))

@@ -1,6 +1,7 @@
 """PRIMUS objective: multimodal + self-supervised InfoNCE plus nearest-neighbour positives from a feature queue.
 
-Facts: shared/specs/rnn_imu_encoders.md §3.3. With lambda = ssl_coeff (0.5 in the released recipe):
+Facts: Nokia-Bell-Labs/pretrained-imu-encoders@562e142 lib/train_modules.py `PRIMUSLearningModule`, lib/loss.py. With
+lambda = ssl_coeff (0.5 in the released recipe):
 
     L_MM = (1 - lambda) * sum_t NCE_mm(mmcl(x), e_t)                      t in targets (text, video)
     L_SS = lambda * NCE_ss(ssl(x), ssl(aug(x)))

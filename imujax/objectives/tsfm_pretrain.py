@@ -1,4 +1,5 @@
-"""TSFM Stage-1 objectives (shared/specs/tsfm.md §7): masked patch reconstruction + patch-level NT-Xent, balanced.
+"""TSFM Stage-1 objectives (alxdofficial/tsfm@308eea1 training_scripts/human_activity_recognition/losses.py): masked
+patch reconstruction + patch-level NT-Xent, balanced.
 
 total = w_mae * L_mae / EMA(L_mae) + w_con * L_con / EMA(L_con); the EMAs (decay 0.99, initialised to the first
 values) are carried as state between steps. Whether upstream divides by the EMA before or after folding in the

@@ -1,7 +1,8 @@
 """EVI-MAE pretraining system: record preprocessing, model construction, the weighted loss and eval embeddings.
 
 Total = mae_weight * (MSE_imu + MSE_video) + contrast_weight * InfoNCE(video -> IMU, tau) + graph_weight * SCE,
-the released recipe being 1.0 / 0.01 / 10 with tau 0.05 (shared/specs/evi_mae.md §1.3 step 11).
+the released recipe being 1.0 / 0.01 / 10 with tau 0.05 (mf-zhang/IMU-Video-MAE@78e7666 src/models/evi_mae.py
+`EVIMAE.forward`).
 """
 
 from __future__ import annotations
@@ -14,16 +15,14 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from imujax.models.evi_mae import EVIMAE, EVIMAESizes
+from imujax import alarms, patch_layout, systems
 from imujax.eval import plots
+from imujax.models.evi_mae import EVIMAE, EVIMAESizes
 from imujax.objectives import graph, infonce, mae
-from imujax.transforms import imu as imu_tf
-from imujax.transforms import patches as patch_layout
-from imujax.transforms import records
-from imujax.transforms import video as video_tf
+from imujax.transforms import spectrogram_clip
 
 
-class System:
+class System(systems.System):
     """Binds a config to the EVI-MAE model, its input transform, loss and evaluation embeddings."""
 
     def __init__(self, config: ml_collections.ConfigDict):
@@ -38,35 +37,9 @@ class System:
 
     # -- data -------------------------------------------------------------------------------------------------------
     def preprocess(self, record: dict, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
-        """One decoded record -> {'imu', 'video', 'label'}, rng None meaning eval (deterministic).
+        return spectrogram_clip.spectrogram_clip_patches(record, self.config.data, self.sizes, rng)
 
-        'imu' is the spectrogram [12, T, F] as `patches.imu_patches` vectors; 'video' the uint8 clip as
-        `patches.video_patches` vectors, ImageNet-normalised on the device by `model_inputs` (a quarter of the bytes
-        to move, no float pass on the host)."""
-        d, s = self.config.data, self.sizes
-        imu = records.select_channels(record, d.imu_channels)
-        frames = records.frames(record)
-        train = rng is not None
-        clip, frame_ids = video_tf.evi_mae_clip(frames, train=train, rng=rng, num_frames=s.num_frames,
-                                                stride=d.frame_stride, img_size=s.img_size)
-        start, end = imu_tf.imu_slice_for_frames(len(imu), frame_ids, len(frames))
-        spec = imu_tf.evi_mae_spectrogram(
-            imu[start:max(end, start + 2)], mean=d.imu_mean, std=d.imu_std, target_length=self.sizes.imu_time,
-            n_bins=self.sizes.imu_freq, n_fft=d.n_fft, win_length=d.win_length, hop_length=d.hop_length)
-        if train and d.imu_noise:
-            spec = imu_tf.evi_mae_imu_noise(spec, rng)
-        return {"imu": np.ascontiguousarray(patch_layout.imu_patches(spec, s.patch)),
-                "video": np.ascontiguousarray(patch_layout.video_patches_from_frames(clip, s.tubelet, s.patch)),
-                "label": np.int32(record.get("label", -1))}  # -1: unlabelled
-
-    @staticmethod
-    def model_inputs(batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
-        """(imu, video) for the model: uint8 video patch vectors (rgb innermost) get ImageNet-normalised; a float
-        video is taken as already normalised (a clip [B, 3, T, H, W] or patch vectors, as the model accepts)."""
-        video = batch["video"]
-        if video.dtype != jnp.uint8:
-            return batch["imu"], video
-        return batch["imu"], video_tf.normalize_rgb(video)
+    model_inputs = staticmethod(spectrogram_clip.model_inputs)
 
     # -- objective --------------------------------------------------------------------------------------------------
     def loss(self, model: EVIMAE, batch: dict[str, jax.Array], rng: jax.Array):
@@ -87,6 +60,13 @@ class System:
                  + c.graph_weight * graph_loss)
         return total, {"loss": total, "mae_imu": mae_imu, "mae_video": mae_video, "contrast": contrast,
                        "contrast_acc": contrast_acc, "graph": graph_loss}
+
+    def trivial_values(self, batch_size: int) -> dict[str, tuple[float, str]]:
+        """What each loss term reads when nothing is learned (imujax.alarms)."""
+        out = {"contrast": alarms.info_nce(batch_size), "contrast_acc": alarms.chance(batch_size)}
+        if self.config.loss.norm_pix_loss:
+            out.update(mae_imu=alarms.NORM_PIX_MAE, mae_video=alarms.NORM_PIX_MAE)
+        return out
 
     # -- evaluation -------------------------------------------------------------------------------------------------
     def embed(self, model: EVIMAE, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:

@@ -2,16 +2,17 @@
 
 `config.finetune.head`:
 - "evimaeft": released EVI-MAE fine-tuning (`EVIMAEFT`, ``multimodal`` mode). Input transform as pretraining
-  (`imujax.systems.evi_mae`), with the dataset's fine-tune statistics.
+  (`imujax.transforms.spectrogram_clip`), with the dataset's fine-tune statistics.
 - "revalexo_fusion": RevalExo `EVI_MAE_Fusion` (`imujax.models.evi_mae_fusion`), multi-horizon locomotion labels
   (records of the `revalexo` builder). IMU: the 12 slot channels of `imujax.transforms.revalexo`
   (`config.data.slot_mapping`), RevalExo spectrogram in (freq, time) layout; video: 16 frames by linspace over the
   window, ImageNet-normalised, short side scaled, random-resized crop (scale 0.8-1) + flip in training, centre crop
-  in eval. Loss: label-smoothed CE per horizon, mean over horizons (§3.3).
+  in eval. Loss: label-smoothed CE per horizon, mean over horizons (revalexo train/utils/training_utils.py).
 Evaluation (`classification_spec`): accuracy, macro and weighted F1 of the logits, per horizon and their mean; the best
 checkpoint is selected by `config.finetune.metric`: weighted F1 at horizon index 0 on the eval split for RevalExo
-(§3.3; in a LOSO fold the eval split is the held-out subject), mAP (CMU-MMAC) or accuracy (WEAR) for EVIMAEFT (§3.2).
-EVIMAEFT targets (shared/specs/evi_mae.md §2.1, §3.2):
+(revalexo train/train.py; in a LOSO fold the eval split is the held-out subject), mAP (CMU-MMAC) or accuracy (WEAR)
+for EVIMAEFT (IMU-Video-MAE src/traintest_ft.py).
+EVIMAEFT targets (mf-zhang/IMU-Video-MAE@78e7666 src/dataloader.py, src/traintest_ft.py):
 - loss "bce" (released EVI-MAE recipe): multi-hot vector that starts at smoothing/C everywhere, each listed class
   set to 1 - smoothing; BCE-with-logits averaged over classes and batch.
 - loss "ce": softmax cross-entropy with torch-style label smoothing ((1 - s) one-hot + s/C).
@@ -31,12 +32,12 @@ import numpy as np
 import optax
 from flax import nnx
 
+from imujax import alarms, systems
 from imujax.eval import classification
 from imujax.models.evi_mae import EVIMAEFT, EVIMAESizes
 from imujax.models.evi_mae_fusion import EVIMAEFusion
-from imujax.systems import evi_mae as pretrain_system
 from imujax.transforms import imu as imu_tf
-from imujax.transforms import records, revalexo
+from imujax.transforms import records, revalexo, spectrogram_clip
 from imujax.transforms import video as video_tf
 
 
@@ -66,14 +67,14 @@ def record_positives(record: dict, num_classes: int) -> np.ndarray:
     return np.array([label])
 
 
-class System:
+class System(systems.System):
     """EVIMAEFT (BCE or CE) or RevalExo EVI_MAE_Fusion (multi-horizon CE); `embed` returns the fused feature."""
 
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
-        self.pretrain = pretrain_system.System(config)  # same record transform and sizes as pretraining
-        self.sizes: EVIMAESizes = self.pretrain.sizes
-        self.dtype = self.pretrain.dtype
+        model_cfg = dict(config.model)  # the pretraining model's sizes and record transform
+        self.dtype = jnp.dtype(model_cfg.pop("dtype", "float32"))
+        self.sizes = EVIMAESizes(**model_cfg)
         f = config.finetune
         if f.head not in ("evimaeft", "revalexo_fusion"):
             raise ValueError(f"config.finetune.head must be 'evimaeft' or 'revalexo_fusion', got {f.head!r}")
@@ -106,7 +107,8 @@ class System:
         f = self.config.finetune
         if f.head == "revalexo_fusion":
             return self._revalexo_preprocess(record, rng)
-        out = self.pretrain.preprocess(dict(record, label=0), rng)  # label handled below (may be multi-hot)
+        # as pretraining; the label is set below (it may be multi-hot)
+        out = spectrogram_clip.spectrogram_clip_patches(dict(record, label=0), self.config.data, self.sizes, rng)
         positives = record_positives(record, f.num_classes)
         smoothing = f.label_smoothing if rng is not None or f.smooth_eval_targets else 0.0
         out["targets"] = smoothed_multi_hot(positives, f.num_classes, smoothing)
@@ -141,7 +143,7 @@ class System:
         """(imu, video): RevalExo batches hold the normalised clip, the others the pretraining patch layout."""
         if self.config.finetune.head == "revalexo_fusion":
             return batch["imu"], batch["video"]
-        return self.pretrain.model_inputs(batch)
+        return spectrogram_clip.model_inputs(batch)
 
     def logits(self, model, batch: dict[str, jax.Array], dropout_key: jax.Array | None) -> jax.Array:
         """[B, C] (EVIMAEFT) or [H, B, C] (RevalExo fusion)."""
@@ -164,6 +166,12 @@ class System:
             loss = optax.softmax_cross_entropy(logits, optax.smooth_labels(one_hot, f.label_smoothing)).mean()
         accuracy = (logits.argmax(-1) == batch["label"]).mean()
         return loss, {"loss": loss, "accuracy": accuracy}
+
+    def trivial_values(self, batch_size: int) -> dict[str, tuple[float, str]]:
+        """Training accuracy at chance (imujax.alarms)."""
+        key = "accuracy_h0" if self.config.finetune.head == "revalexo_fusion" else "accuracy"
+        classes = int(self.config.finetune.num_classes)
+        return {key: alarms.chance(classes, "classes")} if classes > 1 else {}
 
     def embed(self, model, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         if self.config.finetune.head == "revalexo_fusion":

@@ -1,9 +1,10 @@
 """PRIMUS pretraining: multimodal + self-supervised InfoNCE with nearest-neighbour positives from a feature queue.
 
-Facts: shared/specs/rnn_imu_encoders.md §3.3-3.5; the loss is `objectives/primus.py`. Two IMU views per sample go
-through the multihead MW2 encoder in one pass: view 0 the raw window, view 1 the PRIMUS augmentation (scaling then
-time-segment permutation, computed per record in the input pipeline). Targets are L2-normalised video / text
-embeddings (precomputed features of the frozen clip4clip towers, or the demo's trainable frame ViT and hashed text).
+Facts: Nokia-Bell-Labs/pretrained-imu-encoders@562e142 lib/train_modules.py, pretraining.py; the loss is
+`objectives/primus.py`. Two IMU views per sample go through the multihead MW2 encoder in one pass: view 0 the raw
+window, view 1 the PRIMUS augmentation (scaling then time-segment permutation, computed per record in the input
+pipeline). Targets are L2-normalised video / text embeddings (precomputed features of the frozen clip4clip towers, or
+the demo's trainable frame ViT and hashed text).
 
 State that is not trained but must survive a restart lives in the model as `QueueState` variables (not
 `nnx.Param`): the train loop keeps them in the state's `other` collection, so they are checkpointed and restored
@@ -22,11 +23,14 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from imujax import systems
 from imujax.models.rnn_imu import MW2StackRNNPoolingMultihead
 from imujax.objectives import primus as primus_objective
 from imujax.objectives.infonce import l2_normalize
-from imujax.systems.imu2clip import (VideoTower, check_targets, graft_converted_encoder, imu_window, in_batch_top1,
-                                     precomputed_video, text_embedding, video_clip)
+from imujax.grafting import graft_converted_encoder
+from imujax.models.video import VideoTower
+from imujax.objectives.infonce import in_batch_top1
+from imujax.transforms.contrastive_inputs import alignment_targets, check_targets, imu_window
 from imujax.transforms import augment_imu
 
 
@@ -59,7 +63,7 @@ class PRIMUSModel(nnx.Module):
         self.queue_ptr[...] = queue.ptr
 
 
-class System:
+class System(systems.System):
     """PRIMUS: `imu` / `imu_aug` [6, T] (T >= 123; 250 upstream), `video`, `text` [D], `label`."""
 
     def __init__(self, config: ml_collections.ConfigDict):
@@ -75,17 +79,12 @@ class System:
         return model
 
     def preprocess(self, record: dict, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
-        d, m = self.config.data, self.config.model
+        d = self.config.data
         imu = imu_window(record, d.imu_channels, d.imu_rate_hz, d.imu_length, d.imu_resample)
         out = {"imu": imu, "label": np.int32(record["label"])}
         if rng is not None:  # the second view is only needed by the training loss
             out["imu_aug"] = augment_imu.primus_augment(imu[None], rng)[0]
-        if "video" in self.targets or self.config.eval.retrieval:
-            out["video"] = (video_clip(record, d, m.video.num_frames, m.video.img_size, rng)
-                            if m.video_tower == "vit" else precomputed_video(record))
-        if "text" in self.targets:
-            out["text"] = text_embedding(record, d, m.imu_encoder.size_embeddings)
-        return out
+        return {**out, **alignment_targets(record, self.config, self.targets, rng)}
 
     def loss(self, model: PRIMUSModel, batch: dict[str, jax.Array], rng: jax.Array):
         del rng  # the augmented view comes from the input pipeline

@@ -1,9 +1,9 @@
 """RevalExo contrastive pretraining (IMU2CLIP-adapted): DeepConvLSTM IMU encoder <-> trainable video encoder.
 
-Facts: shared/specs/evi_mae.md §4. Both encoders train end to end. Features go through projection heads
-Linear(d, d) -> ReLU -> Linear(d, D) (`models/projection.py`), are L2-normalised, and meet in a symmetric InfoNCE
-averaged over the two directions, 0.5 * [CE(S) + CE(S^T)], with S = imu . video^T / tau and tau a learnable raw
-scalar (init 0.1). D is the IMU encoder's feature_dim.
+Facts: revalexo/revalexo@6ca9000 pretrain/contrastive/src/modules/{contrastive_module.py, loss.py}. Both encoders train
+end to end. Features go through projection heads Linear(d, d) -> ReLU -> Linear(d, D) (`models/projection.py`), are
+L2-normalised, and meet in a symmetric InfoNCE averaged over the two directions, 0.5 * [CE(S) + CE(S^T)], with S = imu .
+video^T / tau and tau a learnable raw scalar (init 0.1). D is the IMU encoder's feature_dim.
 
 Video side: upstream uses X3D-XS (4 frames, 182 px) or MViT-B (16 frames, 224 px), Kinetics-pretrained, followed by
 `feature_projector` = Linear -> ReLU -> Dropout(0.5). Here the backbone is the frame ViT of `models/video.py`
@@ -24,13 +24,16 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from imujax import systems
 from imujax.models import layers
-from imujax.models.projection import ProjectionHead, torch_linear
+from imujax.models.projection import ProjectionHead
 from imujax.models.rnn_imu import DeepConvLSTM
 from imujax.models.video import FrameViT
 from imujax.objectives.infonce import info_nce_symmetric_mean, l2_normalize
-from imujax.systems.imu2clip import (frame_vit_sizes, graft_converted_encoder, imu_window, in_batch_top1,
-                                     precomputed_video, video_clip)
+from imujax.grafting import graft_converted_encoder
+from imujax.models.video import frame_vit_sizes
+from imujax.objectives.infonce import in_batch_top1
+from imujax.transforms.contrastive_inputs import imu_window, video_target
 
 
 class VisualEncoder(nnx.Module):
@@ -47,7 +50,7 @@ class VisualEncoder(nnx.Module):
         else:
             width = m.video_feature_dim
         self.input_width = width
-        self.feature_projector = torch_linear(width, m.visual_feature_dim, rngs)
+        self.feature_projector = layers.torch_linear(width, m.visual_feature_dim, rngs)
 
     def __call__(self, video: jax.Array, dropout_key: jax.Array | None = None) -> jax.Array:
         if self.kind == "features":
@@ -91,7 +94,7 @@ def augment_window(x: np.ndarray, aug: ml_collections.ConfigDict, rng: np.random
     return x
 
 
-class System:
+class System(systems.System):
     """RevalExo contrastive: `imu` [T, C] (time, channel), `video` (frames or features), `label`."""
 
     def __init__(self, config: ml_collections.ConfigDict):
@@ -105,8 +108,7 @@ class System:
         imu = imu_window(record, d.imu_channels, d.imu_rate_hz, d.imu_length, d.imu_resample).T  # [T, C]
         if rng is not None:
             imu = augment_window(imu, d.imu_augment, rng)
-        video = (video_clip(record, d, m.video.num_frames, m.video.img_size, rng) if m.video_tower == "vit"
-                 else precomputed_video(record))
+        video = video_target(record, d, m, rng)
         return {"imu": np.ascontiguousarray(imu), "video": video, "label": np.int32(record["label"])}
 
     def loss(self, model: RevalExoContrastiveModel, batch: dict[str, jax.Array], rng: jax.Array):

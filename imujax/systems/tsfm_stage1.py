@@ -1,4 +1,5 @@
-"""TSFM Stage 1: masked patch reconstruction + patch contrastive pretraining of the dual-branch encoder (spec §7).
+"""TSFM Stage 1: masked patch reconstruction + patch contrastive pretraining of the dual-branch encoder
+(alxdofficial/tsfm@308eea1 training_scripts/human_activity_recognition/pretrain.py).
 
 Per record (numpy, grain workers): channels -> optional SO(3) rotation per body location -> patches of
 ``patch_seconds`` resampled to 64 steps and z-scored -> padded to (max_patches, max_channels); a structured MAE
@@ -12,112 +13,33 @@ Multi-dataset runs (config.data.mixture): each dataset has its own channel names
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
 
+from imujax import alarms
 from imujax import metrics as run_metrics
 from imujax import mixture
-from imujax.models.tsfm import TSFMPretrain, TSFMSizes
+from imujax import systems
+from imujax.models.tsfm import TSFMPretrain, sizes_from_config
 from imujax.objectives import tsfm_pretrain
 from imujax.text import descriptions
 from imujax.text import embedder as text_embedder
-from imujax.transforms import records, tsfm_augment, tsfm_patches
+from imujax.transforms import tsfm_augment
+from imujax.transforms.tsfm_records import dataset_patchers, record_dataset
 
 
-def sizes_from_config(model_cfg: ml_collections.ConfigDict, **changes) -> TSFMSizes:
-    values = dict(model_cfg)
-    known = {f.name for f in dataclasses.fields(TSFMSizes)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"config.model has unknown TSFM fields {unknown}; known: {sorted(known)}")
-    for key in ("cnn_channels", "cnn_kernel_sizes"):
-        if key in values:
-            values[key] = tuple(values[key])
-    return TSFMSizes(**{**values, **changes})
-
-
-def make_text_embedder(config: ml_collections.ConfigDict):
-    t = config.text
-    return text_embedder.make_embedder(t.embedder, cache_dir=t.cache_dir or None, width=t.hashed_width)
-
-
-class RecordPatcher:
-    """Shared record -> fixed-shape patch arrays (+ channel indices into the description table).
-
-    ``data`` holds the dataset's settings (default config.data); its channels are rows first_row, first_row + 1, ...
-    of the description table.
-    """
-
-    def __init__(self, config: ml_collections.ConfigDict, channel_table: list[str],
-                 data: ml_collections.ConfigDict | None = None, first_row: int = 0):
-        self.data = config.data if data is None else data
-        self.index = {name: first_row + i for i, name in enumerate(channel_table)}
-
-    def __call__(self, record: dict, rng: np.random.Generator | None, patch_seconds: float):
-        d = self.data
-        names = list(d.imu_channels) or [c.decode() if isinstance(c, bytes) else str(c) for c in record["channels"]]
-        imu = records.select_channels(record, names) if d.imu_channels else np.asarray(record["imu"], np.float32)
-        if rng is not None and d.rotation_prob and rng.random() < d.rotation_prob:
-            imu, _ = tsfm_augment.rotate_triads(imu, names, rng)
-        rate = float(record["imu_rate_hz"])
-        patch_seconds = min(patch_seconds, imu.shape[0] / rate)  # capped by the recording length
-        patches = tsfm_patches.preprocess_recording(imu, rate, patch_seconds, max_patches=d.max_patches)
-        patches, patch_mask, channel_mask = tsfm_patches.pad_record(patches, d.max_patches, d.max_channels)
-        ids = np.zeros(d.max_channels, np.int32)
-        missing = [n for n in names if n not in self.index]
-        if missing:
-            raise ValueError(f"channels {missing} have no description (config.data.imu_channels / channel table)")
-        ids[:len(names)] = [self.index[n] for n in names]
-        return patches, patch_mask, channel_mask, ids
-
-
-def _channel_names(data: ml_collections.ConfigDict) -> list[str]:
-    """A dataset's channel names: its imu_channels, or its declared channel list."""
-    if data.imu_channels:
-        return list(data.imu_channels)
-    if data.channel_names:
-        return list(data.channel_names)
-    where = f"config.data.per_dataset.{data.name.partition('/')[0]}" if data.get("mixture") else "config.data"
-    raise ValueError(f"{where}.imu_channels or .channel_names must list the channels of {data.name!r} "
-                     "(their descriptions are embedded once at start-up)")
-
-
-def dataset_patchers(config: ml_collections.ConfigDict, leading: tuple[str, ...] = ()
-                     ) -> tuple[list[str], list[RecordPatcher]]:
-    """One RecordPatcher per training dataset (config.data.mixture, or config.data.name) and the description strings
-    they index: ``leading`` first, then each dataset's channels described with that dataset's description, rate and
-    patch length (the channel string of spec §1)."""
-    strings, patchers = list(leading), []
-    for settings in mixture.all_dataset_settings(config):
-        for key in ("max_patches", "max_channels"):
-            if settings[key] != config.data[key]:
-                raise ValueError(f"config.data.per_dataset.{settings.name.partition('/')[0]}.{key}: the batch shape is "
-                                 f"shared by every dataset; set config.data.{key} instead")
-        names = _channel_names(settings)
-        patchers.append(RecordPatcher(config, names, data=settings, first_row=len(strings)))
-        patch = settings.patch_seconds if config.text.augment else None
-        strings += [descriptions.channel_string(settings.dataset_description, descriptions.describe_channel(n),
-                                                settings.sampling_rate_hz, patch) for n in names]
-    return strings, patchers
-
-
-def record_dataset(record: dict, default: int) -> int:
-    """The record's dataset (mixtures tag records with ``dataset_index``; evaluation records are of ``default``)."""
-    return int(record["dataset_index"]) if "dataset_index" in record else default
-
-
-class System:
+class System(systems.System):
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
         self.sizes = sizes_from_config(config.model, use_channel_encoding=True)
         strings, self.patchers = dataset_patchers(config)
         self.eval_dataset = mixture.eval_index(config)
-        sentences = descriptions.sentence_table(make_text_embedder(config), strings)
+        embedder = text_embedder.make_embedder(config.text.embedder, cache_dir=config.text.cache_dir or None,
+                                               width=config.text.hashed_width)
+        sentences = descriptions.sentence_table(embedder, strings)
         if sentences.shape[1] != self.sizes.sbert_dim:
             raise ValueError(f"text embedder width {sentences.shape[1]} != config.model.sbert_dim {self.sizes.sbert_dim}")
         self.channel_sentences = sentences.astype(np.float32)
@@ -167,6 +89,11 @@ class System:
                 "loss": c.mae_weight * mae_d / safe[0] + c.contrast_weight * con_d / safe[1],
                 "mae": mae_d, "contrast": con_d})
         return total, out
+
+    def trivial_values(self, batch_size: int) -> dict[str, tuple[float, str]]:
+        """What the reconstruction reads when nothing is learned (imujax.alarms): patches are z-scored per (patch,
+        channel), so predicting zeros gives an MSE of 1."""
+        return {"mae": (1.0, "MSE of a zero prediction on z-scored patches")}
 
     def embed(self, model: TSFMPretrain, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         """Mean of the encoder output over valid patches and channels (``fused``, for the linear probe)."""

@@ -1,11 +1,13 @@
-"""TSFM Stage 2: align session embeddings with label text through the learnable label bank (spec §4-§6, §9).
+"""TSFM Stage 2: align session embeddings with label text through the learnable label bank (alxdofficial/tsfm@308eea1
+training_scripts/human_activity_recognition/semantic_alignment_train.py).
 
 Per record: channels -> optional SO(3) rotation -> jitter / per-channel scaling (p 0.5 each) -> patches with a
 patch length drawn from config.data.patch_seconds_choices (training) -> padded arrays, channel-description indices
 and a label-text variant (raw name, or a template such as "person {}" with probability text_augment_prob).
 Text token states of every channel description and label variant are computed once at start-up (disk cache).
 Loss: soft-target InfoNCE (K=1), multi-prototype InfoNCE (K>1) or SigLIP, with a memory bank of negatives.
-``config.encoder_init_from`` starts the encoder from a Stage-1 run directory (its latest checkpoint).
+Starting the encoder from a Stage-1 run: ``--config.init_from=RUN_DIR:latest --config.init_only=encoder`` (the older
+``config.encoder_init_from=RUN_DIR`` is read the same way; `imujax.train.init_source`).
 Multi-dataset runs (config.data.mixture): per-dataset channels, descriptions and patch lengths as in Stage 1; the
 label bank's table is the union of every dataset's class names (``label_variant`` indexes it), while ``label`` stays
 the dataset's own class index (evaluation is closed-set on config.data.name's classes).
@@ -16,7 +18,6 @@ End-of-run evaluation (config.eval.zero_shot): closed-set zero-shot and the conf
 from __future__ import annotations
 
 import logging
-import os
 
 import jax
 import jax.numpy as jnp
@@ -26,50 +27,22 @@ from flax import nnx
 
 from imujax import metrics as run_metrics
 from imujax import mixture
-from imujax.models.tsfm import TSFM, encode_frozen
+from imujax import systems
+from imujax.models.tsfm import TSFM, encode_frozen, sizes_from_config
 from imujax.objectives import prototypes
-from imujax.systems.tsfm_stage1 import dataset_patchers, make_text_embedder, record_dataset, sizes_from_config
 from imujax.text import descriptions
+from imujax.text import embedder as text_embedder
 from imujax.transforms import tsfm_augment
+from imujax.transforms.tsfm_records import dataset_patchers, record_dataset
 
 
-def load_stage1_encoder(run_dir: str) -> dict[tuple, np.ndarray]:
-    """{path-as-strings: array} of the encoder params in the latest checkpoint of a Stage-1 run directory."""
-    import orbax.checkpoint as ocp
-    ckpt_dir = os.path.join(os.path.abspath(run_dir), "checkpoints")
-    if not os.path.isdir(ckpt_dir):
-        raise FileNotFoundError(f"encoder_init_from={run_dir}: no checkpoints/ directory (a Stage-1 workdir?)")
-    steps = sorted(int(s) for s in os.listdir(ckpt_dir) if s.isdigit())
-    if not steps:
-        raise FileNotFoundError(f"encoder_init_from={run_dir}: {ckpt_dir} holds no checkpoint")
-    path = os.path.join(ckpt_dir, str(steps[-1]), "state")
-    with ocp.StandardCheckpointer() as checkpointer:
-        meta = checkpointer.metadata(path)
-        tree = meta.item_metadata.tree if hasattr(meta, "item_metadata") else meta
-        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=jax.sharding.SingleDeviceSharding(
-            jax.devices()[0])), tree)
-        restored = checkpointer.restore(path, target)
-    flat = {}
-
-    def walk(node, prefix):
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(v, prefix + (str(k),))
-        else:  # orbax keeps nnx Variables as {'value': array}
-            flat[prefix[:-1] if prefix[-1] == "value" else prefix] = np.asarray(node)
-
-    walk(restored["params"].get("encoder", {}), ("encoder",))
-    if len(flat) <= 1:
-        raise ValueError(f"{path}: no encoder parameters found (is it a TSFM Stage-1 checkpoint?)")
-    return flat
-
-
-class System:
+class System(systems.System):
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
         self.sizes = sizes_from_config(config.model, use_channel_encoding=False,
                                        memory_bank_size=config.loss.memory_bank_size)
-        embedder = make_text_embedder(config)
+        embedder = text_embedder.make_embedder(config.text.embedder, cache_dir=config.text.cache_dir or None,
+                                               width=config.text.hashed_width)
         t = config.text
         strings, self.patchers = dataset_patchers(config, leading=(descriptions.PAD,))  # row 0: padded channels
         self.eval_dataset = mixture.eval_index(config)
@@ -91,27 +64,10 @@ class System:
         if self.label_tokens.shape[-1] != self.sizes.semantic_dim:
             raise ValueError(f"text width {self.label_tokens.shape[-1]} != config.model.semantic_dim "
                              f"{self.sizes.semantic_dim} (the label bank works on the text model's token states)")
-        self.encoder_init = load_stage1_encoder(config.encoder_init_from) if config.encoder_init_from else None
 
     # -- model ---------------------------------------------------------------------------------------------------------
     def make_model(self, rngs: nnx.Rngs) -> TSFM:
-        model = TSFM(self.sizes, rngs=rngs)
-        if self.encoder_init is not None:
-            self._load_encoder(model)
-        return model
-
-    def _load_encoder(self, model: TSFM) -> None:
-        loaded = 0
-        state = nnx.state(model.encoder, nnx.Param)
-        for path, var in nnx.to_flat_state(state):
-            key = ("encoder",) + tuple(str(p) for p in path)
-            if key in self.encoder_init and self.encoder_init[key].shape == var.get_value().shape:
-                var.set_value(jnp.asarray(self.encoder_init[key]))
-                loaded += 1
-        nnx.update(model.encoder, state)
-        if loaded == 0:
-            raise ValueError(f"encoder_init_from={self.config.encoder_init_from}: no parameter matched the encoder")
-        logging.info("initialised %d encoder tensors from %s", loaded, self.config.encoder_init_from)
+        return TSFM(self.sizes, rngs=rngs)
 
     # -- data ----------------------------------------------------------------------------------------------------------
     def preprocess(self, record: dict, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
@@ -188,16 +144,16 @@ class System:
         return {"fused": self.session_embedding(model, batch)}
 
     def evaluate(self, graphdef, state, source) -> dict[str, float]:
-        """The TSFM protocol (spec §10) on config.data.eval_split when config.eval.zero_shot is set: closed-set
-        zero-shot accuracy / macro-F1 (+ chance 1 / classes) and the config.eval.supervision_rates fine-tuning
-        protocol (e.g. 'supervised_10pct/acc'), on ``source`` (the eval split). Called by the Evaluator (end of
-        run, eval_every_steps) with the eval source it already holds."""
+        """The TSFM protocol (upstream evaluate_tsfm.py) on config.data.eval_split when config.eval.zero_shot is set:
+        closed-set zero-shot accuracy / macro-F1 (+ chance 1 / classes) and the config.eval.supervision_rates
+        fine-tuning protocol (e.g. 'supervised_10pct/acc'), on ``source`` (the eval split). Called by the Evaluator (end
+        of run, eval_every_steps) with the eval source it already holds."""
         e = self.config.eval
         if not e.get("zero_shot", False):
             return {}
         if jax.process_count() > 1:  # the protocol fine-tunes a host-local copy; run it offline on multi-host runs
             logging.warning("zero-shot / supervision protocol skipped on a %d-process run: run "
-                            "`python -m imujax.eval.zero_shot` on the workdir", jax.process_count())
+                            "`python -m imujax.main --mode=eval` on the workdir in one process", jax.process_count())
             return {}
         from imujax.eval import zero_shot
         model = nnx.merge(graphdef, jax.device_get(state["params"]), jax.device_get(state["other"]))

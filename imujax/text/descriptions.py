@@ -1,4 +1,5 @@
-"""Channel-description and label strings for TSFM (shared/specs/tsfm.md §1, §5) and their text-model tables.
+"""Channel-description and label strings for TSFM (alxdofficial/tsfm@308eea1 DATA_FORMAT.md,
+model/semantic_alignment.py) and their text-model tables.
 
 Channel string: ``"{dataset description} {channel description} (sampled at {rate:.0f}Hz, {patch:.1f}s window)"``;
 padded channels use ``"[PAD]"``. Channel names follow the imujax scheme ``<location>/<sensor>_<axis>``.

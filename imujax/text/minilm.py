@@ -13,7 +13,7 @@ import os
 import numpy as np
 from scipy import special
 
-from imujax.bridges.torch import reader
+from imujax.io import tensor_files
 
 
 def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
@@ -44,7 +44,7 @@ class BertEncoder:
                 raise FileNotFoundError(f"BERT model directory {model_dir}: {os.path.basename(path)} is missing")
         with open(cfg_path) as fh:
             config = json.load(fh)
-        weights = dict(reader.load_safetensors(st_path))
+        weights = dict(tensor_files.load_safetensors(st_path))
         return cls({k.removeprefix("bert."): v for k, v in weights.items()}, config)
 
     def _linear(self, x, name):

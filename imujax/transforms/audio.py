@@ -1,8 +1,8 @@
 """Kaldi-compatible log-mel filterbank (``torchaudio.compliance.kaldi.fbank`` maths) and the Audio-MAE input.
 
-Audio-MAE (shared/specs/audio_mae_himu.md §1.1) calls fbank with htk_compat, use_energy False, a Hanning window,
-128 mel bins, dither 0 and a 10 ms shift; everything else at Kaldi's defaults (25 ms frames, preemphasis 0.97,
-DC removal, 512-point FFT, low 20 Hz, high Nyquist, power spectrum, snip_edges). The log-mel is cut or zero-padded
+Audio-MAE (facebookresearch/AudioMAE@bd60e29 dataset.py `_wav2fbank`) calls fbank with htk_compat, use_energy False, a
+Hanning window, 128 mel bins, dither 0 and a 10 ms shift; everything else at Kaldi's defaults (25 ms frames, preemphasis
+0.97, DC removal, 512-point FFT, low 20 Hz, high Nyquist, power spectrum, snip_edges). The log-mel is cut or zero-padded
 to ``target_length`` frames and normalised as (x - mean) / (2 std).
 """
 

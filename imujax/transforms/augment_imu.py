@@ -1,8 +1,9 @@
 """PRIMUS IMU augmentations as the released code applies them (numpy, explicit RNG), on [B, C, T] batches.
 
-Facts: shared/specs/rnn_imu_encoders.md §3.3. `pretraining.py` never passes `--transform_list`, so the effective
-augmentation is the module default: scaling, then time-segment permutation (the README's "2 4" only names the run).
-The functions were written for [B, T, C] data and are applied to [B, C, T]; the quirks that follow are kept:
+Facts: Nokia-Bell-Labs/pretrained-imu-encoders@562e142 lib/imu_transforms.py, lib/train_modules.py. `pretraining.py`
+never passes `--transform_list`, so the effective augmentation is the module default: scaling, then time-segment
+permutation (the README's "2 4" only names the run). The functions were written for [B, T, C] data and are applied to
+[B, C, T]; the quirks that follow are kept:
 
 * scaling draws the factor with shape [B, 1, T]: per-time-step multiplicative noise shared across channels;
 * the segment cut points of the whole batch are drawn in one call *without replacement*, so no two cut points in a

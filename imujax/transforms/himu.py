@@ -1,9 +1,10 @@
 """HIMU-MAE IMU input: 2 s of Aria left accelerometer -> normalised dB spectrogram image [3, 128, 320].
 
-shared/specs/audio_mae_himu.md §2.2, per window: resample 800 -> 50 Hz (torchaudio sinc/Hann), cut or pad to 100
-samples (side chosen by the window start), resample 50 -> 160 Hz (320 samples), torchaudio ``Spectrogram`` 256/24/1
--> power [3, 129, 321], torchvision ``Resize((128, 320))`` (bilinear; tensors in torchvision 0.17 antialias by
-default), training-only frequency/time masking on the power, ``AmplitudeToDB``, per-axis (x - mean) / std.
+amir-goudarzi/IMU_testing@9c52aa2 src/features/imu_preprocessing.py `SpectrogramsGenerator`, per window: resample 800 ->
+50 Hz (torchaudio sinc/Hann), cut or pad to 100 samples (side chosen by the window start), resample 50 -> 160 Hz (320
+samples), torchaudio ``Spectrogram`` 256/24/1 -> power [3, 129, 321], torchvision ``Resize((128, 320))`` (bilinear;
+tensors in torchvision 0.17 antialias by default), training-only frequency/time masking on the power, ``AmplitudeToDB``,
+per-axis (x - mean) / std.
 H is frequency and W is time (transposed relative to Audio-MAE).
 """
 
@@ -14,6 +15,7 @@ import functools
 import numpy as np
 
 from imujax.transforms import imu as imu_tf
+from imujax.transforms import resize
 
 # data/EgoExo4D/mean_std/accl_{mean,std}_left.pt (dB, axes x, y, z).
 EGOEXO4D_LEFT_MEAN = (-32.96684, -23.85517, -30.42711)
@@ -32,27 +34,23 @@ def resize_matrix(in_size: int, out_size: int, antialias: bool) -> np.ndarray:
     antialias=True follows the separable triangle filter whose support widens by the scale when shrinking
     (``_upsample_bilinear2d_aa``); antialias=False is plain two-tap bilinear with the source index clamped at 0.
     """
+    if not antialias:  # the two-tap weights: the plain linear resize of an identity matrix
+        weights = resize.linear_resize(np.eye(in_size, dtype=np.float32), out_size, axis=0)
+        weights.setflags(write=False)
+        return weights
     f = np.float32  # PyTorch's CPU kernels do this index arithmetic in float32; so do we, to match bit for bit
     scale = f(in_size) / f(out_size)
+    support = scale if scale >= 1.0 else f(1.0)
+    inv = f(1.0) / scale if scale >= 1.0 else f(1.0)
     weights = np.zeros((out_size, in_size), np.float64)
     for i in range(out_size):
-        if antialias:
-            support = scale if scale >= 1.0 else f(1.0)
-            inv = f(1.0) / scale if scale >= 1.0 else f(1.0)
-            center = scale * (f(i) + f(0.5))
-            lo = max(int(center - support + f(0.5)), 0)
-            hi = min(int(center + support + f(0.5)), in_size)
-            taps = np.arange(lo, hi).astype(f)
-            w = np.maximum(f(0.0), f(1.0) - np.abs((taps - center + f(0.5)) * inv)).astype(f)
-            if w.sum() > 0:
-                weights[i, lo:hi] = w / w.sum()
-        else:
-            src = max(scale * (f(i) + f(0.5)) - f(0.5), f(0.0))
-            i0 = int(src)
-            i1 = i0 + 1 if i0 < in_size - 1 else i0
-            frac = f(src - f(i0))
-            weights[i, i0] += f(1.0) - frac
-            weights[i, i1] += frac
+        center = scale * (f(i) + f(0.5))
+        lo = max(int(center - support + f(0.5)), 0)
+        hi = min(int(center + support + f(0.5)), in_size)
+        taps = np.arange(lo, hi).astype(f)
+        w = np.maximum(f(0.0), f(1.0) - np.abs((taps - center + f(0.5)) * inv)).astype(f)
+        if w.sum() > 0:
+            weights[i, lo:hi] = w / w.sum()
     weights = weights.astype(np.float32)
     weights.setflags(write=False)
     return weights

@@ -5,8 +5,8 @@ per-shape constants (resampling kernels, windows) are cached.
 
 The maths follows the torchaudio defaults that the upstream EVI-MAE / RevalExo dataloaders call:
 `torchaudio.transforms.Resample` (windowed sinc, Hann window), `torchaudio.transforms.Spectrogram`
-(periodic Hann window centred in the FFT frame, reflect padding) and `AmplitudeToDB`. See
-specs/evi_mae.md §2.2 and §2.4.
+(periodic Hann window centred in the FFT frame, reflect padding) and `AmplitudeToDB`: mf-zhang/IMU-Video-MAE@78e7666
+src/dataloader.py `_imu2fbank` and revalexo/revalexo@6ca9000 train/transforms/imu_transforms.py.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+
+from imujax.transforms import resize
 
 # -- resampling -----------------------------------------------------------------------------------
 
@@ -176,7 +178,7 @@ def _fit_length(x: np.ndarray, length: int, axis: int) -> np.ndarray:
     return np.pad(x, pad)
 
 
-# -- EVI-MAE pretraining input (§2.2) -------------------------------------------------------------
+# -- EVI-MAE pretraining input (src/dataloader.py `_imu2fbank`) -----------------------------------
 
 
 def imu_slice_for_frames(n_rows: int, frame_ids: Sequence[int], n_video_frames: int) -> tuple[int, int]:
@@ -236,30 +238,12 @@ def evi_mae_spectrogram(
 
 
 def evi_mae_imu_noise(x: np.ndarray, rng: np.random.Generator, scale: float = 0.1) -> np.ndarray:
-    """Training noise: x + U[0,1)^shape * u * scale with one u ~ U[0,1) per sample (§2.2 step 5)."""
+    """Training noise: x + U[0,1)^shape * u * scale with one u ~ U[0,1) per sample (upstream `_imu2fbank`)."""
     amplitude = rng.random() * scale
     return (x + rng.random(x.shape, dtype=np.float32) * np.float32(amplitude)).astype(np.float32)
 
 
-# -- RevalExo fine-tuning input (§2.4) ------------------------------------------------------------
-
-
-def _linear_resize_axis(x: np.ndarray, out_size: int, axis: int) -> np.ndarray:
-    """Linear interpolation along one axis with align_corners=False (torch `interpolate` convention)."""
-    in_size = x.shape[axis]
-    if in_size == out_size:
-        return x
-    src = (np.arange(out_size, dtype=np.float64) + 0.5) * (in_size / out_size) - 0.5
-    src = np.maximum(src, 0.0)
-    lo = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
-    hi = np.minimum(lo + 1, in_size - 1)
-    frac = (src - lo).astype(x.dtype)
-    shape = [1] * x.ndim
-    shape[axis] = out_size
-    frac = frac.reshape(shape)
-    a = np.take(x, lo, axis=axis)
-    b = np.take(x, hi, axis=axis)
-    return a + (b - a) * frac
+# -- RevalExo fine-tuning input (train/transforms/imu_transforms.py) ---------------------------
 
 
 def revalexo_spectrogram(
@@ -279,16 +263,16 @@ def revalexo_spectrogram(
 
     Per channel, no mean subtraction: linear interpolation to signal_length samples, power
     spectrogram, ln(x + log_eps), bilinear resize to (freq=target_height, time=target_length), then
-    (x - mean) / std. The layout is (freq, time), transposed relative to pretraining (§2.4).
+    (x - mean) / std. The layout is (freq, time), transposed relative to pretraining.
     """
     imu = np.asarray(imu)
     if imu.ndim != 2:
         raise ValueError(f"revalexo_spectrogram: expected imu of shape [T, C], got {imu.shape}")
     if imu.shape[0] == 0:
         raise ValueError("revalexo_spectrogram: imu window has no rows")
-    waves = _linear_resize_axis(imu.astype(np.float32).T, signal_length, axis=-1)  # [C, signal_length]
+    waves = resize.linear_resize(imu.astype(np.float32).T, signal_length, axis=-1)  # [C, signal_length]
     spec = power_spectrogram(waves, n_fft, win_length, hop_length)  # [C, F, frames]
     spec = np.log(spec + np.float32(log_eps))
-    spec = _linear_resize_axis(spec, target_height, axis=1)
-    spec = _linear_resize_axis(spec, target_length, axis=2)
+    spec = resize.linear_resize(spec, target_height, axis=1)
+    spec = resize.linear_resize(spec, target_length, axis=2)
     return ((spec - np.float32(mean)) / np.float32(std)).astype(np.float32, copy=False)

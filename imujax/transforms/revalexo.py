@@ -1,7 +1,8 @@
 """RevalExo channel layouts: the 7 lower-body sensors, the 4-slot EVI-MAE mappings and the 42-channel contrastive set.
 
 The RevalExo builder names channels `<sensor>/<acc|gyro>_<axis>` from the csv header (`acc_Right_Foot_x` ->
-`right_foot/acc_x`). Upstream selects columns by glob patterns in pattern order (shared/specs/evi_mae.md §2.4, §4):
+`right_foot/acc_x`). Upstream selects columns by glob patterns in pattern order (revalexo/revalexo@6ca9000
+pretrain/imu-video-mae/migrate_revalexo_data.py, pretrain/contrastive/src/data/multimodaldataset.py):
 Pelvis, *_Upper_Leg_*, *_Lower_Leg_*, *_Foot_*, with Right before Left as in the released csv header (the migration
 script's comment; unverified against the real files). `SENSORS` is that order.
 
@@ -10,7 +11,8 @@ Two EVI-MAE slot mappings exist upstream and they disagree:
   left_leg <- Left_Upper_Leg, right_leg <- Right_Upper_Leg.
 - "finetune_as_released" (`EVI_MAE_IMUTransform` with `use_revalexo_mapping`): indices [15-17], [6-8], [18-20],
   [9-11] into the 21 pattern-ordered acc columns, which pick Right_Foot, Left_Upper_Leg, Left_Foot and
-  Right_Lower_Leg for left_arm, right_arm, left_leg, right_leg (its comment names other sensors, see §2.4).
+  Right_Lower_Leg for left_arm, right_arm, left_leg, right_leg (its comment names other sensors; revalexo
+  train/transforms/imu_transforms.py).
 A faithful port of each stage uses that stage's mapping.
 """
 

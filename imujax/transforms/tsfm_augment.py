@@ -1,4 +1,5 @@
-"""TSFM augmentations and masks (shared/specs/tsfm.md §7, §9), numpy with an explicit ``np.random.Generator``.
+"""TSFM augmentations and masks (alxdofficial/tsfm@308eea1 datasets/imu_pretraining_dataset/augmentations.py,
+training_scripts/human_activity_recognition/pretrain.py), numpy with an explicit ``np.random.Generator``.
 
 Signals are [T, C] with channel names ``<location>/<sensor>_<axis>`` (the imujax scheme, e.g. ``left_arm/acc_x``).
 SO(3) rotation draws one rotation per body location and applies it to every xyz triad there (acc, gyro, mag), so

@@ -1,4 +1,4 @@
-"""TSFM patch preprocessing (shared/specs/tsfm.md §2), numpy.
+"""TSFM patch preprocessing (alxdofficial/tsfm@308eea1 model/preprocessing.py), numpy.
 
 A recording [T, C] at its own rate becomes patches [P, 64, C]: unfold into windows of int(rate * patch_seconds)
 samples, resample each window to 64 steps with half-pixel linear interpolation (PyTorch ``F.interpolate(mode='linear',
@@ -10,27 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from imujax.transforms import resize
+
 TARGET_PATCH_SIZE = 64
 MAX_PATCHES_PER_SAMPLE = 48
 ZSCORE_STD_FLOOR = 1e-8
-
-
-def interpolate_linear(x: np.ndarray, size: int, axis: int = -2) -> np.ndarray:
-    """Half-pixel linear resampling of ``axis`` to ``size`` steps, exactly as torch linear/align_corners=False."""
-    n = x.shape[axis]
-    if n == size:
-        return x
-    scale = np.float32(n) / np.float32(size)  # torch computes the source index in the input's float type
-    src = (np.arange(size, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
-    src = np.maximum(src, np.float32(0.0))
-    i0 = np.floor(src).astype(np.int64)
-    i0 = np.minimum(i0, n - 1)
-    i1 = np.minimum(i0 + 1, n - 1)
-    w = (src - i0.astype(np.float32)).astype(x.dtype)
-    shape = [1] * x.ndim
-    shape[axis] = size
-    w = w.reshape(shape)
-    return (1 - w) * np.take(x, i0, axis=axis) + w * np.take(x, i1, axis=axis)
 
 
 def unfold_patches(x: np.ndarray, patch_len: int, stride: int) -> np.ndarray:
@@ -61,7 +45,7 @@ def preprocess_recording(imu: np.ndarray, sampling_rate: float, patch_seconds: f
     patch_len = int(sampling_rate * patch_seconds)
     stride = int(sampling_rate * (stride_seconds if stride_seconds is not None else patch_seconds))
     patches = unfold_patches(imu, patch_len, stride)[:max_patches]
-    return zscore_patches(interpolate_linear(patches, target, axis=-2))
+    return zscore_patches(resize.linear_resize(patches, target, axis=-2))
 
 
 def pad_batch(patch_list: list[np.ndarray], num_patches: int | None = None, num_channels: int | None = None

@@ -2,7 +2,8 @@
 
 Frames are uint8 [F, H, W, 3] (RGB). Every random choice takes an explicit numpy Generator so a
 sample is reproducible from its seed. The EVI-MAE recipe (VideoMAE `GroupMultiScaleCrop`, bilinear
-resize, ImageNet normalisation, [C, T, H, W] output) is described in specs/evi_mae.md §2.3.
+resize, ImageNet normalisation, [C, T, H, W] output) is that of mf-zhang/IMU-Video-MAE@78e7666 src/dataloader.py and
+src/transforms.py.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Sequence
 import einops
 import numpy as np
 from PIL import Image
+
+from imujax.transforms import resize
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -95,22 +98,7 @@ def resize_frames(frames: np.ndarray, size: int | Sequence[int]) -> np.ndarray:
             [np.asarray(Image.fromarray(f).resize((width, height), Image.BILINEAR)) for f in frames]
         )
     frames = frames.astype(np.float32, copy=False)
-    return _bilinear_axis(_bilinear_axis(frames, height, axis=1), width, axis=2)
-
-
-def _bilinear_axis(x: np.ndarray, out_size: int, axis: int) -> np.ndarray:
-    """Linear interpolation along one axis, align_corners=False."""
-    in_size = x.shape[axis]
-    if in_size == out_size:
-        return x
-    src = np.maximum((np.arange(out_size, dtype=np.float64) + 0.5) * (in_size / out_size) - 0.5, 0.0)
-    lo = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
-    hi = np.minimum(lo + 1, in_size - 1)
-    shape = [1] * x.ndim
-    shape[axis] = out_size
-    frac = (src - lo).astype(x.dtype).reshape(shape)
-    a = np.take(x, lo, axis=axis)
-    return a + (np.take(x, hi, axis=axis) - a) * frac
+    return resize.linear_resize(resize.linear_resize(frames, height, axis=1), width, axis=2)
 
 
 def crop(frames: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:
@@ -309,16 +297,3 @@ def evi_mae_clip(
         short = min(clip.shape[1:3])
         clip = resize_frames(center_crop(clip, short), img_size)
     return clip, ids
-
-
-def evi_mae_video(
-    frames: np.ndarray | Sequence[bytes],
-    *,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
-    **clip_args,
-) -> tuple[np.ndarray, np.ndarray]:
-    """`evi_mae_clip` (same arguments), normalised as upstream feeds it -> (float32 [3, num_frames, img_size,
-    img_size], frame ids)."""
-    clip, ids = evi_mae_clip(frames, **clip_args)
-    return to_channels_first(normalize(clip, mean, std)), ids

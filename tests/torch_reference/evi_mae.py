@@ -403,8 +403,8 @@ class EVIMAE(Encoder):
         rep[mask_nodes] = 0
         return self.graph_decoder(edges, rep), mask_nodes
 
-    def forward(self, a, v, node_perm, noise_a, noise_v, ratio_a: float = 0.75, ratio_v: float = 0.9):
-        s = self.s
+    def encode(self, a, v, node_perm, noise_a, noise_v, ratio_a: float, ratio_v: float) -> dict:
+        """Everything upstream's ``forward_encoder`` computes (graph MAE first, then the masked MAE encoders)."""
         batch = a.shape[0]
         parts = self.embed_parts(a)
         xv = self.embed_video(v)
@@ -417,14 +417,26 @@ class EVIMAE(Encoder):
         xa = self.align(self.imu_blocks(xa))
         xv = self.video_blocks(xv)
         joint = self.norm(self.blocks_u[0](torch.cat([xa, xv], dim=1)))
-        ca = self.norm_a(self.blocks_u[0](xa, "a")).mean(dim=1)
-        cv = self.norm_video(self.blocks_u[0](xv, "v")).mean(dim=1)
+        ca = self.norm_a(self.blocks_u[0](xa, "a"))
+        cv = self.norm_video(self.blocks_u[0](xv, "v"))
+        return {"joint": joint, "mask_a": mask_a, "restore_a": restore_a, "mask_v": mask_v, "restore_v": restore_v,
+                "ca": ca, "cv": cv, "g_loss": g_loss, "nodes": nodes, "recon": recon, "mask_nodes": mask_nodes,
+                "xa": xa, "xv": xv}
 
-        x = self.decoder_embed(joint)
-        keep_a = xa.shape[1]
-        fill_a = self.mask_token.repeat(batch, int(mask_a[0].sum()), 1)
-        fill_v = self.mask_token.repeat(batch, int(mask_v[0].sum()), 1)
-        dim = x.shape[-1]
+    def forward_encoder(self, a, v, node_perm, noise_a, noise_v, ratio_a: float, ratio_v: float):
+        """Upstream's return tuple: (x, mask_a, ids_restore_a, mask_v, ids_restore_v, ca, cv, g_loss)."""
+        e = self.encode(a, v, node_perm, noise_a, noise_v, ratio_a, ratio_v)
+        return e["joint"], e["mask_a"], e["restore_a"], e["mask_v"], e["restore_v"], e["ca"], e["cv"], e["g_loss"]
+
+    def forward_decoder(self, x, mask_a, restore_a, mask_v, restore_v):
+        """Mask tokens appended per modality (counts from the first sample's mask), unshuffled, decoded."""
+        s = self.s
+        x = self.decoder_embed(x)
+        batch, dim = x.shape[0], x.shape[-1]
+        masked_a, masked_v = int(mask_a[0].sum()), int(mask_v[0].sum())
+        keep_a = s.imu_tokens - masked_a
+        fill_a = self.mask_token.repeat(batch, masked_a, 1)
+        fill_v = self.mask_token.repeat(batch, masked_v, 1)
         da = torch.gather(torch.cat([x[:, :keep_a], fill_a], 1), 1, restore_a[..., None].expand(-1, -1, dim))
         dv = torch.gather(torch.cat([x[:, keep_a:], fill_v], 1), 1, restore_v[..., None].expand(-1, -1, dim))
         x = torch.cat([da, dv], dim=1) + torch.cat([self.decoder_pos_embed_a, self.decoder_pos_embed_video], dim=1)
@@ -433,36 +445,79 @@ class EVIMAE(Encoder):
         for blk in self.decoder_blocks:
             x = blk(x)
         x = self.decoder_norm(x)
-        pred_a = self.decoder_pred_a(x[:, :s.imu_tokens])
-        pred_v = self.decoder_pred_video(x[:, s.imu_tokens:])
+        return self.decoder_pred_a(x[:, :s.imu_tokens]), self.decoder_pred_video(x[:, s.imu_tokens:])
 
-        target_a, target_v = self.targets(a, v)
-        mae_a = self.masked_mse(pred_a, target_a, mask_a)
-        mae_v = self.masked_mse(pred_v, target_v, mask_v)
-        sim = F.normalize(ca, dim=-1) @ F.normalize(cv, dim=-1).T / 0.05
-        c_loss = -torch.mean(torch.diag(F.log_softmax(sim, dim=0)))
-        return {"target_imu": target_a, "target_video": target_v, "mae_imu": mae_a, "mae_video": mae_v,
-                "pred_imu": pred_a, "pred_video": pred_v, "mask_imu": mask_a, "mask_video": mask_v,
-                "contrast_imu": ca, "contrast_video": cv, "graph_nodes": nodes, "graph_recon": recon,
-                "graph_mask_nodes": mask_nodes, "latent_imu": xa, "latent_video": xv,
-                "g_loss": g_loss, "c_loss": c_loss}
-
-    def targets(self, a, v):
-        """MAE targets: IMU transposed to (freq, time), patch vectors (p, q, channel); video (p0, p1, p2, c)."""
-        p, t = self.s.patch, self.s.tubelet
-        x = a.transpose(2, 3)
-        b, c, h, w = x.shape
-        x = x.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1).reshape(b, (h // p) * (w // p), p * p * c)
-        b, c, f, hh, ww = v.shape
-        y = v.reshape(b, c, f // t, t, hh // p, p, ww // p, p).permute(0, 2, 4, 6, 3, 5, 7, 1)
-        return x, y.reshape(b, (f // t) * (hh // p) * (ww // p), t * p * p * c)
+    def forward_mae_loss(self, inputs, pred, mask, modality: str, norm_pix_loss: bool = True):
+        target = self.targets(inputs, None)[0] if modality == "a" else self.targets(None, inputs)[1]
+        return self.masked_mse(pred, target, mask, norm_pix_loss)
 
     @staticmethod
-    def masked_mse(pred, target, mask):
+    def forward_contrastive(imu_rep, video_rep):
+        """One direction (video -> IMU), tau 0.05; c_acc = fraction of video columns whose argmax row matches."""
+        total = F.normalize(imu_rep, dim=-1) @ F.normalize(video_rep, dim=-1).T / 0.05
+        nce = -torch.mean(torch.diag(F.log_softmax(total, dim=0)))
+        c_acc = (total.argmax(dim=0) == torch.arange(total.shape[0])).sum() / total.shape[0]
+        return nce, c_acc
+
+    def released_forward(self, a, v, node_perm, noise_a, noise_v, ratio_a: float = 0.75, ratio_v: float = 0.9,
+                         mae_loss_weight: float = 1.0, contrast_loss_weight: float = 0.01, norm_pix_loss: bool = True):
+        """Upstream ``forward``'s return tuple: (loss, loss_mae, loss_mae_a, loss_mae_v, loss_c, mask_a, mask_v,
+        c_acc, loss_g), the weights applied as upstream (the graph weight 10 is hard-coded)."""
+        x, mask_a, restore_a, mask_v, restore_v, ca, cv, loss_g = self.forward_encoder(a, v, node_perm, noise_a,
+                                                                                       noise_v, ratio_a, ratio_v)
+        zero = torch.tensor(0.0)
+        if mae_loss_weight != 0:
+            pred_a, pred_v = self.forward_decoder(x, mask_a, restore_a, mask_v, restore_v)
+            loss_mae_a = self.forward_mae_loss(a, pred_a, mask_a, "a", norm_pix_loss)
+            loss_mae_v = self.forward_mae_loss(v, pred_v, mask_v, "v", norm_pix_loss)
+            loss_mae = mae_loss_weight * (loss_mae_a + loss_mae_v)
+        else:
+            loss_mae_a = loss_mae_v = loss_mae = zero
+        if contrast_loss_weight != 0:
+            loss_c, c_acc = self.forward_contrastive(ca.mean(dim=1), cv.mean(dim=1))
+            loss_c = contrast_loss_weight * loss_c
+        else:
+            loss_c = c_acc = zero
+        loss = loss_mae + loss_c + loss_g * 10
+        return loss, loss_mae, loss_mae_a, loss_mae_v, loss_c, mask_a, mask_v, c_acc, loss_g
+
+    def forward(self, a, v, node_perm, noise_a, noise_v, ratio_a: float = 0.75, ratio_v: float = 0.9):
+        """All pieces of one pretraining forward as a dict (the imujax model's outputs, for the step tests)."""
+        e = self.encode(a, v, node_perm, noise_a, noise_v, ratio_a, ratio_v)
+        pred_a, pred_v = self.forward_decoder(e["joint"], e["mask_a"], e["restore_a"], e["mask_v"], e["restore_v"])
+        target_a, target_v = self.targets(a, v)
+        mae_a = self.masked_mse(pred_a, target_a, e["mask_a"])
+        mae_v = self.masked_mse(pred_v, target_v, e["mask_v"])
+        c_loss, _ = self.forward_contrastive(e["ca"].mean(dim=1), e["cv"].mean(dim=1))
+        return {"target_imu": target_a, "target_video": target_v, "mae_imu": mae_a, "mae_video": mae_v,
+                "pred_imu": pred_a, "pred_video": pred_v, "mask_imu": e["mask_a"], "mask_video": e["mask_v"],
+                "contrast_imu": e["ca"].mean(dim=1), "contrast_video": e["cv"].mean(dim=1), "graph_nodes": e["nodes"],
+                "graph_recon": e["recon"], "graph_mask_nodes": e["mask_nodes"], "latent_imu": e["xa"],
+                "latent_video": e["xv"], "g_loss": e["g_loss"], "c_loss": c_loss}
+
+    def targets(self, a, v):
+        """MAE targets (either may be None): IMU transposed to (freq, time), patch vectors (p, q, channel); video
+        (p0, p1, p2, c)."""
+        p, t = self.s.patch, self.s.tubelet
+        x = y = None
+        if a is not None:
+            x = a.transpose(2, 3)
+            b, c, h, w = x.shape
+            x = x.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1).reshape(b, (h // p) * (w // p),
+                                                                                        p * p * c)
+        if v is not None:
+            b, c, f, hh, ww = v.shape
+            y = v.reshape(b, c, f // t, t, hh // p, p, ww // p, p).permute(0, 2, 4, 6, 3, 5, 7, 1)
+            y = y.reshape(b, (f // t) * (hh // p) * (ww // p), t * p * p * c)
+        return x, y
+
+    @staticmethod
+    def masked_mse(pred, target, mask, norm_pix_loss: bool = True):
         """norm_pix_loss MSE: per-patch (x - mean) / sqrt(unbiased var + 1e-6), mean over masked tokens only."""
-        mean = target.mean(dim=-1, keepdim=True)
-        var = target.var(dim=-1, keepdim=True)
-        target = (target - mean) / (var + 1e-6) ** 0.5
+        if norm_pix_loss:
+            mean = target.mean(dim=-1, keepdim=True)
+            var = target.var(dim=-1, keepdim=True)
+            target = (target - mean) / (var + 1e-6) ** 0.5
         return (((pred - target) ** 2).mean(dim=-1) * mask).sum() / mask.sum()
 
     def encode_unmasked(self, a, v):

@@ -66,13 +66,13 @@ class DeepConvLSTM(nn.Module):
     """RevalExo DeepConvLSTM (single horizon, no shared classifier layers), `encode_features` as forward."""
 
     def __init__(self, channels: int = 42, num_classes: int = 11, conv_kernels: int = 64, conv_kernel_size: int = 11,
-                 lstm_units: int = 1024, feature_dim: int = 256):
+                 lstm_units: int = 1024, feature_dim: int = 256, lstm_layers: int = 1):
         super().__init__()
         self.conv1 = nn.Conv2d(1, conv_kernels, (conv_kernel_size, 1))
         self.conv2 = nn.Conv2d(conv_kernels, conv_kernels, (conv_kernel_size, 1))
         self.conv3 = nn.Conv2d(conv_kernels, conv_kernels, (conv_kernel_size, 1))
         self.conv4 = nn.Conv2d(conv_kernels, conv_kernels, (conv_kernel_size, 1))
-        self.lstm = nn.LSTM(channels * conv_kernels, lstm_units, num_layers=1, batch_first=True)
+        self.lstm = nn.LSTM(channels * conv_kernels, lstm_units, num_layers=lstm_layers, batch_first=True)
         self.dropout = nn.Dropout(0.5)
         self.classifier = nn.Module()
         self.classifier.heads = nn.ModuleList([nn.Sequential(nn.Dropout(0.5), nn.Linear(lstm_units, num_classes))])

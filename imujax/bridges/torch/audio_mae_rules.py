@@ -1,6 +1,7 @@
 """Torch bridge for Audio-MAE / HIMU-MAE: rule tables, size inference from checkpoint shapes, convert registrations.
 
-Three upstream checkpoints (shared/specs/audio_mae_himu.md §1.3, §2.3, §2.4):
+Three upstream checkpoints (facebookresearch/AudioMAE@bd60e29 models_mae.py, models_vit.py;
+amir-goudarzi/IMU_testing@9c52aa2 src/subtrees/AudioMAE/models_mae.py, models_vit.py):
 * ``audio_mae``: Audio-MAE ``pretrained.pth`` (weights under ``'model'``), ``MaskedAutoencoderViT``.
 * ``audio_mae_vit``: a fine-tuned / linear-probed ``VisionTransformer`` (``finetuned.pth``): ``fc_norm`` + ``head``
   (or the MAE linear-probe ``head.0`` BatchNorm1d(affine=False) + ``head.1``).
@@ -106,8 +107,9 @@ def _infer_encoder(sd: Mapping[str, np.ndarray], overrides: Mapping[str, str], c
     _set(cfg, overrides, "in_chans", chans, "patch_embed.proj.weight")
     _set(cfg, overrides, "patch", kh, "patch_embed.proj.weight")
     _set(cfg, overrides, "depth", R.count_indices(sd, _regex("blocks.{i}.")), "blocks.*")
-    hidden = R.shape_of(sd, "blocks.0.mlp.fc1.weight")[0]
-    _set(cfg, overrides, "mlp_ratio", hidden / dim, "blocks.0.mlp.fc1.weight")
+    if cfg["depth"]:  # a depth-0 encoder stores no MLP: the ratio comes from the decoder, --set or the default
+        hidden = R.shape_of(sd, "blocks.0.mlp.fc1.weight")[0]
+        _set(cfg, overrides, "mlp_ratio", hidden / dim, "blocks.0.mlp.fc1.weight")
     if "num_heads" not in overrides:  # not stored; ViT-B and the HIMU models use 64-wide heads
         if dim % 64:
             raise ValueError(f"cannot infer num_heads: embed_dim={dim} is not a multiple of 64; pass --set num_heads=N")
@@ -137,9 +139,13 @@ def infer_mae(defaults: AudioMAESizes, family: str):
         d_dec, d_in = R.shape_of(sd, "decoder_embed.weight")
         _set(cfg, overrides, "decoder_dim", d_dec, "decoder_embed.weight")
         _set(cfg, overrides, "video_dim", d_in - cfg["embed_dim"], "decoder_embed.weight (minus embed_dim)")
-        swin = "decoder_blocks.0.attn.tau" in sd
-        _set(cfg, overrides, "decoder_mode", 1 if swin else 0, "decoder_blocks.0.attn.tau presence")
         _set(cfg, overrides, "decoder_depth", R.count_indices(sd, _regex("decoder_blocks.{j}.")), "decoder_blocks.*")
+        swin = "decoder_blocks.0.attn.tau" in sd
+        if cfg["decoder_depth"]:  # without decoder blocks the kind is unobservable and changes nothing
+            _set(cfg, overrides, "decoder_mode", 1 if swin else 0, "decoder_blocks.0.attn.tau presence")
+            if not cfg["depth"]:
+                hidden = R.shape_of(sd, "decoder_blocks.0.mlp.fc1.weight")[0]
+                _set(cfg, overrides, "mlp_ratio", hidden / d_dec, "decoder_blocks.0.mlp.fc1.weight")
         if swin:
             _set(cfg, overrides, "decoder_heads", R.shape_of(sd, "decoder_blocks.0.attn.tau")[0],
                  "decoder_blocks.0.attn.tau")
@@ -175,7 +181,8 @@ def sizes_from_inputs(key: str):
 
 # -- WEAR transfer ------------------------------------------------------------------------------------------------------
 def wear_init_from_himu(sd: Mapping[str, np.ndarray], repeats: int = 4) -> dict[str, np.ndarray]:
-    """HIMU 3-channel state_dict -> WEAR 3*repeats-channel initial state_dict (torch layout, §2.5).
+    """HIMU 3-channel state_dict -> WEAR 3*repeats-channel initial state_dict (torch layout,
+    amir-goudarzi/IMU_testing@9c52aa2 src/data/wear_dataset_ssl.py).
 
     ``patch_embed.proj.weight`` is tiled along input channels and divided by ``repeats``; ``decoder_pred`` is tiled
     along its outputs; ``decoder_embed`` is dropped (its input width changes; the caller re-initialises it).
@@ -243,20 +250,22 @@ def _vit_forward(model: nnx.Module, inputs: Mapping[str, np.ndarray]) -> dict[st
     return {"logits": np.asarray(_logits(model, jnp.asarray(inputs["fbank"], jnp.float32)))}
 
 
+MASK_INPUTS = (
+    IOSpec("mask_noise", "[B,L]", "masking noise (torch.rand); runs the masked forward and its loss", True),
+    IOSpec("mask_ratio", "[]", "with mask_noise; default 0.8 Audio-MAE, 0.9 HIMU", True))
 MAE_OUTPUTS = (
     IOSpec("enc_tokens", "[B,L,D]", "unmasked encoder patch tokens after norm, natural order (no cls)"),
-    IOSpec("mae_loss", "[]", "with mask_noise [B,L] (+ mask_ratio; default 0.8 Audio-MAE, 0.9 HIMU): norm-pix masked MSE"),
-    IOSpec("pred", "[B,L,p*p*C]", "with mask_noise: decoder predictions, natural token order"),
-    IOSpec("mask", "[B,L]", "with mask_noise: 1 = removed"),
-    IOSpec("latent", "[B,1+K,D]", "with mask_noise: cls + kept tokens in argsort(noise) order"))
+    IOSpec("mae_loss", "[]", "with mask_noise: norm-pix masked MSE", True),
+    IOSpec("pred", "[B,L,p*p*C]", "with mask_noise: decoder predictions, natural token order", True),
+    IOSpec("mask", "[B,L]", "with mask_noise: 1 = removed", True),
+    IOSpec("latent", "[B,1+K,D]", "with mask_noise: cls + kept tokens in argsort(noise) order", True))
 
 FAMILIES = (
     ModelFamily(
         name="audio_mae", summary="Audio-MAE pretraining model (pretrained.pth, weights under 'model')",
         rule_table=mae_table, infer_config=infer_mae(AUDIO_MAE, "audio_mae"), build=build_mae,
         forward=_mae_forward("fbank", 0.8),
-        inputs=(IOSpec("fbank", "[B,1,1024,128]", "normalised Kaldi log-mel, (time, mel); optional mask_noise "
-                       "[B,L] and mask_ratio"),),
+        inputs=(IOSpec("fbank", "[B,1,1024,128]", "normalised Kaldi log-mel, (time, mel)"), *MASK_INPUTS),
         outputs=MAE_OUTPUTS, sizes_from_inputs=sizes_from_inputs("fbank")),
     ModelFamily(
         name="audio_mae_vit", summary="Audio-MAE fine-tuned ViT (finetuned.pth): mean-pool, fc_norm, head",
@@ -268,7 +277,8 @@ FAMILIES = (
         name="himu_mae", summary="HIMU-MAE pretraining model (accelerator_state/model.safetensors, flat keys)",
         rule_table=mae_table, infer_config=infer_mae(HIMU_MAE, "himu_mae"), build=build_mae,
         forward=_mae_forward("spec", 0.9),
-        inputs=(IOSpec("spec", "[B,3,128,320]", "normalised accelerometer dB spectrograms, (freq, time); optional "
-                       "mask_noise [B,L], mask_ratio, video [B,1536]"),),
+        inputs=(IOSpec("spec", "[B,3,128,320]", "normalised accelerometer dB spectrograms, (freq, time)"),
+                *MASK_INPUTS, IOSpec("video", "[B,1536]", "video feature a video-conditioned decoder needs with "
+                                     "mask_noise", True)),
         outputs=MAE_OUTPUTS, sizes_from_inputs=sizes_from_inputs("spec")),
 )

@@ -1,6 +1,7 @@
 """Torch bridge for the EVI-MAE family: rule tables, size inference from checkpoint shapes, convert registrations.
 
-Three upstream checkpoints (shared/specs/evi_mae.md §1.4-1.6, §5):
+Three upstream checkpoints (mf-zhang/IMU-Video-MAE@78e7666 src/models/evi_mae.py, revalexo/revalexo@6ca9000
+train/models/evi_mae_fusion.py):
 * ``evi_mae``: pretraining ``best_evi_model.pth``, a DataParallel state_dict (every key ``module.``), 626 keys.
 * ``evi_mae_ft``: ``EVIMAEFT`` fine-tune state_dict (``module.``), multimodal mode, ``mlp_head.{0,1}``.
 * ``revalexo_evi_mae_fusion``: RevalExo ``best_model.pt`` -> ``model_state_dict`` with ``encoder.`` / ``classifier.``.
@@ -16,6 +17,7 @@ import dataclasses
 import re
 from typing import Any, Mapping
 
+import einops
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,6 +27,7 @@ from imujax.bridges.torch import rules as R
 from imujax.convert import IOSpec, ModelFamily
 from imujax.models.evi_mae import EVIMAE, EVIMAEFT, EVIMAESizes
 from imujax.models.evi_mae_fusion import EVIMAEFusion
+from imujax.objectives import graph, infonce, mae
 
 STRIP = ("module.", "_orig_mod.")
 BLOCK_NORMS = ("norm1", "norm1_a", "norm1_v", "norm2", "norm2_a", "norm2_v")
@@ -271,10 +274,104 @@ def build_fusion(cfg: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
                         rngs=rngs)
 
 
+# -- evi_mae: unmasked latents always; the released pretraining forward given its recorded random draws ------------
+# Upstream: mf-zhang/IMU-Video-MAE@78e7666dbb53059d0b8ba6fc2a91bad8078ef84b src/models/evi_mae.py, EVIMAE.forward:
+# loss = mae_w * (mae_a + mae_v) + contrast_w * nce + 10 * g_loss, returned as (loss, loss_mae, loss_mae_a,
+# loss_mae_v, loss_c, mask_a, mask_v, c_acc, loss_g); forward_encoder draws randperm(4B), then rand(B, L_a), rand(B, L_v).
+PRETRAIN_DRAWS = ("node_perm", "imu_noise", "video_noise")
+PRETRAIN_SCALARS = {"imu_mask_ratio": 0.75, "video_mask_ratio": 0.9, "mae_loss_weight": 1.0,
+                    "contrast_loss_weight": 0.01, "norm_pix_loss": 1.0}
+GRAPH_LOSS_WEIGHT = 10.0  # hard-coded upstream
+CONTRAST_TEMPERATURE = 0.05  # hard-coded upstream (forward_contrastive)
+
+
 @nnx.jit
-def _forward_evi_mae(model, imu, video):
-    a, v = model.encode_unmasked(imu, video)
-    return {"latent_imu": a, "latent_video": v}
+def _forward_evi_mae(model, imu, video, node_perm):
+    out = model.encode_unmasked_joint(imu, video, node_perm)
+    result = {"latent_imu": out["latent_imu"], "latent_video": out["latent_video"],
+              "joint_latent_unmasked": out["joint"]}
+    if node_perm is not None:
+        result["loss_g_unmasked"] = graph.sce_loss(out["graph_recon"], out["graph_nodes"], out["graph_masked"])
+    return result
+
+
+@nnx.jit(static_argnames=("imu_mask_ratio", "video_mask_ratio", "norm_pix"))
+def _pretrain_evi_mae(model, imu, video, masks, imu_mask_ratio: float, video_mask_ratio: float, norm_pix: bool):
+    out = model(imu, video, masks=masks, imu_mask_ratio=imu_mask_ratio, video_mask_ratio=video_mask_ratio)
+    nce, c_acc = infonce.evi_mae_info_nce(out["contrast_imu"], out["contrast_video"], CONTRAST_TEMPERATURE)
+    # imujax predicts IMU patch vectors in (channel, y, x) order; upstream's decoder_pred_a emits (y, x, channel)
+    pred_imu = einops.rearrange(out["pred_imu"], "... (c k) -> ... (k c)", c=model.sizes.imu_channels)
+    return {"loss_mae_imu": mae.masked_mse(out["pred_imu"], out["target_imu"], out["mask_imu"], norm_pix=norm_pix),
+            "loss_mae_video": mae.masked_mse(out["pred_video"], out["target_video"], out["mask_video"],
+                                             norm_pix=norm_pix),
+            "nce": nce, "c_acc": c_acc,
+            "loss_g": graph.sce_loss(out["graph_recon"], out["graph_nodes"], out["graph_masked"]),
+            "mask_imu": out["mask_imu"], "mask_video": out["mask_video"], "joint_latent": out["joint"],
+            "contrast_imu": out["contrast_tokens_imu"], "contrast_video": out["contrast_tokens_video"],
+            "pred_imu": pred_imu, "pred_video": out["pred_video"]}
+
+
+def _scalar(inputs: Mapping[str, np.ndarray], key: str) -> float:
+    value = np.asarray(inputs.get(key, PRETRAIN_SCALARS[key]))
+    if value.size != 1 or not (np.issubdtype(value.dtype, np.number) or value.dtype == bool):
+        raise ValueError(f"{key} must be one number, got an array of shape {value.shape} and dtype {value.dtype}")
+    return float(value.reshape(()))
+
+
+def _node_perm(inputs: Mapping[str, np.ndarray], key: str, num_nodes: int) -> jax.Array:
+    perm = np.asarray(inputs[key])
+    if (perm.shape != (num_nodes,) or not np.issubdtype(perm.dtype, np.integer)
+            or not np.array_equal(np.sort(perm), np.arange(num_nodes))):
+        raise ValueError(f"{key} must be a permutation of range(4*B) = range({num_nodes}) (upstream's "
+                         f"torch.randperm over the batch's graph nodes, node = 4*b + part), got shape {perm.shape} "
+                         f"dtype {perm.dtype}")
+    return jnp.asarray(perm, jnp.int32)
+
+
+def _noise(inputs: Mapping[str, np.ndarray], key: str, shape: tuple[int, int]) -> jax.Array:
+    noise = np.asarray(inputs[key])
+    if noise.shape != shape or not np.issubdtype(noise.dtype, np.floating):
+        raise ValueError(f"{key} must be float noise of shape [B, L] = {list(shape)} (upstream's torch.rand draw), "
+                         f"got shape {noise.shape} dtype {noise.dtype}")
+    return jnp.asarray(noise, jnp.float32)
+
+
+def forward_evi_mae(model: nnx.Module, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Eval mode. Always: unmasked latents. With ``node_perm`` (or ``node_perm_unmasked``): the graph loss of the
+    unmasked call. With all three draws: the released ``forward``'s outputs (losses, masks, latents, predictions)."""
+    model.eval()
+    imu, video = jnp.asarray(inputs["imu"], jnp.float32), jnp.asarray(inputs["video"], jnp.float32)
+    batch, s = imu.shape[0], model.sizes
+    num_nodes = batch * s.imu_parts
+    perm_key = next((k for k in ("node_perm_unmasked", "node_perm") if k in inputs), None)
+    unmasked_perm = None if perm_key is None else _node_perm(inputs, perm_key, num_nodes)
+    given = [k for k in PRETRAIN_DRAWS if k in inputs]
+    if given and len(given) < len(PRETRAIN_DRAWS):
+        raise ValueError(f"the pretraining forward needs all of {list(PRETRAIN_DRAWS)}; got only {given}")
+    if given:  # everything is checked before anything runs
+        masks = {"node_perm": _node_perm(inputs, "node_perm", num_nodes),
+                 "imu_noise": _noise(inputs, "imu_noise", (batch, s.imu_tokens)),
+                 "video_noise": _noise(inputs, "video_noise", (batch, s.video_tokens))}
+        c = {k: _scalar(inputs, k) for k in PRETRAIN_SCALARS}
+        for key in ("imu_mask_ratio", "video_mask_ratio"):
+            tokens = s.imu_tokens if key == "imu_mask_ratio" else s.video_tokens
+            if not 0 <= c[key] < 1 or int(tokens * (1 - c[key])) < 1:
+                raise ValueError(f"{key}={c[key]} keeps no token of {tokens}; it must leave at least one visible")
+    out = _forward_evi_mae(model, imu, video, unmasked_perm)
+    if given:
+        terms = jax.device_get(_pretrain_evi_mae(model, imu, video, masks, c["imu_mask_ratio"], c["video_mask_ratio"],
+                                                 bool(c["norm_pix_loss"])))
+        f32 = np.float32
+        nce, c_acc, loss_g = f32(terms.pop("nce")), f32(terms.pop("c_acc")), f32(terms["loss_g"])
+        if c["mae_loss_weight"] == 0:  # upstream skips the decoder and reports zeros
+            terms["loss_mae_imu"] = terms["loss_mae_video"] = f32(0)
+        if c["contrast_loss_weight"] == 0:
+            nce = c_acc = f32(0)
+        loss_mae = f32(c["mae_loss_weight"]) * (f32(terms["loss_mae_imu"]) + f32(terms["loss_mae_video"]))
+        loss_c = f32(c["contrast_loss_weight"]) * nce
+        out.update(terms, loss=loss_mae + loss_c + loss_g * f32(GRAPH_LOSS_WEIGHT), loss_mae=loss_mae, loss_c=loss_c,
+                   c_acc=c_acc)
+    return {k: np.asarray(jax.device_get(v)) for k, v in out.items()}
 
 
 @nnx.jit
@@ -301,10 +398,40 @@ FAMILIES = (
     ModelFamily(
         name="evi_mae", summary="EVI-MAE pretraining model (best_evi_model.pth, DataParallel 'module.' keys)",
         rule_table=evi_mae_table, infer_config=infer_evi_mae, build=build_evi_mae,
-        forward=_eval_forward(_forward_evi_mae),
-        inputs=(IOSpec("imu", "[B,12,320,128]", "4 parts x 3 axes dB spectrograms, (time, freq)"), VIDEO),
+        forward=forward_evi_mae,
+        inputs=(IOSpec("imu", "[B,12,320,128]", "4 parts x 3 axes dB spectrograms, (time, freq)"), VIDEO,
+                IOSpec("node_perm", "[4B] int", "graph node permutation (torch.randperm, node = 4*b + part)", True),
+                IOSpec("imu_noise", "[B,L_a]", "IMU masking noise (torch.rand); with node_perm and video_noise "
+                       "runs the released pretraining forward", True),
+                IOSpec("video_noise", "[B,L_v]", "video masking noise (torch.rand)", True),
+                IOSpec("imu_mask_ratio", "[]", "default 0.75", True),
+                IOSpec("video_mask_ratio", "[]", "default 0.9", True),
+                IOSpec("mae_loss_weight", "[]", "default 1.0 (the release scripts)", True),
+                IOSpec("contrast_loss_weight", "[]", "default 0.01", True),
+                IOSpec("norm_pix_loss", "[]", "default 1 (true)", True),
+                IOSpec("node_perm_unmasked", "[4B] int", "node permutation of the unmasked call (default node_perm)",
+                       True)),
         outputs=(IOSpec("latent_imu", "[B,L_a,D_v]", "unmasked IMU encoder output after 768->384, natural order"),
-                 IOSpec("latent_video", "[B,L_v,D_v]", "unmasked video encoder output, natural (t,h,w) order")),
+                 IOSpec("latent_video", "[B,L_v,D_v]", "unmasked video encoder output, natural (t,h,w) order"),
+                 IOSpec("joint_latent_unmasked", "[B,L_a+L_v,D_v]", "forward_encoder with ratios 0, 0: blocks_u + "
+                        "norm over all tokens, natural order (IMU then video)"),
+                 IOSpec("loss_g_unmasked", "[]", "with node_perm(_unmasked): that call's graph SCE loss", True),
+                 IOSpec("loss", "[]", "with the three draws: total = loss_mae + loss_c + 10 * loss_g", True),
+                 IOSpec("loss_mae", "[]", "mae_loss_weight * (loss_mae_imu + loss_mae_video)", True),
+                 IOSpec("loss_mae_imu", "[]", "norm-pix MSE over masked IMU tokens (loss_mae_a)", True),
+                 IOSpec("loss_mae_video", "[]", "norm-pix MSE over masked video tokens (loss_mae_v)", True),
+                 IOSpec("loss_c", "[]", "contrast_loss_weight * InfoNCE (video -> IMU, tau 0.05)", True),
+                 IOSpec("c_acc", "[]", "contrastive accuracy", True),
+                 IOSpec("loss_g", "[]", "graph MAE SCE loss (unweighted)", True),
+                 IOSpec("mask_imu", "[B,L_a]", "1 = removed (mask_a)", True),
+                 IOSpec("mask_video", "[B,L_v]", "1 = removed (mask_v)", True),
+                 IOSpec("joint_latent", "[B,K_a+K_v,D_v]", "forward_encoder's x: visible tokens after blocks_u + "
+                        "norm, ids_shuffle order", True),
+                 IOSpec("contrast_imu", "[B,K_a,D_v]", "forward_encoder's ca (blocks_u 'a' + norm_a)", True),
+                 IOSpec("contrast_video", "[B,K_v,D_v]", "forward_encoder's cv (blocks_u 'v' + norm_video)", True),
+                 IOSpec("pred_imu", "[B,L_a,p*p*12]", "forward_decoder's pred_a, upstream (y, x, channel) vectors",
+                        True),
+                 IOSpec("pred_video", "[B,L_v,2*p*p*3]", "forward_decoder's pred_v", True)),
         sizes_from_inputs=lambda x: sizes_from_inputs(x, "time_freq")),
     ModelFamily(
         name="evi_mae_ft", summary="EVIMAEFT fine-tune model, multimodal mode (DataParallel 'module.' keys)",

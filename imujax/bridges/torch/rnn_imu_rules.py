@@ -1,6 +1,8 @@
 """Torch bridge for the recurrent IMU encoders: PRIMUS, IMU2CLIP and RevalExo DeepConvLSTM.
 
-Checkpoints (shared/specs/rnn_imu_encoders.md §2.7, §3.1; shared/specs/evi_mae.md §4):
+Checkpoints (facebookresearch/imu2clip@6353031 lib/train_modules.py, Nokia-Bell-Labs/pretrained-imu-encoders@562e142
+downstream_evaluation/classification_downstream_egoexo4d.py, revalexo/revalexo@6ca9000
+pretrain/contrastive/src/models/deepconvlstm.py):
 * ``primus``: Lightning ``best_model.ckpt`` -> ``state_dict``; the encoder is every ``imu_encoder.*`` key (the frozen
   CLIP towers ``text_encoder.*`` / ``video_encoder.*`` are dropped), the two learned temperatures are read from
   ``mmcl_loss.temperature`` / ``ssl_loss.temperature`` into the converted config. A bare encoder state_dict

@@ -1,6 +1,7 @@
 """Torch bridge for TSFM Stage 2 (``best.pt`` + ``hyperparameters.json``): rule table, size inference, convert entry.
 
-The checkpoint dict (shared/specs/tsfm.md §5) holds ``model_state_dict`` (encoder / channel_fusion / semantic_head),
+The checkpoint dict (alxdofficial/tsfm@308eea1 val_scripts/human_activity_recognition/model_loading.py) holds
+``model_state_dict`` (encoder / channel_fusion / semantic_head),
 ``label_bank_state_dict`` (``pooling.*``) and ``criterion_state_dict`` (``loss_fn.logit_scale``). They are merged into
 one flat dict under the prefixes ``""``, ``label_bank.`` and ``criterion.`` before the rules run; a legacy fused gate
 ``channel_fusion.gate.0.*`` is split into ``gate_sensor`` / ``gate_channel`` first.
@@ -32,7 +33,7 @@ from imujax.transforms import tsfm_patches
 STRIP = ("module.", "_orig_mod.")
 SIZE_FIELDS = {f.name: f.type for f in dataclasses.fields(TSFMSizes)}
 NOT_IN_TENSORS = ("num_heads", "channel_text_num_heads", "label_bank_num_heads", "per_patch_prediction")
-DEFAULT_HEADS = {192: 4, 384: 8, 512: 8}  # spec §8: d_model -> encoder heads of the released configs
+DEFAULT_HEADS = {192: 4, 384: 8, 512: 8}  # d_model -> encoder heads, upstream model/config.py
 
 
 # -- rule helpers: a dotted torch key gives both the regex and the NNX path ------------------------------------------
@@ -232,7 +233,8 @@ def infer_tsfm(sd: Mapping[str, np.ndarray], overrides: Mapping[str, str]) -> di
         ratio = d_spec / d
         cfg["spectral_ratio"] = ratio if int(ratio * d) == d_spec else (d_spec + 0.5) / d
     cfg["num_temporal_layers"] = R.count_indices(sd, _regex("encoder.transformer.transformer.layers.{i}."))
-    cfg["dim_feedforward"] = shape("encoder.transformer.transformer.layers.0.feed_forward.fc1.weight")[0]
+    if cfg["num_temporal_layers"]:  # with no layers the width is unused: --set or the default
+        cfg["dim_feedforward"] = shape("encoder.transformer.transformer.layers.0.feed_forward.fc1.weight")[0]
     cfg["max_positions"] = shape("encoder.positional_encoding.temporal_encoding.pe")[0]
     cfg["use_channel_encoding"] = False
     cfg["channel_text_fusion"] = "channel_fusion.queries" in sd
@@ -258,7 +260,8 @@ def infer_tsfm(sd: Mapping[str, np.ndarray], overrides: Mapping[str, str]) -> di
     cfg["num_heads"] = DEFAULT_HEADS.get(d, 0)
     for key, value in overrides.items():
         parsed = _coerce(key, value)
-        if key not in NOT_IN_TENSORS and key in cfg and cfg[key] != parsed and key != "spectral_ratio":
+        unstored = key in NOT_IN_TENSORS or (key == "dim_feedforward" and not cfg["num_temporal_layers"])
+        if not unstored and key in cfg and cfg[key] != parsed and key != "spectral_ratio":
             raise ValueError(f"--set {key}={value} contradicts the checkpoint, which gives {cfg[key]}")
         cfg[key] = parsed
     if "per_patch_prediction" not in overrides:

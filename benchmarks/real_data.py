@@ -1,0 +1,309 @@
+"""Does pretraining pay off on real recordings? One command, one table (issue 20).
+
+  python benchmarks/real_data.py --workdir=runs/real_data            # whole table (README "Real labelled data")
+  python benchmarks/real_data.py --sets=hapt --steps=100              # a quick look at one set
+
+Per real set (hapt, dsads, motionsense; original downloads under --raw_root, built with the builders' `xsub` configs:
+cross-subject, 50 Hz, 2 s windows, 1 s stride; HAPT users 1-4 train / 5-6 test, DSADS p1-p6 / p7-p8, MotionSense
+subjects 1-7 / 8-10):
+
+  a  hand-crafted: per-channel statistics (mean, std, min/max, percentiles, energy, 4 spectral bands), within-sensor
+     axis correlations and magnitude statistics; standardised; logistic regression, C by grouped CV on the training
+     subjects
+  b  MLP on the raw standardised windows (one hidden layer of 256, alpha 1e-2, 100 epochs)
+  c  logistic probe (as a) on the frozen encoder at random init
+  d  the same probe on the encoder pretrained on this set's training subjects (`configs/imu_simclr.py:own:<set>`)
+  e  the same probe on the encoder pretrained on every OTHER real set (all subjects) + synthetic data
+     (`configs/imu_simclr.py:transfer:<set>`: the set under test is never seen, labels never used)
+  f  fine-tuning encoder + linear head on the training subjects, from (e) and from scratch (same steps)
+
+Every method sees the same input: the acc + gyro channels of every sensor of the set (DSADS: 5 units, no
+magnetometer). The encoder takes one 6-channel sensor; a multi-sensor window's embedding is the concatenation of its
+sensors' embeddings. Pretraining (d, e) runs through the project's loop (`python -m imujax.main`); the rest is done
+here. Metrics: accuracy and macro-F1 on the test subjects, per window (HAPT, DSADS: their protocols classify
+windows/segments) or one prediction per recording (MotionSense trials: majority vote of the window predictions).
+Writes <workdir>/real_data.json and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import subprocess
+import sys
+import time
+
+# One BLAS thread: on a shared 2-core machine multi-threaded BLAS made each scikit-learn fit ~50x slower.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax.numpy as jnp  # noqa: E402
+import optax  # noqa: E402
+import orbax.checkpoint as ocp  # noqa: E402
+from flax import nnx  # noqa: E402
+from sklearn import metrics as skm  # noqa: E402
+
+from configs import imu_simclr  # noqa: E402
+from imujax import systems  # noqa: E402
+from imujax.eval import probes  # noqa: E402
+
+PER_RECORDING = {"hapt": False, "dsads": False, "motionsense": True}
+CONFIG = "configs/imu_simclr.py"
+
+
+# -- data ---------------------------------------------------------------------------------------------------------------
+def build(name: str, raw_root: str, data_dir: str) -> None:
+    import tensorflow_datasets as tfds
+    builder = importlib.import_module(f"data_builders.{name}").Builder(config="xsub", data_dir=data_dir,
+                                                                      file_format="array_record")
+    if not builder.is_prepared():
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+            manual_dir=os.path.join(raw_root, name)))
+
+
+def load_split(name: str, split: str, data_dir: str, system) -> dict[str, np.ndarray]:
+    """Unit-scaled sensor windows [N, S, 6, T] (S sensors of the set), labels, subjects, recording ids."""
+    import tensorflow_datasets as tfds
+    source = tfds.data_source(f"{name}/xsub", data_dir=data_dir, split=split, download=False)
+    first = source[0]
+    names = {c.decode() for c in first["channels"]}
+    groups = [g for g in system.groups if set(g) <= names]
+    windows, labels, subjects, sessions = [], [], [], []
+    for i in range(len(source)):
+        record = source[i]
+        windows.append(np.stack([_window(system, record, g) for g in groups]))
+        labels.append(int(record["label"]))
+        subjects.append(int(record["subject"]))
+        sessions.append(record["session"].decode() if isinstance(record["session"], bytes) else record["session"])
+    return dict(x=np.stack(windows), y=np.array(labels), groups=np.array(subjects), session=np.array(sessions))
+
+
+def _window(system, record: dict, group) -> np.ndarray:
+    saved, system.groups = system.groups, [group]
+    try:
+        return system.window(record, None)
+    finally:
+        system.groups = saved
+
+
+# -- features and probes ------------------------------------------------------------------------------------------------
+def handcrafted(x: np.ndarray) -> np.ndarray:
+    """[N, S, 6, T] -> [N, F] per-channel statistics, spectral bands, axis correlations and magnitude statistics."""
+    n, s, c, t = x.shape
+    ch = x.reshape(n, s * c, t)
+    triads = x.reshape(n, s * 2, 3, t)
+    mag = np.linalg.norm(triads, axis=2)                             # [N, 2S, T]
+    series = np.concatenate([ch, mag], axis=1)
+    stats = [series.mean(-1), series.std(-1), series.min(-1), series.max(-1),
+             *np.percentile(series, [10, 25, 50, 75, 90], axis=-1), (series ** 2).mean(-1)]
+    power = np.abs(np.fft.rfft(series - series.mean(-1, keepdims=True), axis=-1)) ** 2
+    stats += [band.mean(-1) for band in np.array_split(power[..., 1:], 4, axis=-1)]
+    centred = triads - triads.mean(-1, keepdims=True)
+    norm = np.sqrt((centred ** 2).sum(-1)) + 1e-8
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        stats.append((centred[:, :, i] * centred[:, :, j]).sum(-1) / (norm[:, :, i] * norm[:, :, j]))
+    return np.concatenate(stats, axis=1)
+
+
+def logistic(train_x, train_y, train_groups, test_x, test_y) -> np.ndarray:
+    """imujax.eval.probes.logistic_probe (standardised, C by grouped CV on the training subjects): test predictions."""
+    return np.asarray(probes.logistic_probe(train_x, train_y, train_groups, test_x, test_y, folds=4,
+                                            max_iter=500)["predictions"])
+
+
+def mlp_raw(train_x, train_y, train_groups, test_x, test_y) -> np.ndarray:
+    """imujax.eval.probes.mlp_probe on the flattened raw windows (standardised, alpha by grouped CV)."""
+    flat = lambda a: a.reshape(len(a), -1)  # noqa: E731
+    # One alpha and 2 folds: the CPU budget of the table (each fit on 600 inputs takes ~20 s on a loaded machine).
+    return np.asarray(probes.mlp_probe(flat(train_x), train_y, train_groups, flat(test_x), test_y, alphas=(1e-2,),
+                                       folds=2, max_iter=100)["predictions"])
+
+
+def scores(pred: np.ndarray, data: dict, per_recording: bool) -> dict[str, float]:
+    """Accuracy and macro-F1 per window, or per recording (majority vote of its windows, ties to the lower class)."""
+    y = data["y"]
+    if per_recording:
+        ids, inverse = np.unique(data["session"], return_inverse=True)
+        votes = np.zeros((len(ids), int(max(pred.max(), y.max())) + 1))
+        np.add.at(votes, (inverse, pred), 1)
+        y = np.array([np.bincount(y[inverse == k]).argmax() for k in range(len(ids))])
+        pred = votes.argmax(1)
+    return {"accuracy": float(skm.accuracy_score(y, pred)),
+            "macro_f1": float(skm.f1_score(y, pred, average="macro", labels=np.unique(y)))}
+
+
+# -- encoder ------------------------------------------------------------------------------------------------------------
+def encoder(config, workdir: str | None):
+    """The config's encoder at random init (workdir None) or with the params of a run's latest checkpoint."""
+    model = systems.make_system(config).make_model(nnx.Rngs(config.seed))
+    if workdir is None:
+        return model
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    step = max(int(s) for s in os.listdir(ckpt_dir) if s.isdigit())
+    saved = ocp.StandardCheckpointer().restore(os.path.join(os.path.abspath(ckpt_dir), str(step), "state"))
+    _, params, _ = nnx.split(model, nnx.Param, ...)
+    nnx.replace_by_pure_dict(params, _pure(saved["params"]))
+    nnx.update(model, params)
+    return model
+
+
+def _pure(tree):
+    """An orbax-restored nnx.State ({'value': array} leaves, list indices as text) as a pure dict."""
+    if isinstance(tree, dict):
+        if set(tree) == {"value"}:
+            return tree["value"]
+        return {int(k) if isinstance(k, str) and k.isdigit() else k: _pure(v) for k, v in tree.items()}
+    return tree
+
+
+def embed(model, x: np.ndarray, batch: int = 512) -> np.ndarray:
+    """[N, S, 6, T] -> [N, S * dim]: each sensor embedded on its own, concatenated."""
+    n, s = x.shape[:2]
+    flat = x.reshape(n * s, *x.shape[2:])
+    forward = nnx.jit(lambda m, b: m(b))
+    out = np.concatenate([np.asarray(forward(model, jnp.asarray(flat[i:i + batch])))
+                          for i in range(0, len(flat), batch)])
+    return out.reshape(n, -1)
+
+
+class Classifier(nnx.Module):
+    def __init__(self, encoder, sensors: int, num_classes: int, *, rngs: nnx.Rngs):
+        self.encoder = encoder
+        self.head = nnx.Linear(sensors * encoder.embed.out_features, num_classes, rngs=rngs)
+
+    def __call__(self, x):  # [B, S, 6, T]
+        b, s = x.shape[:2]
+        return self.head(self.encoder(x.reshape(b * s, *x.shape[2:])).reshape(b, -1))
+
+
+def finetune(model, train: dict, test_x: np.ndarray, steps: int, seed: int = 0, batch: int = 64,
+             lr: float = 1e-3) -> np.ndarray:
+    """Encoder + linear head trained end to end with cross-entropy (AdamW, cosine); test predictions."""
+    num_classes = int(train["y"].max()) + 1
+    clf = Classifier(model, train["x"].shape[1], num_classes, rngs=nnx.Rngs(seed))
+    opt = nnx.Optimizer(clf, optax.adamw(optax.cosine_decay_schedule(lr, steps), weight_decay=1e-4), wrt=nnx.Param)
+
+    @nnx.jit
+    def step(clf, opt, x, y):
+        def loss_fn(c):
+            return optax.softmax_cross_entropy_with_integer_labels(c(x), y).mean()
+        loss, grads = nnx.value_and_grad(loss_fn)(clf)
+        opt.update(clf, grads)
+        return loss
+
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        idx = rng.integers(0, len(train["y"]), batch)
+        step(clf, opt, jnp.asarray(train["x"][idx]), jnp.asarray(train["y"][idx]))
+    logits = np.concatenate([np.asarray(nnx.jit(lambda c, b: c(b))(clf, jnp.asarray(test_x[i:i + 256])))
+                             for i in range(0, len(test_x), 256)])
+    return logits.argmax(1)
+
+
+def pretrain(variant: str, workdir: str, data_dir: str, raw_root: str, steps: int) -> float:
+    """`python -m imujax.main` on one recipe variant (skipped when the run already finished); wall seconds."""
+    if os.path.isdir(os.path.join(workdir, "checkpoints", str(steps))):
+        return 0.0
+    start = time.time()
+    cmd = [sys.executable, "-m", "imujax.main", f"--config={CONFIG}:{variant}", f"--workdir={workdir}",
+           f"--config.data.data_dir={data_dir}", f"--config.total_steps={steps}",
+           f"--config.checkpoint.every_steps={steps}"]
+    cmd += [f"--config.data.manual_dirs.{s}={os.path.join(raw_root, s)}" for s in imu_simclr.REAL_SETS]
+    subprocess.run(cmd, check=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return time.time() - start
+
+
+# -- the table ----------------------------------------------------------------------------------------------------------
+def run_set(name: str, args) -> dict:
+    data_dir = os.path.join(args.workdir, "data")
+    build(name, args.raw_root, data_dir)
+    config = imu_simclr.get_config(f"own:{name}")
+    system = systems.make_system(config)
+    train, test = (load_split(name, s, data_dir, system) for s in ("train", "test"))
+    per_rec = PER_RECORDING[name]
+    rows, timed = {}, {}
+    skip = set(args.skip.split(",")) - {""}
+    want = lambda row: row not in skip  # noqa: E731
+
+    def record(key, fn):
+        if not want(key.split("_")[0]):
+            return
+        start = time.time()
+        rows[key] = dict(scores(fn(), test, per_rec), seconds=round(time.time() - start, 1))
+        print(f"{name} {key}: {rows[key]}", flush=True)
+
+    record("a_handcrafted", lambda: logistic(handcrafted(train["x"]), train["y"], train["groups"],
+                                             handcrafted(test["x"]), test["y"]))
+    record("b_mlp_raw", lambda: mlp_raw(train["x"], train["y"], train["groups"], test["x"], test["y"]))
+
+    def probe(model):
+        return logistic(embed(model, train["x"]), train["y"], train["groups"], embed(model, test["x"]), test["y"])
+
+    record("c_probe_random", lambda: probe(encoder(config, None)))
+    own_dir = os.path.join(args.workdir, f"own_{name}")
+    if want("d"):
+        timed["pretrain_own_s"] = round(pretrain(f"own:{name}", own_dir, data_dir, args.raw_root, args.steps), 1)
+    record("d_probe_own", lambda: probe(encoder(config, own_dir)))
+    transfer_dir = os.path.join(args.workdir, f"transfer_{name}")
+    if want("e") or want("f"):
+        timed["pretrain_transfer_s"] = round(
+            pretrain(f"transfer:{name}", transfer_dir, data_dir, args.raw_root, args.steps), 1)
+    record("e_probe_transfer", lambda: probe(encoder(config, transfer_dir)))
+    record("f_finetune_transfer", lambda: finetune(encoder(config, transfer_dir), train, test["x"], args.ft_steps))
+    record("f_finetune_scratch", lambda: finetune(encoder(config, None), train, test["x"], args.ft_steps))
+    if args.synthetic:  # issue 26: the articulated synthetic corpus alone, and with this set's unlabelled training data
+        synthetic_dir = os.path.join(args.workdir, "synthetic")
+        timed["pretrain_synthetic_s"] = round(pretrain("synthetic", synthetic_dir, data_dir, args.raw_root, args.steps), 1)
+        record("g_probe_synthetic", lambda: probe(encoder(config, synthetic_dir)))
+        mixed_dir = os.path.join(args.workdir, f"synthetic_own_{name}")
+        timed["pretrain_synthetic_own_s"] = round(
+            pretrain(f"synthetic_own:{name}", mixed_dir, data_dir, args.raw_root, args.steps), 1)
+        record("h_probe_synthetic_own", lambda: probe(encoder(config, mixed_dir)))
+    return dict(rows=rows, pretrain_seconds=timed, train_windows=len(train["y"]), test_windows=len(test["y"]),
+                per_recording=per_rec)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workdir", default="runs/real_data")
+    parser.add_argument("--raw_root", default="../shared/data", help="folder holding hapt/ dsads/ motionsense/")
+    parser.add_argument("--sets", default=",".join(imu_simclr.REAL_SETS))
+    parser.add_argument("--steps", type=int, default=300, help="pretraining steps per encoder (batch 128)")
+    parser.add_argument("--ft_steps", type=int, default=300, help="fine-tuning steps (batch 64)")
+    parser.add_argument("--synthetic", action="store_true", help="add rows g, h: pretraining on the synthetic "
+                        "corpus (synthetic_egomotion/motion_realsets) alone and with the set's unlabelled data")
+    parser.add_argument("--skip", default="", help="comma-separated rows to leave out, e.g. b,e,f (e, f: no transfer "
+                        "pretraining)")
+    args = parser.parse_args()
+    args.workdir, args.raw_root = os.path.abspath(args.workdir), os.path.abspath(args.raw_root)
+    os.makedirs(args.workdir, exist_ok=True)
+    start = time.time()
+    results = {"_args": vars(args)}
+    for name in args.sets.split(","):
+        results[name] = run_set(name, args)
+        results["_total_seconds"] = round(time.time() - start, 1)
+        with open(os.path.join(args.workdir, "real_data.json"), "w") as f:  # after every set: partial tables survive
+            json.dump(results, f, indent=1)
+    print(table(results))
+
+
+def table(results: dict) -> str:
+    names = [n for n in results if not n.startswith("_")]
+    keys = list(results[names[0]]["rows"])
+    lines = ["| method | " + " | ".join(f"{n} acc / macro-F1" for n in names) + " |",
+             "|---|" + "---|" * len(names)]
+    for key in keys:
+        cells = [f"{results[n]['rows'][key]['accuracy']:.3f} / {results[n]['rows'][key]['macro_f1']:.3f}"
+                 for n in names]
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Contrastive IMU pretraining for real recordings (SimCLR on IMU, the PRIMUS/IMU2CLIP self-supervised term alone).
+
+Two augmented views of each window (`transforms/imu_views.py`: rotation, time warp, scaling, jitter, sensor
+dropout) go through a small conv encoder (`models/conv_imu.py`); an InfoNCE over the batch (both directions) pulls
+the views of one window together. The input keeps its levels (acc in g, gyro in rad/s, no per-window z-score).
+
+Records of any dataset in the project schema work: `config.data.imu_channel_groups` lists sensor placements as
+6-channel (acc xyz, gyro xyz) groups; a record uses the groups it has (training: one at random per record, so a
+multi-sensor set such as DSADS or the synthetic body suit gives every placement; evaluation: the first present).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from imujax import systems
+from imujax.models.conv_imu import ConvIMUEncoder
+from imujax.objectives.infonce import info_nce_symmetric_mean, l2_normalize
+from imujax.transforms import imu as imu_tf
+from imujax.transforms import imu_views, records
+
+
+class System(systems.System):
+    """`imu` [6, T] (and `imu_view` [6, T] in training), `label`."""
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        self.config = config
+        groups = [tuple(g) for g in config.data.imu_channel_groups]
+        if not groups or any(len(g) != 6 for g in groups):
+            raise ValueError(f"config.data.imu_channel_groups={groups}: expected groups of 6 channel names "
+                             f"(acc xyz, gyro xyz)")
+        self.groups = groups
+
+    def make_model(self, rngs: nnx.Rngs) -> ConvIMUEncoder:
+        m = self.config.model
+        return ConvIMUEncoder(6, tuple(m.widths), m.kernel, m.dim, m.proj_dim, rngs=rngs)
+
+    def window(self, record: dict, rng: np.random.Generator | None) -> np.ndarray:
+        """[6, T] unit-scaled window from one of the record's sensor groups, at config.data.imu_rate_hz."""
+        d = self.config.data
+        names = set(records.channel_names(record))
+        present = [g for g in self.groups if set(g) <= names]
+        if not present:
+            raise KeyError(f"record {record.get('id', '?')!r}: none of config.data.imu_channel_groups is in its "
+                           f"channels {sorted(names)}")
+        group = present[int(rng.integers(len(present)))] if rng is not None else present[0]
+        x = records.select_channels(record, group).T
+        rate = float(np.asarray(record["imu_rate_hz"]))
+        if rate != d.imu_rate_hz:
+            x = imu_tf.sinc_resample(x, int(rate), int(d.imu_rate_hz))
+        x = x[:, :d.imu_length]
+        if x.shape[1] < d.imu_length:
+            x = np.pad(x, ((0, 0), (0, d.imu_length - x.shape[1])))
+        return imu_views.scale_units(x)
+
+    def preprocess(self, record: dict, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
+        x = self.window(record, rng)
+        out = {"imu": x, "label": np.int32(record["label"])}
+        if rng is not None:
+            aug = dict(self.config.augment)
+            out["imu"] = imu_views.random_view(x, rng, **aug)
+            out["imu_view"] = imu_views.random_view(x, rng, **aug)
+        return out
+
+    def loss(self, model: ConvIMUEncoder, batch: dict[str, jax.Array], rng: jax.Array):
+        del rng
+        size = batch["imu"].shape[0]
+        z = model.project(model(jnp.concatenate([batch["imu"], batch["imu_view"]])))
+        z0, z1 = l2_normalize(z[:size]), l2_normalize(z[size:])
+        loss = info_nce_symmetric_mean(z0, z1, self.config.loss.temperature)
+        top1 = jnp.mean((jnp.argmax(z0 @ z1.T, axis=1) == jnp.arange(size)).astype(jnp.float32))
+        return loss, {"loss": loss, "view_top1": top1, "chance_loss": jnp.log(size)}
+
+    def embed(self, model: ConvIMUEncoder, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        return {"fused": model(batch["imu"])}

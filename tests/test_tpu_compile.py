@@ -65,7 +65,7 @@ def test_parameters_and_moments_are_sharded_as_annotated(compiled_step):
     for got, want, leaf in zip(params_in, expected, jax.tree.leaves(state["params"])):
         assert got.is_equivalent_to(want, leaf.ndim), (got, want, leaf.shape)
     # Every weight matrix with a dimension the FSDP size divides is sharded, in the params and in Adam's moments.
-    fsdp = sharding.fsdp_size(mesh)
+    fsdp = math.prod(mesh.shape[a] for a in sharding.mesh_axes(mesh, sharding.FSDP_AXES))
     for leaf in jax.tree.leaves(state["params"]) + jax.tree.leaves(state["opt_state"]):
         if leaf.ndim >= 2 and leaf.size >= 1024 and any(d % fsdp == 0 for d in leaf.shape):
             assert math.prod(leaf.sharding.shard_shape(leaf.shape)) * fsdp == leaf.size, (leaf.shape, leaf.sharding)
@@ -80,7 +80,7 @@ def test_compiled_memory_is_the_sharded_state_plus_bounded_activations(compiled_
     mem = compiled.memory_analysis()
     state_bytes = _bytes(state)
     full = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
-    fsdp = sharding.fsdp_size(mesh)
+    fsdp = math.prod(mesh.shape[a] for a in sharding.mesh_axes(mesh, sharding.FSDP_AXES))
     assert state_bytes < 1.5 * full / fsdp  # sharded, not replicated (small vectors stay replicated)
     # Arguments: the state shards plus this chip's slice of the batch; the donated state aliases the output.
     assert state_bytes <= mem.argument_size_in_bytes < state_bytes + (2 << 20)

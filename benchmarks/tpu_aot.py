@@ -318,7 +318,7 @@ def save_results(path: str, results: dict) -> None:
 
 
 def _gib(x: float) -> str:
-    return f"{x / GIB:.2f}"
+    return "n/c" if x != x else f"{x / GIB:.2f}"
 
 
 def _ms(seconds: float) -> str:
@@ -339,7 +339,7 @@ def print_table(results: dict) -> None:
         if "error" in r:
             print(f"| {r['system']} | {r['topology']} | | | | | | | | error: {r['error'][:80]} | | | | | | | |")
             continue
-        c = r["collective_bytes"]
+        c = r["collective_bytes"] or dict.fromkeys(COLLECTIVES, float("nan"))
         mesh = f"{r['mesh']['data']} x {r['mesh']['fsdp'] * r['mesh']['fsdp_inner']}"
         dtype = {"bfloat16": "bf16", "float32": "fp32"}[r["compute_dtype"]]
         print(f"| {r['system']} | {r['topology']} | {mesh} | {r['per_chip_batch']} | {dtype} "

@@ -2,6 +2,8 @@
 
   python -m imujax.main --config=configs/evi_mae.py --workdir=runs/evi_mae            # released sizes and recipe
   python -m imujax.main --config=configs/evi_mae.py:demo --workdir=runs/demo          # builds synthetic data, trains
+  python -m imujax.main --config=configs/evi_mae.py:own --config.data.name=imu_video_folder/default \
+      --config.data.data_dir=DIR --workdir=runs/mine      # demo sizes on your own built IMU + video dataset
 """
 
 import ml_collections
@@ -44,8 +46,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         _demo(config)
     elif arg == "demo_gopro":
         _demo_gopro(config)
+    elif arg == "own":
+        _demo(config)
+        own(config)
     elif arg not in (None, ""):
-        raise ValueError(f"configs/evi_mae.py: unknown variant {arg!r} (known: demo, demo_gopro)")
+        raise ValueError(f"configs/evi_mae.py: unknown variant {arg!r} (known: demo, demo_gopro, own)")
     return config
 
 
@@ -82,3 +87,11 @@ def _demo_gopro(config: ml_collections.ConfigDict) -> None:
     config.log_every_steps = 1
     config.eval_every_steps = 0
     config.checkpoint.every_steps = 10
+
+
+def own(config: ml_collections.ConfigDict) -> None:
+    """Any built IMU + video dataset (`imujax.own_data`): every complete 3-axis accelerometer / gyroscope triad is one
+    IMU part (config.data.part_kinds), the clip is the window's frames, and the spectrogram mean/std are measured on
+    the training split."""
+    config.data.update(dict(from_dataset=True, name="imu_video_folder/default", auto_build=False,
+                            part_kinds=("acc", "gyro")))

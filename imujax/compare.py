@@ -149,7 +149,8 @@ def main() -> None:
     def run(argv):
         try:
             code = _main(argv, flags)
-        except (ValueError, KeyError, FileNotFoundError, reader.CheckpointFormatError) as err:
+        except (ValueError, KeyError, FileNotFoundError, reader.CheckpointFormatError,
+                reader.UnsafeCheckpointError) as err:  # the errors imujax.convert's command line prints
             print(f"error: {err}", file=sys.stderr)
             code = 2
         sys.exit(code)

@@ -7,9 +7,11 @@ import os
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from configs import evi_mae as evi_mae_config
 from imujax import sharding, systems, train
+from imujax.models import rnn_imu
 
 # libtpu reads these at start-up: without them it probes cloud metadata and warns; several processes may load it.
 for name, value in dict(TPU_ACCELERATOR_TYPE="v5p-8", TPU_WORKER_HOSTNAMES="localhost", TPU_SKIP_MDS_QUERY="1",
@@ -83,3 +85,16 @@ def test_compiled_memory_is_the_sharded_state_plus_bounded_activations(compiled_
     assert state_bytes <= mem.argument_size_in_bytes < state_bytes + (2 << 20)
     assert mem.alias_size_in_bytes >= 0.9 * state_bytes
     assert 0 < mem.temp_size_in_bytes < 256 << 20
+
+
+@pytest.mark.parametrize("make", [lambda rngs: rnn_imu.TorchLSTM(2688, 1024, rngs=rngs),   # DeepConvLSTM (RevalExo)
+                                  lambda rngs: rnn_imu.TorchGRU(32, 512, rngs=rngs)])      # PRIMUS / IMU2CLIP
+def test_recurrent_weights_are_fsdp_sharded_on_a_256_chip_pod(make):
+    # benchmarks/tpu_aot.py found DeepConvLSTM's [2688, 4096] LSTM input weight replicated on every chip (42 MiB).
+    mesh = sharding.abstract_mesh(256, data=1, fsdp=256)
+    model = nnx.eval_shape(lambda: make(nnx.Rngs(0)))
+    for path, leaf in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+        spec = sharding.logical_to_spec(leaf.get_metadata()["out_sharding"], leaf.shape, mesh)
+        shard = math.prod(jax.sharding.NamedSharding(mesh, spec).shard_shape(leaf.shape))
+        if leaf.ndim == 2:
+            assert shard * 256 == math.prod(leaf.shape), (path, leaf.shape, spec)

@@ -17,13 +17,14 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from imujax import systems
 from imujax.models.conv_imu import ConvIMUEncoder
 from imujax.objectives.infonce import info_nce_symmetric_mean, l2_normalize
 from imujax.transforms import imu as imu_tf
 from imujax.transforms import imu_views, records
 
 
-class System:
+class System(systems.System):
     """`imu` [6, T] (and `imu_view` [6, T] in training), `label`."""
 
     def __init__(self, config: ml_collections.ConfigDict):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from imujax.transforms import augment_imu
+
 STANDARD_GRAVITY = 9.80665
 
 
@@ -23,13 +25,11 @@ def scale_units(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def random_rotation(rng: np.random.Generator) -> np.ndarray:
-    """A uniformly random 3x3 rotation (QR of a Gaussian matrix with the sign fixed)."""
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q = q * np.sign(np.diag(r))
-    if np.linalg.det(q) < 0:
-        q[:, 0] = -q[:, 0]
-    return q
+def random_rotation(rng: np.random.Generator, max_degrees: float = 180.0) -> np.ndarray:
+    """A 3x3 rotation about a random axis by an angle uniform in [-max_degrees, max_degrees]. Small angles keep
+    the gravity direction, i.e. posture, recognisable; 180 makes the views blind to how the sensor is worn."""
+    angle = np.deg2rad(rng.uniform(-max_degrees, max_degrees, size=(1,)))
+    return augment_imu.axis_angle_matrices(rng.normal(size=(1, 3)), angle)[0]
 
 
 def rotate(x: np.ndarray, matrix: np.ndarray) -> np.ndarray:
@@ -53,12 +53,12 @@ def time_warp(x: np.ndarray, rng: np.random.Generator, max_stretch: float = 1.25
     return np.pad(warped, ((0, 0), (0, length - count)), mode="wrap")
 
 
-def random_view(x: np.ndarray, rng: np.random.Generator, *, rotation: bool = True, scale_sigma: float = 0.1,
-                jitter_sigma: float = 0.05, max_stretch: float = 1.25, sensor_dropout: float = 0.1) -> np.ndarray:
+def random_view(x: np.ndarray, rng: np.random.Generator, *, max_rotation_degrees: float = 180.0,
+                scale_sigma: float = 0.1, jitter_sigma: float = 0.05, max_stretch: float = 1.25, sensor_dropout: float = 0.1) -> np.ndarray:
     """One augmented view of a unit-scaled [C, T] window; each sensor triad is zeroed with `sensor_dropout`."""
     view = np.asarray(x, np.float64)
-    if rotation:
-        view = rotate(view, random_rotation(rng))
+    if max_rotation_degrees > 0:
+        view = rotate(view, random_rotation(rng, max_rotation_degrees))
     if max_stretch > 1.0:
         view = time_warp(view, rng, max_stretch)
     view = view * rng.normal(1.0, scale_sigma, size=(view.shape[0], 1))

@@ -7,11 +7,12 @@ An `:own` config sets ``config.data.from_dataset=True``; before the run, `resolv
 the fields the system needs from the dataset's metadata: channels, sampling rate, window length, class names and video
 settings (the metadata.json keys ``channels`` / ``channel_layouts``, ``rate_hz``, ``window``, ``class_names``,
 ``video_frames`` and ``video_fps`` that `imu_video_folder` writes; for other builders, read off the first training
-record and the label feature). When recordings differ in their channels, TSFM takes every channel (it reads each record's own list) and
-the systems with a fixed layout (EVI-MAE, HIMU-MAE) take the triads that every recording has. Normalisation
-statistics a system needs (EVI-MAE's spectrogram mean/std, HIMU-MAE's per-channel spectrogram mean/std) are measured
-once on the training split and cached in ``imujax_stats.json`` next to the dataset (in the workdir when that folder is
-read-only). TSFM z-scores every (patch, channel) itself and needs none. Explicit ``--config.*`` overrides of those fields win over the dataset.
+record and the label feature). When recordings differ in their channels, TSFM takes every channel (it reads each
+record's own list) and the systems with a fixed layout (EVI-MAE, HIMU-MAE) take the triads that every recording has.
+Normalisation statistics a system needs (EVI-MAE's spectrogram mean/std, HIMU-MAE's per-channel spectrogram mean/std)
+are measured once on the training split and cached in ``imujax_stats.json`` next to the dataset (in the workdir when
+that folder is read-only). TSFM z-scores every (patch, channel) itself and needs none. Explicit ``--config.*``
+overrides of those fields win over the dataset.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The floors of the house, checked on the source (AST, every import statement, lazy ones included).
 
 models/ know no data code, losses, systems, loop, sharding policy or bridge; objectives/ know no models; no system
-imports another system; eval/ imports neither the loop nor the systems. See docs/architecture.md.
+imports another system; eval/ imports neither the loop nor the systems; bridges/ import no command line (the model
+registry lives in the bridge). See docs/architecture.md.
 """
 
 import ast
@@ -16,6 +17,7 @@ FORBIDDEN = {
                "imujax.bridges"),
     "objectives": ("imujax.models",),
     "eval": ("imujax.train", "imujax.systems"),
+    "bridges": ("imujax.convert", "imujax.compare"),  # the registry lives in the bridge; the CLIs sit on top
 }
 
 
@@ -68,6 +70,17 @@ def test_no_system_imports_another_system():
         return None
 
     assert violations("systems", rule) == []
+
+
+def test_no_module_imports_another_modules_private_names():
+    """Helpers two modules share are public where they belong (e.g. rule builders in bridges/torch/rules.py)."""
+    bad = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("imujax"):
+                bad += [f"{path.relative_to(PACKAGE.parent)}:{node.lineno} imports {node.module}.{alias.name}"
+                        for alias in node.names if alias.name.startswith("_") and alias.name != "__version__"]
+    assert bad == []
 
 
 def test_the_check_sees_lazy_and_from_imports(tmp_path):

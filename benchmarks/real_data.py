@@ -257,10 +257,11 @@ def run_set(name: str, args) -> dict:
     record("e_probe_transfer", lambda: probe(encoder(config, transfer_dir)))
     record("f_finetune_transfer", lambda: finetune(encoder(config, transfer_dir), train, test["x"], args.ft_steps))
     record("f_finetune_scratch", lambda: finetune(encoder(config, None), train, test["x"], args.ft_steps))
-    if args.synthetic:  # issue 26: the articulated synthetic corpus alone, and with this set's unlabelled training data
+    if args.synthetic and want("g"):  # issue 26: the articulated synthetic corpus alone
         synthetic_dir = os.path.join(args.workdir, "synthetic")
         timed["pretrain_synthetic_s"] = round(pretrain("synthetic", synthetic_dir, data_dir, args.raw_root, args.steps), 1)
         record("g_probe_synthetic", lambda: probe(encoder(config, synthetic_dir)))
+    if args.synthetic and want("h"):  # and with this set's unlabelled training data
         mixed_dir = os.path.join(args.workdir, f"synthetic_own_{name}")
         timed["pretrain_synthetic_own_s"] = round(
             pretrain(f"synthetic_own:{name}", mixed_dir, data_dir, args.raw_root, args.steps), 1)

@@ -266,6 +266,7 @@ def measure(system_name: str, topology: str, per_chip_batch: int | None, dtype: 
     compiled_flops = float(cost.get("flops", 0.0))
     per_chip_flops = flops_per_chip
     seconds = float(cost.get("optimal_seconds", float("nan")))
+    seconds = seconds if seconds > 0 else float("nan")  # XLA:TPU answers a negative number when it has no estimate
     scale = per_chip_flops / compiled_flops if compiled_flops else float("nan")
     step_s = seconds * max(scale, 1.0)
     live = mem.argument_size_in_bytes + mem.temp_size_in_bytes + mem.output_size_in_bytes - mem.alias_size_in_bytes
@@ -317,7 +318,15 @@ def save_results(path: str, results: dict) -> None:
 
 
 def _gib(x: float) -> str:
-    return f"{x / GIB:.2f}"
+    return "n/c" if x != x else f"{x / GIB:.2f}"
+
+
+def _ms(seconds: float) -> str:
+    return "n/a" if not seconds > 0 else f"{seconds * 1e3:.2f}"
+
+
+def _pct(x: float) -> str:
+    return "n/a" if x != x else f"{x:.0%}"
 
 
 def print_table(results: dict) -> None:
@@ -330,15 +339,15 @@ def print_table(results: dict) -> None:
         if "error" in r:
             print(f"| {r['system']} | {r['topology']} | | | | | | | | error: {r['error'][:80]} | | | | | | | |")
             continue
-        c = r["collective_bytes"]
+        c = r["collective_bytes"] or dict.fromkeys(COLLECTIVES, float("nan"))
         mesh = f"{r['mesh']['data']} x {r['mesh']['fsdp'] * r['mesh']['fsdp_inner']}"
         dtype = {"bfloat16": "bf16", "float32": "fp32"}[r["compute_dtype"]]
         print(f"| {r['system']} | {r['topology']} | {mesh} | {r['per_chip_batch']} | {dtype} "
               f"| {_gib(r['params_bytes'])} | {_gib(r['opt_bytes'])} | {_gib(r['argument_bytes'])} "
               f"| {_gib(r['temp_bytes'])} | {'yes' if r['fits'] else 'NO'} ({r['live_bytes'] / GIB:.1f}/"
               f"{r['hbm_gib']}) | {r['compile_s']:.0f} | {_gib(c['all-gather'])} | {_gib(c['reduce-scatter'])} "
-              f"| {_gib(c['all-reduce'])} | {r['flops_per_chip'] / 1e9:.0f} | {r['cost_model_s'] * 1e3:.2f} "
-              f"| {r['mfu']:.0%} |")
+              f"| {_gib(c['all-reduce'])} | {r['flops_per_chip'] / 1e9:.0f} | {_ms(r['cost_model_s'])} "
+              f"| {_pct(r['mfu'])} |")
 
 
 def main() -> None:

@@ -175,8 +175,10 @@ def read_item(step_dir: str, item: str, *, required: bool = True):
         if required:
             raise CheckpointDamagedError(f"{step_dir} has no {item!r} item")
         return None
+    # Orbax names the file 'metadata', except for an item called 'metrics', which it stores under its own name.
+    filename = item if os.path.exists(os.path.join(path, item)) else "metadata"
     with _classified(path):
-        with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as reader:
+        with ocp.Checkpointer(ocp.JsonCheckpointHandler(filename=filename)) as reader:
             return reader.restore(path)
 
 

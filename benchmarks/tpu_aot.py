@@ -300,7 +300,8 @@ def worker_env() -> dict:
 
 
 def key(row: dict) -> str:
-    return f"{row['system']}@{row['topology']}"
+    """system@topology; a row with a note (e.g. measured before a fix) is kept beside the current one."""
+    return f"{row['system']}@{row['topology']}" + (f"#{row['note']}" if row.get("note") else "")
 
 
 def load_results(path: str) -> dict:
@@ -335,14 +336,15 @@ def print_table(results: dict) -> None:
           "| cost-model ms | MFU |")
     print("|" + "---|" * 17)
     order = {t: i for i, t in enumerate(TOPOLOGIES)}
-    for r in sorted(results.values(), key=lambda r: (list(SYSTEMS).index(r["system"]), order[r["topology"]])):
+    for r in sorted(results.values(), key=lambda r: (order[r["topology"]], list(SYSTEMS).index(r["system"]))):
         if "error" in r:
             print(f"| {r['system']} | {r['topology']} | | | | | | | | error: {r['error'][:80]} | | | | | | | |")
             continue
         c = r["collective_bytes"] or dict.fromkeys(COLLECTIVES, float("nan"))
         mesh = f"{r['mesh']['data']} x {r['mesh']['fsdp'] * r['mesh']['fsdp_inner']}"
         dtype = {"bfloat16": "bf16", "float32": "fp32"}[r["compute_dtype"]]
-        print(f"| {r['system']} | {r['topology']} | {mesh} | {r['per_chip_batch']} | {dtype} "
+        name = r["system"] + (f" ({r['note']})" if r.get("note") else "")
+        print(f"| {name} | {r['topology']} | {mesh} | {r['per_chip_batch']} | {dtype} "
               f"| {_gib(r['params_bytes'])} | {_gib(r['opt_bytes'])} | {_gib(r['argument_bytes'])} "
               f"| {_gib(r['temp_bytes'])} | {'yes' if r['fits'] else 'NO'} ({r['live_bytes'] / GIB:.1f}/"
               f"{r['hbm_gib']}) | {r['compile_s']:.0f} | {_gib(c['all-gather'])} | {_gib(c['reduce-scatter'])} "

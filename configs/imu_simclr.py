@@ -34,12 +34,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     for name in REAL_SETS:
         config.data.manual_dirs[name] = f"../shared/data/{name}"
     config.optimizer.update(dict(name="adamw", learning_rate=2e-3, weight_decay=1e-4, schedule="cosine",
-                                 warmup_steps=50))
+                                 warmup_steps=20))
     config.batch_size = 128
     config.num_epochs = 0
-    config.total_steps = 300
+    config.total_steps = 100
     config.log_every_steps = 50
-    config.checkpoint.every_steps = 300
+    config.checkpoint.every_steps = 100
     config.checkpoint.best_metric = "none"
     config.eval.update(dict(retrieval=False, linear_probe=True))
     config.figures = False

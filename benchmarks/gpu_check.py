@@ -28,8 +28,12 @@ PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "B200": 2250.0}
 SYSTEMS = {"evi_mae": "configs/evi_mae.py", "audio_mae": "configs/audio_mae.py", "primus": "configs/primus.py"}
 DRY_RUN = {"evi_mae": "configs/evi_mae.py:demo", "audio_mae": "configs/himu_mae.py:demo", "primus": "configs/primus.py:demo"}
 # --dry-run: the demo configs cut to one block per stack, so the CPU test compiles quickly.
-DRY_RUN_MODEL = {"evi_mae": dict(imu_depth=1, video_depth=1, decoder_depth=1),
-                 "audio_mae": dict(depth=1, decoder_depth=1), "primus": {}}
+DRY_RUN_MODEL = {"evi_mae": dict(imu_dim=32, imu_depth=1, imu_heads=2, imu_time=64, imu_freq=32, video_dim=32,
+                             video_depth=1, video_heads=2, num_frames=4, img_size=32, decoder_dim=32, decoder_depth=1,
+                             graph_hidden=16),
+                 "audio_mae": dict(img_h=32, img_w=32, embed_dim=32, depth=1, num_heads=2, decoder_dim=16,
+                                   decoder_depth=2, decoder_heads=2, meta_hidden=16),
+                 "primus": {}}
 
 
 def peak_tflops(device) -> float:
@@ -44,7 +48,8 @@ def setup(system_name: str, dry_run: bool):
     if dry_run:
         config.model.update(DRY_RUN_MODEL[system_name])
         if system_name == "primus":
-            config.model.video.depth = 1
+            config.model.video.update(dict(dim=16, depth=1, heads=2, img_size=32))
+            config.data.imu_length = 50  # the FLOP count unrolls the GRU's scan over time
     if "dtype" in config.model:
         config.model.dtype = "bfloat16"
     system = systems.make_system(config)

@@ -228,8 +228,12 @@ def run_set(name: str, args) -> dict:
     train, test = (load_split(name, s, data_dir, system) for s in ("train", "test"))
     per_rec = PER_RECORDING[name]
     rows, timed = {}, {}
+    skip = set(args.skip.split(",")) - {""}
+    want = lambda row: row not in skip  # noqa: E731
 
     def record(key, fn):
+        if not want(key.split("_")[0]):
+            return
         start = time.time()
         rows[key] = dict(scores(fn(), test, per_rec), seconds=round(time.time() - start, 1))
         print(f"{name} {key}: {rows[key]}", flush=True)
@@ -243,14 +247,25 @@ def run_set(name: str, args) -> dict:
 
     record("c_probe_random", lambda: probe(encoder(config, None)))
     own_dir = os.path.join(args.workdir, f"own_{name}")
-    timed["pretrain_own_s"] = round(pretrain(f"own:{name}", own_dir, data_dir, args.raw_root, args.steps), 1)
+    if want("d"):
+        timed["pretrain_own_s"] = round(pretrain(f"own:{name}", own_dir, data_dir, args.raw_root, args.steps), 1)
     record("d_probe_own", lambda: probe(encoder(config, own_dir)))
     transfer_dir = os.path.join(args.workdir, f"transfer_{name}")
-    timed["pretrain_transfer_s"] = round(
-        pretrain(f"transfer:{name}", transfer_dir, data_dir, args.raw_root, args.steps), 1)
+    if want("e") or want("f"):
+        timed["pretrain_transfer_s"] = round(
+            pretrain(f"transfer:{name}", transfer_dir, data_dir, args.raw_root, args.steps), 1)
     record("e_probe_transfer", lambda: probe(encoder(config, transfer_dir)))
     record("f_finetune_transfer", lambda: finetune(encoder(config, transfer_dir), train, test["x"], args.ft_steps))
     record("f_finetune_scratch", lambda: finetune(encoder(config, None), train, test["x"], args.ft_steps))
+    if args.synthetic and want("g"):  # issue 26: the articulated synthetic corpus alone
+        synthetic_dir = os.path.join(args.workdir, "synthetic")
+        timed["pretrain_synthetic_s"] = round(pretrain("synthetic", synthetic_dir, data_dir, args.raw_root, args.steps), 1)
+        record("g_probe_synthetic", lambda: probe(encoder(config, synthetic_dir)))
+    if args.synthetic and want("h"):  # and with this set's unlabelled training data
+        mixed_dir = os.path.join(args.workdir, f"synthetic_own_{name}")
+        timed["pretrain_synthetic_own_s"] = round(
+            pretrain(f"synthetic_own:{name}", mixed_dir, data_dir, args.raw_root, args.steps), 1)
+        record("h_probe_synthetic_own", lambda: probe(encoder(config, mixed_dir)))
     return dict(rows=rows, pretrain_seconds=timed, train_windows=len(train["y"]), test_windows=len(test["y"]),
                 per_recording=per_rec)
 
@@ -262,6 +277,10 @@ def main() -> None:
     parser.add_argument("--sets", default=",".join(imu_simclr.REAL_SETS))
     parser.add_argument("--steps", type=int, default=100, help="pretraining steps per encoder (batch 128)")
     parser.add_argument("--ft_steps", type=int, default=150, help="fine-tuning steps (batch 64)")
+    parser.add_argument("--synthetic", action="store_true", help="add rows g, h: pretraining on the synthetic "
+                        "corpus (synthetic_egomotion/motion_realsets) alone and with the set's unlabelled data")
+    parser.add_argument("--skip", default="", help="comma-separated rows to leave out, e.g. b,e,f (e, f: no transfer "
+                        "pretraining)")
     args = parser.parse_args()
     args.workdir, args.raw_root = os.path.abspath(args.workdir), os.path.abspath(args.raw_root)
     os.makedirs(args.workdir, exist_ok=True)

@@ -25,6 +25,7 @@ chip. Mesh: FSDP over the chips of a slice, 'data' over slices (DCN), i.e. `conf
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import math
 import os
@@ -36,6 +37,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 OUT = os.path.join(REPO, "benchmarks", "tpu_aot.json")
+HLO_DIR = os.path.join(REPO, "benchmarks", "tpu_aot_hlo")  # each cell's compiled HLO (git-ignored), for --reparse
 GIB = 1024 ** 3
 
 # chip: (HBM GiB, bf16 peak TFLOP/s per chip, topology name per chip count)
@@ -123,6 +125,7 @@ def example_shapes(name: str, config, system) -> dict[str, tuple[tuple[int, ...]
 # -- HLO collectives -----------------------------------------------------------------------------------------------
 _DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "bf16": 2, "f16": 2, "s32": 4, "u32": 4, "f32": 4,
                 "s64": 8, "u64": 8, "f64": 8, "c64": 8}
+_SHAPE_TEXT = re.compile(r"\b(?:pred|[su](?:8|16|32|64)|bf16|f16|f32|f64|c64)\[[0-9,]*\]")
 _SHAPE = re.compile(r"\b(pred|[su](?:8|16|32|64)|bf16|f16|f32|f64|c64)\[([0-9,]*)\]")
 
 
@@ -131,7 +134,9 @@ def _shape_bytes(text: str) -> int:
 
 
 def collective_bytes(hlo: str) -> dict[str, int]:
-    """Bytes produced per step by each collective kind (per chip), a while body counted times its trip count."""
+    """Bytes per step of each collective kind on one chip: the gathered (all-gather) or reduced (all-reduce,
+    reduce-scatter) array, a while body counted times its trip count (the bound its condition compares against).
+    XLA:TPU writes a reduce-scatter as a fusion calling '%all-reduce-scatter...' around an all-reduce."""
     computations: dict[str, list[str]] = {}
     entry, current = None, None
     for line in hlo.splitlines():
@@ -143,6 +148,12 @@ def collective_bytes(hlo: str) -> dict[str, int]:
                 entry = current
         elif current is not None and line.startswith(" "):
             computations[current].append(line)
+
+    def trip_count(condition: str) -> int:
+        bounds = [int(c) for line in computations.get(condition, ())
+                  for c in re.findall(r"s32\[\][^=]*constant\((\d+)\)", line)]
+        return max(bounds, default=1)
+
     memo: dict[str, dict[str, int]] = {}
 
     def total(name: str, stack=()) -> dict[str, int]:
@@ -150,22 +161,27 @@ def collective_bytes(hlo: str) -> dict[str, int]:
             return memo[name]
         out = dict.fromkeys(COLLECTIVES, 0)
         for line in computations.get(name, ()):
-            lhs, _, rhs = line.partition("=")
-            op = re.match(r"\s*(\S+)\s+([\w\-]+)\(", rhs) or re.match(r"\s*(\([^=]*\))\s+([\w\-]+)\(", rhs)
-            opname = op.group(2) if op else ""
+            _, _, rhs = line.partition(" = ")
+            op = re.search(r"\s([a-z][\w\-]*)\(", rhs)  # the result type, then ' opname('
+            opname = op.group(1) if op else ""
             kind = next((k for k in COLLECTIVES if opname in (k, f"{k}-start")), None)
-            if kind:
-                out[kind] += _shape_bytes(rhs.split(opname + "(")[0])
-            trips = 1
-            if opname == "while":
-                trip = re.search(r'known_trip_count[^0-9]*(\d+)', line)
-                trips = int(trip.group(1)) if trip else 1
-            for callee in re.findall(r"(?:body|to_apply|calls|branch_computations|true_computation|"
-                                     r"false_computation)=\{?%?([\w.\-]+(?:, %?[\w.\-]+)*)", line):
-                for c in re.split(r",\s*%?", callee):
-                    if c in computations and c not in stack:
-                        for k, v in total(c, stack + (name,)).items():
-                            out[k] += trips * v
+            if kind:  # an async '-start' returns (operand, result): count the result
+                out[kind] += _shape_bytes(rhs[:op.start()] if not opname.endswith("-start") else
+                                          " ".join(_SHAPE_TEXT.findall(rhs[:op.start()])[-1:]))
+            condition = re.search(r"condition=%?([\w.\-]+)", line)
+            trips = trip_count(condition.group(1)) if opname == "while" and condition else 1
+            for callees in re.findall(r"(?:body|to_apply|calls|branch_computations|true_computation|"
+                                      r"false_computation)=\{?(%?[\w.\-]+(?:,\s*%?[\w.\-]+)*)", line):
+                for c in re.split(r",\s*", callees):
+                    c = c.lstrip("%")
+                    if c not in computations or c in stack:
+                        continue
+                    inner = total(c, stack + (name,))
+                    if c.startswith("all-reduce-scatter"):
+                        inner = dict(inner, **{"reduce-scatter": inner["reduce-scatter"] + inner["all-reduce"],
+                                               "all-reduce": 0})
+                    for k, v in inner.items():
+                        out[k] += trips * v
         memo[name] = out
         return out
 
@@ -179,9 +195,12 @@ def shard_bytes(tree) -> int:
 
 
 def unrolled_flops(make_step, state, batch) -> float:
-    """Global FLOPs of one step: the step lowered with every `lax.scan` unrolled (benchmarks/train_step.py)."""
+    """FLOPs of one step on these (unsharded, abstract) inputs, lowered for this host's CPU with every `lax.scan`
+    unrolled (benchmarks/train_step.py; the lowered TPU program has no cost analysis)."""
+    import jax
     from benchmarks.train_step import model_flops
-    return model_flops(make_step, state, batch)
+    plain = lambda tree: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)  # noqa: E731
+    return model_flops(make_step, plain(state), plain(batch))
 
 
 def load_config(spec: str):
@@ -229,28 +248,34 @@ def measure(system_name: str, topology: str, per_chip_batch: int | None, dtype: 
     # Outside the mesh: the step's jax.random.key(seed) is concrete, and compile-only devices cannot hold it.
     step = jax.jit(train.make_train_step(system, graphdef, tx, config.seed), donate_argnums=0,
                    out_shardings=(shardings, None))
-    flops_step = train.make_train_step(system, graphdef, tx, config.seed)  # a second one: no cached trace reused
     with jax.set_mesh(mesh):
         start = time.time()
         compiled = step.lower(state, batch).compile()
         compile_s = time.time() - start
-        flops = flops_per_chip * chips * slices if flops_per_chip else unrolled_flops(lambda: flops_step, state, batch)
+    hlo = compiled.as_text()
+    os.makedirs(HLO_DIR, exist_ok=True)
+    with gzip.open(os.path.join(HLO_DIR, f"{system_name}@{topology}.hlo.gz"), "wt") as f:
+        f.write(hlo)
+    if not flops_per_chip:  # one chip's share: the step at the per-chip batch (FLOPs do not depend on the mesh)
+        one_chip = {k: jax.ShapeDtypeStruct((per_chip_batch, *v.shape[1:]), v.dtype) for k, v in batch.items()}
+        flops_step = train.make_train_step(system, graphdef, tx, config.seed)  # a second one: no cached trace reused
+        flops_per_chip = unrolled_flops(lambda: flops_step, state, one_chip)
     mem = compiled.memory_analysis()
     cost = compiled.cost_analysis()
     cost = (cost[0] if isinstance(cost, list) else cost) or {}
-    n = chips * slices
     compiled_flops = float(cost.get("flops", 0.0))
-    per_chip_flops = flops / n
+    per_chip_flops = flops_per_chip
     seconds = float(cost.get("optimal_seconds", float("nan")))
+    seconds = seconds if seconds > 0 else float("nan")  # XLA:TPU answers a negative number when it has no estimate
     scale = per_chip_flops / compiled_flops if compiled_flops else float("nan")
     step_s = seconds * max(scale, 1.0)
     live = mem.argument_size_in_bytes + mem.temp_size_in_bytes + mem.output_size_in_bytes - mem.alias_size_in_bytes
-    collectives = collective_bytes(compiled.as_text())
+    collectives = collective_bytes(hlo)
     unsharded = [jax.tree_util.keystr(p, simple=True, separator=".")
                  for p, x in jax.tree_util.tree_leaves_with_path(state["params"])
                  if x.size >= 1 << 16 and x.sharding.shard_shape(x.shape) == x.shape]
     return {
-        "system": system_name, "topology": topology, "chip": chip, "chips": n, "slices": slices,
+        "system": system_name, "topology": topology, "chip": chip, "chips": chips * slices, "slices": slices,
         "mesh": dict(mesh.shape), "per_chip_batch": per_chip_batch, "global_batch": config.batch_size,
         "compute_dtype": config.model.dtype if has_dtype else "float32",
         "remat": config.model.get("remat"),
@@ -293,7 +318,15 @@ def save_results(path: str, results: dict) -> None:
 
 
 def _gib(x: float) -> str:
-    return f"{x / GIB:.2f}"
+    return "n/c" if x != x else f"{x / GIB:.2f}"
+
+
+def _ms(seconds: float) -> str:
+    return "n/a" if not seconds > 0 else f"{seconds * 1e3:.2f}"
+
+
+def _pct(x: float) -> str:
+    return "n/a" if x != x else f"{x:.0%}"
 
 
 def print_table(results: dict) -> None:
@@ -306,15 +339,15 @@ def print_table(results: dict) -> None:
         if "error" in r:
             print(f"| {r['system']} | {r['topology']} | | | | | | | | error: {r['error'][:80]} | | | | | | | |")
             continue
-        c = r["collective_bytes"]
+        c = r["collective_bytes"] or dict.fromkeys(COLLECTIVES, float("nan"))
         mesh = f"{r['mesh']['data']} x {r['mesh']['fsdp'] * r['mesh']['fsdp_inner']}"
         dtype = {"bfloat16": "bf16", "float32": "fp32"}[r["compute_dtype"]]
         print(f"| {r['system']} | {r['topology']} | {mesh} | {r['per_chip_batch']} | {dtype} "
               f"| {_gib(r['params_bytes'])} | {_gib(r['opt_bytes'])} | {_gib(r['argument_bytes'])} "
               f"| {_gib(r['temp_bytes'])} | {'yes' if r['fits'] else 'NO'} ({r['live_bytes'] / GIB:.1f}/"
               f"{r['hbm_gib']}) | {r['compile_s']:.0f} | {_gib(c['all-gather'])} | {_gib(c['reduce-scatter'])} "
-              f"| {_gib(c['all-reduce'])} | {r['flops_per_chip'] / 1e9:.0f} | {r['cost_model_s'] * 1e3:.2f} "
-              f"| {r['mfu']:.0%} |")
+              f"| {_gib(c['all-reduce'])} | {r['flops_per_chip'] / 1e9:.0f} | {_ms(r['cost_model_s'])} "
+              f"| {_pct(r['mfu'])} |")
 
 
 def main() -> None:

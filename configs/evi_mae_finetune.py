@@ -46,6 +46,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.num_epochs = 200
     config.seed = 42
     config.eval_every_epochs = 1          # upstream validates every epoch; best checkpoint by finetune.metric
+    config.checkpoint.select_on = "eval"  # upstream selects on its validation = eval split, as released
     config.eval.linear_probe = False      # the head's own logits are evaluated (classification_spec)
 
     if arg == "wear":
@@ -54,8 +55,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.finetune.update(dict(num_classes=18, metric="acc"))
     elif arg == "demo":
         _demo(config)
+    elif arg == "own":  # your own built dataset; --config.init_from=<an evi_mae.py:own run>
+        _demo(config)
+        pretrain_config.own(config)
+        config.finetune.update(dict(metric="macro_f1"))
+        config.checkpoint.select_on = "validation"  # your own data: select on subjects carved from train
     elif arg not in (None, ""):
-        raise ValueError(f"configs/evi_mae_finetune.py: unknown variant {arg!r} (known: wear, demo)")
+        raise ValueError(f"configs/evi_mae_finetune.py: unknown variant {arg!r} (known: wear, demo, own)")
     return config
 
 

@@ -47,8 +47,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.model.video_dim = 1536  # Omnivore clip feature concatenated to every encoder token
     elif arg == "demo":
         _demo(config)
+    elif arg == "own":  # your own built dataset (imujax.own_data): its first accelerometer triad, measured statistics
+        _demo(config)
+        config.data.update(dict(from_dataset=True, name="imu_video_folder/default", auto_build=False))
     elif arg not in (None, ""):
-        raise ValueError(f"configs/himu_mae.py: unknown variant {arg!r} (known: omni, demo)")
+        raise ValueError(f"configs/himu_mae.py: unknown variant {arg!r} (known: omni, demo, own)")
     return config
 
 

@@ -17,6 +17,7 @@ from configs import common
 
 REAL_SETS = ("hapt", "dsads", "motionsense")
 SYNTHETIC = "synthetic_egomotion/default"
+SYNTHETIC_MOTION = "synthetic_egomotion/motion_realsets"  # the real sets' sensor units, 2 s clips at 50 Hz
 # 6-channel (acc xyz, gyro xyz) sensor groups; a record uses those it has (DSADS: 5 units, synthetic: 5 slots).
 _UNITS = ("waist", "pocket", "torso", "right_arm", "left_arm", "right_leg", "left_leg", "head")
 CHANNEL_GROUPS = tuple(tuple(f"{unit}/{s}_{a}" for s in ("acc", "gyro") for a in "xyz") for unit in _UNITS)
@@ -37,18 +38,24 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                  warmup_steps=20))
     config.batch_size = 128
     config.num_epochs = 0
-    config.total_steps = 100
+    config.total_steps = 300
     config.log_every_steps = 50
-    config.checkpoint.every_steps = 100
+    config.checkpoint.every_steps = 300
     config.checkpoint.best_metric = "none"
     config.eval.update(dict(retrieval=False, linear_probe=True))
     config.figures = False
 
     kind, _, target = (arg or "own:hapt").partition(":")
-    if target not in REAL_SETS or kind not in ("own", "transfer"):
-        raise ValueError(f"configs/imu_simclr.py: unknown variant {arg!r} (known: own:<set>, transfer:<set> for "
-                         f"<set> in {REAL_SETS})")
+    if kind == "synthetic":  # the articulated synthetic corpus only (issue 26); no real recording
+        config.data.name = SYNTHETIC_MOTION
+        return config
+    if target not in REAL_SETS or kind not in ("own", "transfer", "synthetic_own"):
+        raise ValueError(f"configs/imu_simclr.py: unknown variant {arg!r} (known: own:<set>, transfer:<set>, "
+                         f"synthetic_own:<set> for <set> in {REAL_SETS}, synthetic)")
     if kind == "own":  # the training subjects of the set under test
+        config.data.name = f"{target}/xsub"
+    elif kind == "synthetic_own":  # the training subjects of the set under test (unlabelled) + the synthetic corpus
+        config.data.mixture = (f"{target}/xsub", SYNTHETIC_MOTION)
         config.data.name = f"{target}/xsub"
     else:  # never the set under test; every subject of the others, and the synthetic data
         others = [f"{s}/xsub" for s in REAL_SETS if s != target]

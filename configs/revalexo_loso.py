@@ -47,6 +47,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.num_epochs = 50
     config.seed = 42
     config.eval_every_epochs = 1          # upstream validates (and selects) every epoch
+    config.checkpoint.select_on = "eval"  # upstream selects on the held-out subject (the eval split), as released
     config.eval.linear_probe = False      # the head's own logits are evaluated (classification_spec)
 
     if arg in SUBJECTS:

@@ -2,6 +2,8 @@
 
   python -m imujax.main --config=configs/tsfm_stage1.py --workdir=runs/tsfm_s1          # upstream sizes and recipe
   python -m imujax.main --config=configs/tsfm_stage1.py:demo --workdir=runs/tsfm_s1     # synthetic + real, minutes
+  python -m imujax.main --config=configs/tsfm_stage1.py:own --config.data.name=imu_video_folder/default \
+      --config.data.data_dir=DIR --workdir=runs/mine       # the demo sizes on your own built dataset
 
 Upstream trains on 6 datasets (uci_har, hhar, mhealth, pamap2, wisdm, unimib_shar) with per-dataset patch seconds,
 drawn with p ∝ n^0.5: here config.data.mixture (TFDS names, imujax.mixture), config.data.mixture_temperature and
@@ -72,8 +74,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     if arg == "demo":
         _demo(config)
+    elif arg == "own":
+        _demo(config)
+        own(config)
     elif arg not in (None, ""):
-        raise ValueError(f"configs/tsfm_stage1.py: unknown variant {arg!r} (known: demo)")
+        raise ValueError(f"configs/tsfm_stage1.py: unknown variant {arg!r} (known: demo, own)")
     return config
 
 
@@ -94,3 +99,11 @@ def _demo(config: ml_collections.ConfigDict) -> None:
     config.log_every_steps = 20
     config.eval_every_steps = 0
     config.checkpoint.every_steps = 100
+
+
+def own(config: ml_collections.ConfigDict) -> None:
+    """Any built dataset (`imujax.own_data`): channels, rate and window from its metadata; no mixture."""
+    config.data.update(dict(from_dataset=True, name="imu_video_folder/default", auto_build=False,
+                            mixture=(), dataset_description=""))
+    config.data.per_dataset = ml_collections.ConfigDict()
+    config.data.manual_dirs = ml_collections.ConfigDict()

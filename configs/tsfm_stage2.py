@@ -57,8 +57,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         if arg == "demo_siglip":
             config.model.siglip = True
             config.loss.kind = "siglip"
+    elif arg == "own":  # your own dataset; --config.init_from=<tsfm_stage1:own run>:latest --config.init_only=encoder
+        _demo(config)
+        tsfm_stage1.own(config)
     elif arg not in (None, ""):
-        raise ValueError(f"configs/tsfm_stage2.py: unknown variant {arg!r} (known: demo, demo_k3, demo_siglip)")
+        raise ValueError(f"configs/tsfm_stage2.py: unknown variant {arg!r} (known: demo, demo_k3, demo_siglip, "
+                         "own)")
     return config
 
 

@@ -43,7 +43,9 @@ def selection_metric(system, config: ml_collections.ConfigDict) -> tuple[str, st
 
 
 class Evaluator:
-    def __init__(self, system, graphdef, config: ml_collections.ConfigDict, workdir: str, mesh):
+    def __init__(self, system, graphdef, config: ml_collections.ConfigDict, workdir: str, mesh, source=None,
+                 prefix: str = "eval"):
+        """source: the records to evaluate (default: config.data.eval_split), logged as '<prefix>/<metric>'."""
         self.system, self.config, self.mesh = system, config, mesh
         batch = config.eval.batch_size or config.batch_size
         if batch % jax.process_count():
@@ -52,7 +54,9 @@ class Evaluator:
         self.graphdef = graphdef  # for a system's own protocol (system.evaluate)
         self.classification = classification_spec(system, config)
         self.last_classification: classification.ClassificationResult | None = None  # of the latest call
-        self.test = input_pipeline.open_source(config, workdir, config.data.eval_split)
+        self.prefix = prefix
+        self.test = source if source is not None else input_pipeline.open_source(config, workdir,
+                                                                                 config.data.eval_split)
         self.train = input_pipeline.open_source(config, workdir, config.data.train_split)
 
         def embed(params, other, batch):
@@ -65,11 +69,13 @@ class Evaluator:
     def _collect(self, source, state, carry: tuple[str, ...] = ("label",)) -> dict[str, np.ndarray]:
         """Embeddings of every record of ``source``, with the batch entries named in ``carry``."""
         outputs: dict[str, list] = {}
+        ids: list[np.ndarray] = []
         for local in input_pipeline.eval_batches(source, self.system.preprocess, per_host_batch=self.per_host_batch,
                                                  process_index=jax.process_index(),
                                                  process_count=jax.process_count()):
             local, bookkeeping = input_pipeline.split_bookkeeping(local)
             valid = bookkeeping["valid"]
+            ids.append(bookkeeping["id"][valid.astype(bool)])  # host-side; whole only with one process
             carried = {k: local[k] for k in dict.fromkeys(carry) if k in local}
             emb = self._embed(state["params"], state["other"], sharding.global_batch(local, self.mesh))
             emb = dict(emb, **sharding.global_batch(dict(carried, valid=valid), self.mesh))
@@ -77,7 +83,10 @@ class Evaluator:
                 outputs.setdefault(key, []).append(np.asarray(value))
         out = {k: np.concatenate(v) for k, v in outputs.items()}
         keep = out.pop("valid").astype(bool)
-        return {k: v[keep] for k, v in out.items()}
+        out = {k: v[keep] for k, v in out.items()}
+        if jax.process_count() == 1:
+            out["record_ids"] = np.concatenate(ids)
+        return out
 
     def __call__(self, state) -> dict[str, float]:
         spec = self.classification
@@ -93,6 +102,7 @@ class Evaluator:
                                f"but embed returns {sorted(test)}")
             self.last_classification = classification.classification_metrics(spec, test)
             metrics.update(self.last_classification.scalars)
+            metrics.update(per_recording_metrics(test, spec.logits))
         if self.config.eval.retrieval and "imu" in test and "video" in test:
             metrics.update(retrieval.retrieval_metrics(test["imu"], test["video"]))
         if self.config.eval.linear_probe and "fused" in test:
@@ -102,14 +112,39 @@ class Evaluator:
             metrics["linear_probe_acc"] = linear_probe.linear_probe_accuracy(
                 train["fused"], train["label"], test["fused"], test["label"], num_classes, self.config.eval.probe_l2)
             metrics["chance_acc"] = float(np.bincount(test["label"]).max() / len(test["label"]))
-        return {**own, **{f"eval/{k}": v for k, v in metrics.items()}}
+        return {**own, **{f"{self.prefix}/{k}": v for k, v in metrics.items()}}
 
     def _system_protocol(self, state) -> dict[str, float]:
         """A system's own evaluation on the eval split, ``system.evaluate(graphdef, state, source)`` (e.g. TSFM Stage 2:
         zero-shot and few-label supervision), reported under ``eval/``."""
         if self.system.evaluate is None:
             return {}
-        return {f"eval/{k}": float(v) for k, v in self.system.evaluate(self.graphdef, state, self.test).items()}
+        own = self.system.evaluate(self.graphdef, state, self.test)
+        return {f"{self.prefix}/{k}": float(v) for k, v in own.items()}
+
+
+def per_recording_metrics(outputs: dict[str, np.ndarray], logits_key: str) -> dict[str, float]:
+    """One prediction per recording (mean of its windows' logits; the recording as `records.recording_id` names
+    it): recording_accuracy / recording_macro_f1 / recordings. Empty when the ids are not at hand (several
+    processes), the logits are per horizon, or a recording's windows carry different labels (no single truth)."""
+    from imujax.eval import metrics as cls_metrics
+    from imujax.eval import probes
+    from imujax.transforms import records
+    logits, labels, ids = outputs.get(logits_key), outputs.get("label"), outputs.get("record_ids")
+    if ids is None or labels is None or logits is None or np.ndim(logits) != 2 or len(ids) != len(labels):
+        return {}
+    labelled = labels >= 0
+    if not labelled.any():
+        return {}
+    recordings = np.asarray([records.recording_id({"id": i}) for i in ids[labelled]])
+    try:
+        pooled = probes.pool_per_recording(np.asarray(logits, np.float64)[labelled], labels[labelled], recordings)
+    except ValueError:  # windows of one recording with different labels
+        return {}
+    pred = pooled.features.argmax(axis=1)
+    return {"recording_accuracy": cls_metrics.accuracy(pooled.labels, pred),
+            "recording_macro_f1": cls_metrics.f1_score(pooled.labels, pred, "macro"),
+            "recordings": float(len(pooled.labels))}
 
 
 class _Subset:

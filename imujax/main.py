@@ -3,7 +3,9 @@
   python -m imujax.main --config=configs/evi_mae.py:demo --workdir=runs/demo [--config.batch_size=8] [--mode=train]
 
 Modes: ``train`` (resumes automatically from the workdir), ``eval`` (evaluates the latest checkpoint in the workdir,
-or ``--config.init_from``), ``summary`` (parameter table and ``params: N`` without allocating any weights).
+or ``--config.init_from``), ``probe`` (a labelled protocol on frozen embeddings, `imujax.probe`), ``summary``
+(parameter table and ``params: N`` without allocating any weights). ``:own`` configs take their dataset-dependent
+fields from the built dataset first (`imujax.own_data`).
 Before anything is built: config values that cannot work are refused (`imujax.config_checks`), and a workdir in use
 by another run is refused (`imujax.workdir_lock`). SIGTERM during start-up stops the run at the next safe point
 with exit status 0; inside the loop it saves a checkpoint first (`imujax.train`).
@@ -28,7 +30,7 @@ from imujax import config_checks, runtime, workdir_lock
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file, optionally ':variant'.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and data.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "summary"], "What to do.")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "probe", "summary"], "What to do.")
 
 
 def main(argv) -> None:
@@ -51,14 +53,18 @@ def main(argv) -> None:
         print(summary.parameter_table(config))
         return
     if not _WORKDIR.value:
-        raise app.UsageError("--workdir is required for --mode=train and --mode=eval")
+        raise app.UsageError("--workdir is required for --mode=train, eval and probe")
     import jax
     lock = workdir_lock.WorkdirLock(_WORKDIR.value) if jax.process_index() == 0 else contextlib.nullcontext()
     with lock:  # process 0 holds it for all processes of the run
-        from imujax import train
+        from imujax import own_data, train
         if _stopped_by_sigterm():
             return
-        if _MODE.value == "train":
+        config = own_data.resolve(config, _WORKDIR.value, overridden=_overridden(sys.argv[1:]))
+        if _MODE.value == "probe":
+            from imujax import probe
+            probe.run(config, _WORKDIR.value)
+        elif _MODE.value == "train":
             train.train_and_evaluate(config, _WORKDIR.value)
         else:
             for key, value in train.evaluate_only(config, _WORKDIR.value).items():
@@ -82,6 +88,11 @@ def _stopped_by_sigterm() -> bool:
         print("stopped by SIGTERM during start-up, before the first step; rerun the same command to resume",
               file=sys.stderr, flush=True)
     return _SIGTERM.requested
+
+
+def _overridden(argv: list[str]) -> list[str]:
+    """The dotted config keys given as --config.a.b=v."""
+    return [a[len("--config."):].split("=", 1)[0] for a in argv if a.startswith("--config.")]
 
 
 def check_overrides(argv: list[str]) -> None:

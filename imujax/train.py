@@ -22,7 +22,8 @@ import optax
 from flax import nnx
 from jax.experimental import multihost_utils
 
-from imujax import checkpointing, config_checks, evaluate, figures, input_pipeline, metrics, mixture, runtime, sharding, systems
+from imujax import (alarms, checkpointing, config_checks, evaluate, figures, input_pipeline, metrics, mixture, runtime,
+                    sharding, systems, validation)
 
 
 # -- optimiser ---------------------------------------------------------------------------------------------------------
@@ -190,6 +191,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, stop: _StopRequest) 
 
     input_pipeline.ensure_built(config, workdir)
     train_source = input_pipeline.open_train_source(config, workdir)
+    train_source, validation_source = validation.carve(config, system, train_source)  # model selection's records
     dataset_names = mixture.short_names(train_source.names) if isinstance(train_source, input_pipeline.Mixture) else ()
     steps_per_epoch = input_pipeline.steps_per_epoch(len(train_source), config.batch_size)
     total_steps = total_steps_for(config, steps_per_epoch)
@@ -218,9 +220,11 @@ def _train(config: ml_collections.ConfigDict, workdir: str, stop: _StopRequest) 
 
         step_fn = jax.jit(make_train_step(system, graphdef, tx, config.seed, dataset_names), donate_argnums=0,
                           out_shardings=(state_shardings, None))
-        evaluator = evaluate.Evaluator(system, graphdef, config, workdir, mesh)
-        best = _best_checkpointer(system, config, workdir, selection, restored_step)
+        evaluator = evaluate.Evaluator(system, graphdef, config, workdir, mesh, source=validation_source,
+                                       prefix="eval" if validation_source is None else "val")
+        best = _best_checkpointer(system, config, workdir, selection, restored_step, evaluator.prefix)
         writer = metrics.MetricWriter(workdir, total_steps)
+        learning = alarms.for_system(system, config)
         step = int(state["step"])
         final: dict[str, float] = {}
         compiled = False
@@ -250,6 +254,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, stop: _StopRequest) 
                 if step % config.log_every_steps == 0 or step == total_steps:
                     scalars["lr"] = float(schedule(step - 1))
                     scalars.update(writer.progress(step, scalars, config.batch_size))
+                    scalars.update(learning.update(step, scalars))  # terms stuck at their trivial value
                     writer.write(step, scalars)
                 # Eval before the save, whose selection record then includes this step's eval.
                 if not stopping and _eval_due(config, step, total_steps, steps_per_epoch):
@@ -277,12 +282,15 @@ def _eval_due(config, step: int, total_steps: int, steps_per_epoch: int) -> bool
     return bool(every and step % every == 0) or step == total_steps
 
 
-def _best_checkpointer(system, config, workdir: str, record: dict | None, restored_step: int | None):
+def _best_checkpointer(system, config, workdir: str, record: dict | None, restored_step: int | None,
+                       prefix: str = "eval"):
     """Model selection for runs with a selection metric (fine-tuning: the system's, e.g. RevalExo weighted F1 at
     horizon 0 on the eval split), continued from the restored checkpoint's record; None otherwise."""
     selection = evaluate.selection_metric(system, config)
     if selection is None:
         return None
+    if prefix != "eval":  # selecting on the validation split carved from the training subjects (imujax.validation)
+        selection = (selection[0].replace("eval/", f"{prefix}/", 1), selection[1])
     best = checkpointing.BestCheckpointer(os.path.join(workdir, checkpointing.BEST_DIR), *selection,
                                           use_async=config.checkpoint.use_async)
     best.resume(record, restored_step or 0)

@@ -2,12 +2,15 @@
 BatchNorm statistics), inside or outside a mesh, on any mesh."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from flax import nnx
 
 from configs import evi_mae as evi_mae_config
-from imujax import convert, sharding, systems, train
+from imujax import sharding, systems, train
+from imujax.bridges.torch import conversion
 from tests.torch_reference import evi_mae as ref
 
 SIZES = dict(imu_dim=32, imu_depth=1, imu_heads=2, imu_time=32, imu_freq=32, video_dim=16, video_depth=1,
@@ -22,7 +25,7 @@ def converted(tmp_path_factory):
     torch.save({"module." + k: v for k, v in model.state_dict().items()}, directory / "best_evi_model.pth")
     heads = {"imu_heads": "2", "video_heads": "2", "decoder_heads": "2", "imu_time": "32", "imu_freq": "32",
              "num_frames": "4", "img_size": "32"}
-    convert.convert_file("evi_mae", str(directory / "best_evi_model.pth"), str(directory / "out"), heads)
+    conversion.convert_file("evi_mae", str(directory / "best_evi_model.pth"), str(directory / "out"), heads)
     return model.state_dict(), str(directory / "out")
 
 
@@ -97,3 +100,42 @@ def test_init_from_refuses_what_is_neither_a_run_nor_a_conversion(tmp_path):
     config.init_from = str(tmp_path)
     with pytest.raises(FileNotFoundError, match="neither an imujax.convert output"):
         train._init_from({}, config, {})
+
+
+class _EncoderAndHead(nnx.Module):
+    def __init__(self, rngs):
+        self.encoder = nnx.Linear(3, 4, rngs=rngs)
+        self.head = nnx.Linear(4, 2, rngs=rngs)
+
+
+def _tiny_state(seed):
+    _, params, other = nnx.split(_EncoderAndHead(nnx.Rngs(seed)), nnx.Param, ...)
+    return {"step": jnp.int32(0), "params": params, "other": other}
+
+
+@pytest.mark.parametrize("keys", [dict(init_only="encoder"), dict(encoder_init_from=True)])
+def test_init_only_loads_a_subset_of_another_runs_checkpoint(tmp_path, keys):
+    """TSFM Stage 2 from a Stage-1 run: only the encoder (also through the older encoder_init_from alias)."""
+    import grain
+    import ml_collections
+    from imujax import checkpointing
+    source = _tiny_state(1)
+    ckpt = checkpointing.Checkpointer(str(tmp_path / "run" / "checkpoints"), use_async=False)
+    ckpt.save(5, source, iter(grain.MapDataset.range(4).to_iter_dataset()), ml_collections.ConfigDict({"system": "x"}))
+    ckpt.wait()
+    ckpt.close()
+    run_dir = str(tmp_path / "run")
+    config = ml_collections.ConfigDict(dict(init_from="", init_only="", encoder_init_from=""))
+    if "init_only" in keys:
+        config.update(init_from=f"{run_dir}:latest", init_only="encoder")
+    else:
+        config.encoder_init_from = run_dir
+    state = _tiny_state(2)
+    shardings = jax.tree.map(lambda x: x.sharding, state)
+    loaded = train._init_from(state, config, shardings)
+    np.testing.assert_array_equal(np.asarray(loaded["params"]["encoder"]["kernel"][...]),
+                                  np.asarray(source["params"]["encoder"]["kernel"][...]))
+    np.testing.assert_array_equal(np.asarray(loaded["params"]["head"]["kernel"][...]),
+                                  np.asarray(state["params"]["head"]["kernel"][...]))
+    assert not np.array_equal(np.asarray(source["params"]["head"]["kernel"][...]),
+                              np.asarray(state["params"]["head"]["kernel"][...]))

@@ -7,9 +7,12 @@ import os
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from configs import evi_mae as evi_mae_config
 from imujax import sharding, systems, train
+from benchmarks import tpu_aot
+from imujax.models import rnn_imu
 
 # libtpu reads these at start-up: without them it probes cloud metadata and warns; several processes may load it.
 for name, value in dict(TPU_ACCELERATOR_TYPE="v5p-8", TPU_WORKER_HOSTNAMES="localhost", TPU_SKIP_MDS_QUERY="1",
@@ -62,7 +65,7 @@ def test_parameters_and_moments_are_sharded_as_annotated(compiled_step):
     for got, want, leaf in zip(params_in, expected, jax.tree.leaves(state["params"])):
         assert got.is_equivalent_to(want, leaf.ndim), (got, want, leaf.shape)
     # Every weight matrix with a dimension the FSDP size divides is sharded, in the params and in Adam's moments.
-    fsdp = sharding.fsdp_size(mesh)
+    fsdp = math.prod(mesh.shape[a] for a in sharding.mesh_axes(mesh, sharding.FSDP_AXES))
     for leaf in jax.tree.leaves(state["params"]) + jax.tree.leaves(state["opt_state"]):
         if leaf.ndim >= 2 and leaf.size >= 1024 and any(d % fsdp == 0 for d in leaf.shape):
             assert math.prod(leaf.sharding.shard_shape(leaf.shape)) * fsdp == leaf.size, (leaf.shape, leaf.sharding)
@@ -77,9 +80,38 @@ def test_compiled_memory_is_the_sharded_state_plus_bounded_activations(compiled_
     mem = compiled.memory_analysis()
     state_bytes = _bytes(state)
     full = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
-    fsdp = sharding.fsdp_size(mesh)
+    fsdp = math.prod(mesh.shape[a] for a in sharding.mesh_axes(mesh, sharding.FSDP_AXES))
     assert state_bytes < 1.5 * full / fsdp  # sharded, not replicated (small vectors stay replicated)
     # Arguments: the state shards plus this chip's slice of the batch; the donated state aliases the output.
     assert state_bytes <= mem.argument_size_in_bytes < state_bytes + (2 << 20)
     assert mem.alias_size_in_bytes >= 0.9 * state_bytes
     assert 0 < mem.temp_size_in_bytes < 256 << 20
+
+
+@pytest.mark.parametrize("make", [lambda rngs: rnn_imu.TorchLSTM(2688, 1024, rngs=rngs),   # DeepConvLSTM (RevalExo)
+                                  lambda rngs: rnn_imu.TorchGRU(32, 512, rngs=rngs)])      # PRIMUS / IMU2CLIP
+def test_recurrent_weights_are_fsdp_sharded_on_a_256_chip_pod(make):
+    # benchmarks/tpu_aot.py found DeepConvLSTM's [2688, 4096] LSTM input weight replicated on every chip (42 MiB).
+    mesh = sharding.abstract_mesh(256, data=1, fsdp=256)
+    model = nnx.eval_shape(lambda: make(nnx.Rngs(0)))
+    for path, leaf in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+        spec = sharding.logical_to_spec(leaf.get_metadata()["out_sharding"], leaf.shape, mesh)
+        shard = math.prod(jax.sharding.NamedSharding(mesh, spec).shard_shape(leaf.shape))
+        if leaf.ndim == 2:
+            assert shard * 256 == math.prod(leaf.shape), (path, leaf.shape, spec)
+
+
+def test_recurrent_weight_is_gathered_once_not_all_reduced_per_time_step():
+    # Left FSDP-sharded inside the scan, the GRU's recurrent matmul gathered activations at every step (885 MB here).
+    devices = list(topologies.get_topology_desc(topology_name="v5p:2x2x1", platform="tpu").devices)
+    mesh = sharding.make_mesh(data=1, fsdp=4, devices=devices)
+    graphdef, params = nnx.split(nnx.eval_shape(lambda: rnn_imu.TorchGRU(32, 512, rngs=nnx.Rngs(0))))
+    shardings = sharding.state_shardings(params, mesh)
+    params = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), params, shardings)
+    x = jax.ShapeDtypeStruct((64, 250, 32), np.float32, sharding=sharding.batch_sharding(mesh, 3))
+    grad = jax.grad(lambda p, x: (nnx.merge(graphdef, p)(x) ** 2).sum())
+    with jax.set_mesh(mesh):
+        hlo = jax.jit(grad, out_shardings=shardings).lower(params, x).compile().as_text()
+    moved = sum(tpu_aot.collective_bytes(hlo).values())
+    weight_bytes = sum(math.prod(a.shape) * 4 for a in jax.tree.leaves(params))
+    assert moved < 4 * weight_bytes, (moved, weight_bytes)

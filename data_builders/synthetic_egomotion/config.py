@@ -147,8 +147,8 @@ MOTION_SMALL = MotionCorpusConfig(
 MOTION_REALSETS = MotionCorpusConfig(
         name="motion_realsets",
         description="Articulated corpus with the sensors of HAPT, MotionSense and DSADS (placement, axes, sign, channel "
-                    "names): 200k train / 10k test clips of 2 s at 50 Hz (about 117 h of IMU).",
-        num_train_clips=200_000, num_test_clips=10_000, num_train_subjects=2_000, num_test_subjects=200,
+                    "names): 20k train / 2k test clips of 2 s at 50 Hz (about 11 h of IMU).",
+        num_train_clips=20_000, num_test_clips=2_000, num_train_subjects=500, num_test_subjects=50,
         clip_seconds=2.0, placements=("waist", "pocket", "torso", "right_arm", "left_arm", "right_leg", "left_leg", "head"),
         chunk_size=256, num_shards=16)
 MOTION_1M = MotionCorpusConfig(

@@ -27,6 +27,12 @@ def _tilt_back(mount: np.ndarray, angle: float) -> np.ndarray:
     return np.array([[c, 0.0, -s], [0.0, 1.0, 0.0], [s, 0.0, c]]) @ mount
 
 
+def _point(length: str, forward: float = 0.0, left: float = 0.0, along: float = 0.0) -> Callable[[dict], np.ndarray]:
+    """An offset [3, N]: `forward` and `left` in metres, `along` the segment's z axis as a fraction of `length`."""
+    return lambda lengths: np.stack([np.full_like(lengths[length], forward), np.full_like(lengths[length], left),
+                                     along * lengths[length]])
+
+
 @dataclasses.dataclass(frozen=True)
 class Placement:
     segment: str
@@ -41,31 +47,31 @@ def _limb_placements() -> dict[str, Placement]:
     for side, s in (("left", 1.0), ("right", -1.0)):
         # Watch on the back of the wrist: x towards the hand (3 o'clock crown), z out of the face.
         out[f"{side}_wrist"] = Placement(
-                f"{side}_forearm", lambda L, s=s: np.stack([0 * L["forearm"], s * 0.03 + 0 * L["forearm"], -0.92 * L["forearm"]]),
+                f"{side}_forearm", _point("forearm", left=s * 0.03, along=-0.92),
                 _columns([0, 0, -1], [-s, 0, 0], [0, s, 0]), description=f"watch on the {side} wrist")
         # Phone in the front trouser pocket: top towards the knee, screen facing forward.
         out[f"{side}_pocket"] = Placement(
-                f"{side}_thigh", lambda L: np.stack([0.08 + 0 * L["thigh"], 0 * L["thigh"], -0.3 * L["thigh"]]),
+                f"{side}_thigh", _point("thigh", forward=0.08, along=-0.3),
                 _columns([0, -1, 0], [0, 0, -1], [1, 0, 0]), description=f"phone in the {side} front trouser pocket")
         # Unit strapped to the outside of the thigh above the knee: x down the leg, z out of the side.
         out[f"{side}_thigh"] = Placement(
-                f"{side}_thigh", lambda L, s=s: np.stack([0 * L["thigh"], s * 0.08 + 0 * L["thigh"], -0.75 * L["thigh"]]),
+                f"{side}_thigh", _point("thigh", left=s * 0.08, along=-0.75),
                 _columns([0, 0, -1], [-s, 0, 0], [0, s, 0]), description=f"sensor strapped to the {side} thigh")
         out[f"{side}_ankle"] = Placement(
-                f"{side}_shank", lambda L, s=s: np.stack([0 * L["shank"], s * 0.04 + 0 * L["shank"], -0.85 * L["shank"]]),
+                f"{side}_shank", _point("shank", left=s * 0.04, along=-0.85),
                 _columns([0, 0, -1], [-s, 0, 0], [0, s, 0]), description=f"sensor on the {side} ankle")
         out[f"{side}_hand"] = Placement(
-                f"{side}_hand", lambda L: 0 * np.stack([L["hand"]] * 3), _columns([0, 0, -1], [-s, 0, 0], [0, s, 0]),
+                f"{side}_hand", _point("hand"), _columns([0, 0, -1], [-s, 0, 0], [0, s, 0]),
                 description=f"phone held in the {side} hand")
     return out
 
 
 PLACEMENTS: dict[str, Placement] = {
-        "head": Placement("head", lambda L: np.stack([0.4 * L["head"], 0 * L["head"], 0.85 * L["head"]]), np.eye(3),
+        "head": Placement("head", _point("head", forward=0.08, along=0.85), np.eye(3),
                           description="smart glasses"),
-        "chest": Placement("chest", lambda L: np.stack([0.1 + 0 * L["trunk"], 0 * L["trunk"], 0.7 * L["trunk"]]),
+        "chest": Placement("chest", _point("trunk", forward=0.1, along=0.7),
                            _UP_FORWARD, description="chest strap"),
-        "waist": Placement("pelvis", lambda L: np.stack([0.12 + 0 * L["trunk"], 0 * L["trunk"], 0.05 + 0 * L["trunk"]]),
+        "waist": Placement("pelvis", _point("trunk", forward=0.12, along=0.1),
                            _UP_FORWARD, description="phone on the belt"),
         **_limb_placements(),
 }

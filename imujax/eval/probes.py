@@ -166,7 +166,7 @@ def make_probe(name: str, num_classes: int, **kwargs):
     return probes[name](num_classes=num_classes, **kwargs)
 
 
-# -- labelled-protocol probes (scikit-learn): hyperparameters chosen by grouped CV on the training subjects only --------
+# -- labelled-protocol probes (scikit-learn): hyperparameters chosen by grouped CV on the training subjects only ------
 
 LOGISTIC_CS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 MLP_ALPHAS = (1e-4, 1e-2, 1.0)
@@ -277,7 +277,7 @@ def logistic_probe(train_x, train_y, train_groups, test_x, test_y, *, num_classe
 
 def mlp_probe(train_x, train_y, train_groups, test_x, test_y, *, num_classes: int | None = None,
               alphas=MLP_ALPHAS, hidden: int = 256, folds: int = 5, max_iter: int = 300, seed: int = 0) -> dict:
-    """As `logistic_probe`, with a one-hidden-layer MLP (scikit-learn, Adam) whose L2 `alpha` is chosen by grouped CV."""
+    """As `logistic_probe`, with a one-hidden-layer MLP (scikit-learn, Adam); its L2 `alpha` is chosen by grouped CV."""
     from sklearn.neural_network import MLPClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler

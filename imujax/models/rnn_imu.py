@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from imujax.models.layers import torch_linear, torch_uniform
+from imujax.models.layers import gather_weight, torch_linear, torch_uniform
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -62,7 +62,7 @@ class TorchGRU(nnx.Module):
 
     def __init__(self, input_size: int, hidden_size: int, *, rngs: nnx.Rngs):
         init = torch_uniform(1.0 / math.sqrt(hidden_size))
-        self.weight_ih_l0 = nnx.Param(_partitioned(init, (None, "mlp"))(rngs.params(), (input_size, 3 * hidden_size)))
+        self.weight_ih_l0 = nnx.Param(_partitioned(init, ("embed", "mlp"))(rngs.params(), (input_size, 3 * hidden_size)))
         self.weight_hh_l0 = nnx.Param(
             _partitioned(init, ("embed", "mlp"))(rngs.params(), (hidden_size, 3 * hidden_size))
         )
@@ -73,7 +73,7 @@ class TorchGRU(nnx.Module):
         """x: [N, S, I] (batch, sequence, features) -> final hidden state [N, H]; h0 = 0."""
         # Input projections for every step at once; only the recurrent matmul stays inside the scan.
         x_proj = jnp.einsum("nsi,ig->sng", x, self.weight_ih_l0[...], precision=HIGHEST) + self.bias_ih_l0[...]
-        return gru_last_state(x_proj, self.weight_hh_l0[...], self.bias_hh_l0[...])
+        return gru_last_state(x_proj, gather_weight(self.weight_hh_l0[...]), self.bias_hh_l0[...])
 
 
 @jax.custom_vjp
@@ -146,9 +146,10 @@ class TorchLSTM(nnx.Module):
         init = torch_uniform(1.0 / math.sqrt(hidden_size))
         for layer in range(num_layers):
             layer_in = input_size if layer == 0 else hidden_size
-            in_axis = None if layer == 0 else "embed"
+            # Every layer's input dimension is FSDP-sharded: DeepConvLSTM's [2688, 4096] layer-0 weight (42 MiB) was
+            # replicated on every chip (benchmarks/tpu_aot.py).
             setattr(self, f"weight_ih_l{layer}",
-                    nnx.Param(_partitioned(init, (in_axis, "mlp"))(rngs.params(), (layer_in, 4 * hidden_size))))
+                    nnx.Param(_partitioned(init, ("embed", "mlp"))(rngs.params(), (layer_in, 4 * hidden_size))))
             setattr(self, f"weight_hh_l{layer}",
                     nnx.Param(_partitioned(init, ("embed", "mlp"))(rngs.params(), (hidden_size, 4 * hidden_size))))
             setattr(self, f"bias_ih_l{layer}", nnx.Param(_partitioned(init, ("mlp",))(rngs.params(), (4 * hidden_size,))))
@@ -159,7 +160,7 @@ class TorchLSTM(nnx.Module):
         w_hh = getattr(self, f"weight_hh_l{layer}")[...]
         b_ih = getattr(self, f"bias_ih_l{layer}")[...]
         b_hh = getattr(self, f"bias_hh_l{layer}")[...]
-        return lstm_outputs(input_projection(x_time_major, w_ih) + b_ih, w_hh, b_hh)
+        return lstm_outputs(input_projection(x_time_major, w_ih) + b_ih, gather_weight(w_hh), b_hh)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """x: [B, T, I] -> outputs [B, T, H] of the last layer; zero initial states."""

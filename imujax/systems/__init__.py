@@ -40,6 +40,8 @@ class System:
     # (train-state params, converted name, converted config, converted state) -> params: place a converted
     # checkpoint inside a larger model (e.g. an IMU encoder inside a contrastive model).
     init_from_converted: ClassVar[Callable[[nnx.State, str, dict, nnx.State], nnx.State] | None] = None
+    # (global batch size) -> {loss metric: (value, why)}: what each term reads when nothing is learned (imujax.alarms).
+    trivial_values: ClassVar[Callable[[int], dict[str, tuple[float, str]]] | None] = None
 
     # -- required ---------------------------------------------------------------------------------------------------
     def make_model(self, rngs: nnx.Rngs) -> nnx.Module:

@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from imujax import patch_layout, systems
+from imujax import alarms, patch_layout, systems
 from imujax.eval import plots
 from imujax.models.evi_mae import EVIMAE, EVIMAESizes
 from imujax.objectives import graph, infonce, mae
@@ -60,6 +60,13 @@ class System(systems.System):
                  + c.graph_weight * graph_loss)
         return total, {"loss": total, "mae_imu": mae_imu, "mae_video": mae_video, "contrast": contrast,
                        "contrast_acc": contrast_acc, "graph": graph_loss}
+
+    def trivial_values(self, batch_size: int) -> dict[str, tuple[float, str]]:
+        """What each loss term reads when nothing is learned (imujax.alarms)."""
+        out = {"contrast": alarms.info_nce(batch_size), "contrast_acc": alarms.chance(batch_size)}
+        if self.config.loss.norm_pix_loss:
+            out.update(mae_imu=alarms.NORM_PIX_MAE, mae_video=alarms.NORM_PIX_MAE)
+        return out
 
     # -- evaluation -------------------------------------------------------------------------------------------------
     def embed(self, model: EVIMAE, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:

@@ -32,7 +32,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from imujax import systems
+from imujax import alarms, systems
 from imujax.eval import classification
 from imujax.models.evi_mae import EVIMAEFT, EVIMAESizes
 from imujax.models.evi_mae_fusion import EVIMAEFusion
@@ -166,6 +166,12 @@ class System(systems.System):
             loss = optax.softmax_cross_entropy(logits, optax.smooth_labels(one_hot, f.label_smoothing)).mean()
         accuracy = (logits.argmax(-1) == batch["label"]).mean()
         return loss, {"loss": loss, "accuracy": accuracy}
+
+    def trivial_values(self, batch_size: int) -> dict[str, tuple[float, str]]:
+        """Training accuracy at chance (imujax.alarms)."""
+        key = "accuracy_h0" if self.config.finetune.head == "revalexo_fusion" else "accuracy"
+        classes = int(self.config.finetune.num_classes)
+        return {key: alarms.chance(classes, "classes")} if classes > 1 else {}
 
     def embed(self, model, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         if self.config.finetune.head == "revalexo_fusion":

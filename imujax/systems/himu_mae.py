@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from imujax import systems
+from imujax import alarms, systems
 from imujax.eval import reconstruction
 from imujax.models.audio_mae import AudioMAE, AudioMAESizes, patchify, unpatchify
 from imujax.objectives import mae
@@ -76,6 +76,10 @@ class System(systems.System):
         return loss, {"loss": loss, "mask_fraction": out["mask"].mean()}
 
     # -- evaluation -------------------------------------------------------------------------------------------------
+    def trivial_values(self, batch_size: int) -> dict[str, tuple[float, str]]:
+        """What the loss reads when nothing is learned (imujax.alarms)."""
+        return {"loss": alarms.NORM_PIX_MAE} if self.config.loss.norm_pix_loss else {}
+
     def embed(self, model: AudioMAE, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         return {"fused": model.encode_unmasked(batch["spec"]).mean(axis=1)}
 

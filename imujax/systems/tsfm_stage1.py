@@ -19,6 +19,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from imujax import alarms
 from imujax import metrics as run_metrics
 from imujax import mixture
 from imujax import systems
@@ -88,6 +89,11 @@ class System(systems.System):
                 "loss": c.mae_weight * mae_d / safe[0] + c.contrast_weight * con_d / safe[1],
                 "mae": mae_d, "contrast": con_d})
         return total, out
+
+    def trivial_values(self, batch_size: int) -> dict[str, tuple[float, str]]:
+        """What the reconstruction reads when nothing is learned (imujax.alarms): patches are z-scored per (patch,
+        channel), so predicting zeros gives an MSE of 1."""
+        return {"mae": (1.0, "MSE of a zero prediction on z-scored patches")}
 
     def embed(self, model: TSFMPretrain, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         """Mean of the encoder output over valid patches and channels (``fused``, for the linear probe)."""

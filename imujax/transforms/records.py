@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 
@@ -25,3 +27,21 @@ def frames(record: dict) -> np.ndarray:
     if video is None or len(video) == 0:
         raise KeyError(f"record {record.get('id', '?')!r} has no video frames")
     return np.stack(video) if isinstance(video, (list, tuple)) else np.asarray(video)
+
+
+_WINDOW_SUFFIX = re.compile(rb"_w?\d+$")
+
+
+def as_bytes(value) -> bytes:
+    """A text-like field (bytes, str, a numpy scalar or a number) as bytes."""
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value.item()
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+def recording_id(record: dict) -> bytes:
+    """The recording a window came from: the record's ``recording`` field, else its id without the trailing window
+    number (imu_video_folder ``<split>_<recording>_0003``, sp_sw_har ``s01_02_w004``)."""
+    if "recording" in record:
+        return as_bytes(record["recording"])
+    return _WINDOW_SUFFIX.sub(b"", as_bytes(record.get("id", b"?")))

@@ -475,28 +475,36 @@ def _codecs_encode(text: Any, encoding: Any = "utf-8") -> bytes:
     return text.encode("latin1")
 
 
-# Dict keys / set members a checkpoint may use. Their hashes can neither recurse without bound (deeply nested
-# tuples overflow the C stack) nor be made to collide on purpose (str/bytes hashes are salted per process, small
-# ints hash to themselves, placeholders by identity); floats, complex numbers and ints >= 2**61 - 1 can be chosen
-# to share one hash, which turns each insertion into a scan of all earlier keys.
+# Dict keys / set members a checkpoint may use. Hashing must not recurse without bound (deeply nested tuples
+# overflow the C stack) and must not be made to collide at scale: str/bytes hashes are salted per process, small ints
+# hash to themselves, placeholders hash by identity; floats, complex numbers and ints >= 2**61 - 1 can be chosen to
+# share one hash (each insertion then scans all earlier keys), so a load accepts at most _MAX_RISKY_KEYS of them.
 _HASH_SAFE_TYPES = {str, bytes, bool, type(None), TorchDtype}
 _INT_HASH_LIMIT = (1 << 61) - 1
+_MAX_RISKY_KEYS = 4096
 
 
-def _flat_key_ok(key: Any) -> bool:
+def _key_risk(key: Any) -> int | None:
+    """0 for a key with an unforgeable hash, 1 for a hashable number whose hash can be forged, None if refused."""
     kind = type(key)
-    return kind in _HASH_SAFE_TYPES or (kind is int and -_INT_HASH_LIMIT < key < _INT_HASH_LIMIT) or isinstance(
-        key, RefusedGlobal)
+    if kind in _HASH_SAFE_TYPES or isinstance(key, RefusedGlobal):
+        return 0
+    if kind is int:
+        return 0 if -_INT_HASH_LIMIT < key < _INT_HASH_LIMIT else 1
+    if kind in (float, complex) or (isinstance(key, np.generic) and key.dtype.kind in "biufc"):
+        return 1
+    return None
 
 
-def _check_key(key: Any, source: str) -> None:
-    """Refuse dict keys / set members whose hashing could recurse without bound or be made to collide."""
-    if _flat_key_ok(key):
-        return
+def _check_key(key: Any, source: str) -> int:
+    """Refuse keys whose hashing could recurse without bound; returns how many forgeable-hash numbers it holds."""
+    risk = _key_risk(key)
+    if risk is not None:
+        return risk
     kind = type(key)
     if kind not in (tuple, frozenset):
         raise CheckpointFormatError(f"{source}: a {kind.__name__} cannot be a dict key or set member in a checkpoint")
-    todo, seen = [(key, 0)], 0
+    todo, seen, risk = [(key, 0)], 0, 0
     while todo:
         node, depth = todo.pop()
         seen += len(node)
@@ -506,8 +514,12 @@ def _check_key(key: Any, source: str) -> None:
         for item in node:
             if type(item) in (tuple, frozenset):
                 todo.append((item, depth + 1))
-            elif not _flat_key_ok(item):
+                continue
+            item_risk = _key_risk(item)
+            if item_risk is None:
                 raise CheckpointFormatError(f"{source}: a {type(item).__name__} inside a dict key / set member")
+            risk += item_risk
+    return risk
 
 
 # pickle opcodes as dispatch-table indices
@@ -540,6 +552,7 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every acc
         self.placeholders: dict[str, type] = {}  # per load: nothing a file does can reach a later load
         self._memo_of: dict[int, list[int]] = {}  # id(numpy stand-in) -> memo indices holding it
         self._keys_ok: dict[int, Any] = {}  # id -> tuple/frozenset keys already checked
+        self.risky_keys = 0
         budget.charge(4 * len(data), "the pickle")  # its strings: up to 4 bytes a character (UCS-4)
         builtin = {name: _Allowed(f"builtins.{name}", self._builtin(kind), newobj=True) for name, kind in {
             "set": set, "frozenset": frozenset, "complex": complex, "slice": slice, "range": range, "bytes": bytes,
@@ -742,13 +755,15 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every acc
 
     # -- containers: only real containers (or placeholders) take items; keys are checked before hashing
     def _check_key(self, key: Any, source: str) -> None:
-        if type(key) in (tuple, frozenset):  # checked once: a GET can hand the same big key to many SETITEMs
-            if id(key) in self._keys_ok:
-                return
-            _check_key(key, source)
+        container = type(key) in (tuple, frozenset)
+        if container and id(key) in self._keys_ok:  # checked once: a GET can hand one key to many SETITEMs
+            return
+        self.risky_keys += _check_key(key, source)
+        if self.risky_keys > _MAX_RISKY_KEYS:
+            raise CheckpointFormatError(f"{source}: more than {_MAX_RISKY_KEYS} float, complex or huge-int dict keys "
+                                        "/ set members (their hashes can be forged to collide)")
+        if container:
             self._keys_ok[id(key)] = key  # kept alive, so its id is not reused
-        else:
-            _check_key(key, source)
 
     def _list_target(self) -> Any:
         target = self.stack[-1]

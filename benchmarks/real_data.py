@@ -113,8 +113,8 @@ def handcrafted(x: np.ndarray) -> np.ndarray:
 
 def logistic(train_x, train_y, train_groups, test_x, test_y) -> np.ndarray:
     """imujax.eval.probes.logistic_probe (standardised, C by grouped CV on the training subjects): test predictions."""
-    return np.asarray(probes.logistic_probe(train_x, train_y, train_groups, test_x, test_y, folds=4,
-                                            max_iter=500)["predictions"])
+    return np.asarray(probes.logistic_probe(train_x, train_y, train_groups, test_x, test_y, cs=(0.01, 0.1, 1.0, 10.0),
+                                            folds=4, max_iter=500)["predictions"])
 
 
 def mlp_raw(train_x, train_y, train_groups, test_x, test_y) -> np.ndarray:
@@ -275,8 +275,8 @@ def main() -> None:
     parser.add_argument("--workdir", default="runs/real_data")
     parser.add_argument("--raw_root", default="../shared/data", help="folder holding hapt/ dsads/ motionsense/")
     parser.add_argument("--sets", default=",".join(imu_simclr.REAL_SETS))
-    parser.add_argument("--steps", type=int, default=300, help="pretraining steps per encoder (batch 128)")
-    parser.add_argument("--ft_steps", type=int, default=300, help="fine-tuning steps (batch 64)")
+    parser.add_argument("--steps", type=int, default=100, help="pretraining steps per encoder (batch 128)")
+    parser.add_argument("--ft_steps", type=int, default=150, help="fine-tuning steps (batch 64)")
     parser.add_argument("--synthetic", action="store_true", help="add rows g, h: pretraining on the synthetic "
                         "corpus (synthetic_egomotion/motion_realsets) alone and with the set's unlabelled data")
     parser.add_argument("--skip", default="", help="comma-separated rows to leave out, e.g. b,e,f (e, f: no transfer "

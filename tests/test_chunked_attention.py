@@ -36,8 +36,10 @@ def test_values_and_gradients_match_plain_attention(length, rows):
     want, want_grads = jax.jit(lambda *a: _value_and_grads(lambda q, k, v: _plain(q, k, v, scale), *a))(
         q, k, v, cotangent)
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+    # The chunked backward sums the softmax-weighted terms in another order than autodiff of the plain form; on some
+    # CPUs (AVX-512 codegen) single elements of dq then differ by ~1.5e-5 at |2 sigma| inputs.
     for name, g, w in zip("qkv", got_grads, want_grads):
-        np.testing.assert_allclose(g, w, atol=1e-5, rtol=1e-5, err_msg=f"d{name}")
+        np.testing.assert_allclose(g, w, atol=3e-5, rtol=1e-5, err_msg=f"d{name}")
 
 
 def test_no_t_by_t_tensor_is_formed_anywhere_in_forward_and_backward():

@@ -113,8 +113,8 @@ def handcrafted(x: np.ndarray) -> np.ndarray:
 
 def logistic(train_x, train_y, train_groups, test_x, test_y) -> np.ndarray:
     """imujax.eval.probes.logistic_probe (standardised, C by grouped CV on the training subjects): test predictions."""
-    return np.asarray(probes.logistic_probe(train_x, train_y, train_groups, test_x, test_y, folds=4,
-                                            max_iter=500)["predictions"])
+    return np.asarray(probes.logistic_probe(train_x, train_y, train_groups, test_x, test_y, cs=(0.01, 0.1, 1.0, 10.0),
+                                            folds=4, max_iter=500)["predictions"])
 
 
 def mlp_raw(train_x, train_y, train_groups, test_x, test_y) -> np.ndarray:
@@ -257,10 +257,11 @@ def run_set(name: str, args) -> dict:
     record("e_probe_transfer", lambda: probe(encoder(config, transfer_dir)))
     record("f_finetune_transfer", lambda: finetune(encoder(config, transfer_dir), train, test["x"], args.ft_steps))
     record("f_finetune_scratch", lambda: finetune(encoder(config, None), train, test["x"], args.ft_steps))
-    if args.synthetic:  # issue 26: the articulated synthetic corpus alone, and with this set's unlabelled training data
+    if args.synthetic and want("g"):  # issue 26: the articulated synthetic corpus alone
         synthetic_dir = os.path.join(args.workdir, "synthetic")
         timed["pretrain_synthetic_s"] = round(pretrain("synthetic", synthetic_dir, data_dir, args.raw_root, args.steps), 1)
         record("g_probe_synthetic", lambda: probe(encoder(config, synthetic_dir)))
+    if args.synthetic and want("h"):  # and with this set's unlabelled training data
         mixed_dir = os.path.join(args.workdir, f"synthetic_own_{name}")
         timed["pretrain_synthetic_own_s"] = round(
             pretrain(f"synthetic_own:{name}", mixed_dir, data_dir, args.raw_root, args.steps), 1)
@@ -274,8 +275,8 @@ def main() -> None:
     parser.add_argument("--workdir", default="runs/real_data")
     parser.add_argument("--raw_root", default="../shared/data", help="folder holding hapt/ dsads/ motionsense/")
     parser.add_argument("--sets", default=",".join(imu_simclr.REAL_SETS))
-    parser.add_argument("--steps", type=int, default=300, help="pretraining steps per encoder (batch 128)")
-    parser.add_argument("--ft_steps", type=int, default=300, help="fine-tuning steps (batch 64)")
+    parser.add_argument("--steps", type=int, default=100, help="pretraining steps per encoder (batch 128)")
+    parser.add_argument("--ft_steps", type=int, default=150, help="fine-tuning steps (batch 64)")
     parser.add_argument("--synthetic", action="store_true", help="add rows g, h: pretraining on the synthetic "
                         "corpus (synthetic_egomotion/motion_realsets) alone and with the set's unlabelled data")
     parser.add_argument("--skip", default="", help="comma-separated rows to leave out, e.g. b,e,f (e, f: no transfer "

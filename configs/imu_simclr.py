@@ -35,7 +35,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     for name in REAL_SETS:
         config.data.manual_dirs[name] = f"../shared/data/{name}"
     config.optimizer.update(dict(name="adamw", learning_rate=2e-3, weight_decay=1e-4, schedule="cosine",
-                                 warmup_steps=50))
+                                 warmup_steps=20))
     config.batch_size = 128
     config.num_epochs = 0
     config.total_steps = 300

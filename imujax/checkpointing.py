@@ -175,8 +175,10 @@ def read_item(step_dir: str, item: str, *, required: bool = True):
         if required:
             raise CheckpointDamagedError(f"{step_dir} has no {item!r} item")
         return None
+    # Orbax names the file 'metadata', except for an item called 'metrics', which it stores under its own name.
+    filename = item if os.path.exists(os.path.join(path, item)) else "metadata"
     with _classified(path):
-        with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as reader:
+        with ocp.Checkpointer(ocp.JsonCheckpointHandler(filename=filename)) as reader:
             return reader.restore(path)
 
 
@@ -356,8 +358,8 @@ def outside_mesh():
 
 
 def is_converted(path: str) -> bool:
-    from imujax import convert
-    return os.path.exists(os.path.join(path, convert.CONFIG_FILE))
+    from imujax.bridges.torch import conversion
+    return os.path.exists(os.path.join(path, conversion.CONFIG_FILE))
 
 
 def load_init_weights(source: str) -> InitWeights:
@@ -367,9 +369,9 @@ def load_init_weights(source: str) -> InitWeights:
     if not os.path.isdir(path):
         raise FileNotFoundError(f"config.init_from={source}: {path} is not a directory")
     if is_converted(path):
-        from imujax import convert  # the bridge is optional at train time
+        from imujax.bridges.torch import conversion  # the bridge is optional at train time
         with outside_mesh():
-            name, converted_config, state = convert.load_converted(path)
+            name, converted_config, state = conversion.load_converted(path)
         from flax import nnx
         arrays = {"/".join(map(str, p)): np.asarray(v.get_value()) for p, v in nnx.to_flat_state(state)}
         return InitWeights(f"{path} (imujax.convert {name})", arrays, (name, converted_config, state))

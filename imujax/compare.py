@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from imujax import convert
+from imujax.bridges.torch import conversion
 from imujax.bridges.torch import reader
 
 DEFAULT_ATOL = 1e-4
@@ -91,14 +91,14 @@ def run_model(name: str, src: str, inputs: Mapping[str, np.ndarray], overrides: 
               strict: bool = True) -> dict[str, np.ndarray]:
     """The converted model's outputs on ``inputs``; ``src`` is a torch checkpoint or an imujax.convert directory."""
     if os.path.isdir(src):
-        stored, _, model = convert.load_converted_model(src)
+        stored, _, model = conversion.load_converted_model(src)
         if stored != name:
             raise ValueError(f"--model={name} but {src} holds a {stored} conversion")
         if overrides:
             raise ValueError("--set applies to torch checkpoints; a convert output directory has its sizes fixed")
     else:
-        model = convert.convert_for_inputs(name, src, overrides, strict, inputs).model
-    return convert.run_forward(name, model, inputs)
+        model = conversion.convert_for_inputs(name, src, overrides, strict, inputs).model
+    return conversion.run_forward(name, model, inputs)
 
 
 def compare(name: str, src: str, inputs_path: str, reference_path: str, atol: float = DEFAULT_ATOL,
@@ -136,7 +136,7 @@ def _main(argv: Sequence[str], flags) -> int:
     if flags.atol < 0 or flags.rtol < 0:
         raise ValueError("--atol and --rtol must be >= 0")
     comparisons, extra = compare(flags.model, flags.src, flags.inputs, flags.reference, flags.atol, flags.rtol,
-                                 convert._parse_overrides(flags.set), flags.strict)
+                                 conversion.parse_overrides(flags.set), flags.strict)
     print(f"{flags.model}: {flags.src} vs {flags.reference} (atol {flags.atol:g}, rtol {flags.rtol:g})")
     print(format_table(comparisons, extra))
     return 0 if all(c.ok for c in comparisons) else 1
@@ -159,5 +159,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from imujax import compare as _compare  # the importable module, as in imujax.convert
-    _compare.main()
+    main()

@@ -5,13 +5,14 @@
 
 An `:own` config sets ``config.data.from_dataset=True``; before the run, `resolve` opens the training split and fills
 the fields the system needs from the dataset's metadata: channels, sampling rate, window length, class names and video
-settings (the metadata.json keys ``channels`` / ``channel_layouts``, ``rate_hz``, ``window_samples``, ``class_names``
-and ``video`` that `imu_video_folder` writes; for other builders, read off the first training record and the label
-feature). When recordings differ in their channels, TSFM takes every channel (it reads each record's own list) and
-the systems with a fixed layout (EVI-MAE, HIMU-MAE) take the triads that every recording has. Normalisation
-statistics a system needs (EVI-MAE's spectrogram mean/std, HIMU-MAE's per-channel spectrogram mean/std) are measured
-once on the training split and cached in ``imujax_stats.json`` next to the dataset (in the workdir when that folder is
-read-only). TSFM z-scores every (patch, channel) itself and needs none. Explicit ``--config.*`` overrides of those fields win over the dataset.
+settings (the metadata.json keys ``channels`` / ``channel_layouts``, ``rate_hz``, ``window``, ``class_names``,
+``video_frames`` and ``video_fps`` that `imu_video_folder` writes; for other builders, read off the first training
+record and the label feature). When recordings differ in their channels, TSFM takes every channel (it reads each
+record's own list) and the systems with a fixed layout (EVI-MAE, HIMU-MAE) take the triads that every recording has.
+Normalisation statistics a system needs (EVI-MAE's spectrogram mean/std, HIMU-MAE's per-channel spectrogram mean/std)
+are measured once on the training split and cached in ``imujax_stats.json`` next to the dataset (in the workdir when
+that folder is read-only). TSFM z-scores every (patch, channel) itself and needs none. Explicit ``--config.*``
+overrides of those fields win over the dataset.
 """
 
 from __future__ import annotations
@@ -74,14 +75,13 @@ def read_facts(config: ml_collections.ConfigDict, workdir: str) -> DatasetFacts:
     channels = tuple(dict.fromkeys(c for layout in layouts for c in layout))
     common = tuple(c for c in layouts[0] if all(c in layout for layout in layouts))
     rate = float(meta.get("rate_hz") or record["imu_rate_hz"])
-    window = int(meta.get("window_samples") or np.asarray(record["imu"]).shape[0])
+    window = int(meta.get("window") or np.asarray(record["imu"]).shape[0])
     classes = tuple(meta.get("class_names") or ())
     label = info.features["label"] if "label" in info.features else None
     if not classes and hasattr(label, "names"):
         classes = tuple(label.names)
-    video = meta.get("video") or {}
-    frames = int(video.get("frames_per_window") or (len(record["video"]) if "video" in record else 0))
-    fps = float(video.get("fps") or record.get("video_fps", 0.0))
+    frames = int(meta.get("video_frames") or (len(record["video"]) if "video" in record else 0))
+    fps = float(meta.get("video_fps") or record.get("video_fps", 0.0))
     return DatasetFacts(name=config.data.name, channels=channels, common_channels=common, rate_hz=rate, window=window,
                         class_names=classes,
                         video_frames=frames, video_fps=fps, description=str(meta.get("description") or info.name),

@@ -75,8 +75,10 @@ def embed_split(system, embed, state, config, workdir: str, split: str, mesh) ->
     out: dict[str, list] = {k: [] for k in ("features", "labels", "groups", "recordings", "ids")}
     for local in input_pipeline.eval_batches(source, _Tagged(system.preprocess, e.get("group_field", "subject")),
                                              per_host_batch=batch_size):
-        keep = local.pop("valid").astype(bool)
-        tags = {k: local.pop(k) for k in ("probe_label", "probe_group", "probe_recording", "id")}
+        local, bookkeeping = input_pipeline.split_bookkeeping(local)
+        keep = bookkeeping["valid"].astype(bool)
+        tags = {k: local.pop(k) for k in ("probe_label", "probe_group", "probe_recording")}
+        tags["id"] = bookkeeping["id"]
         emb = embed(state["params"], state["other"], sharding.global_batch(local, mesh))
         if feature not in emb:
             raise KeyError(f"config.eval.probe_feature={feature!r}: {config.system}.embed returns {sorted(emb)}")

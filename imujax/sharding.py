@@ -122,6 +122,11 @@ def mesh_axes(mesh: Mesh | AbstractMesh, axes: Sequence[str]) -> tuple[str, ...]
     return tuple(a for a in axes if a in mesh.axis_names)
 
 
+def fsdp_size(mesh: Mesh | AbstractMesh) -> int:
+    """How many ways FSDP shards a weight: 'fsdp' x 'fsdp_inner'."""
+    return math.prod(mesh.shape[a] for a in mesh_axes(mesh, FSDP_AXES))
+
+
 def _spec_entry(axes: Sequence[str]):
     return None if not axes else axes[0] if len(axes) == 1 else tuple(axes)
 

@@ -22,8 +22,8 @@ import optax
 from flax import nnx
 from jax.experimental import multihost_utils
 
-from imujax import (alarms, checkpointing, config_checks, evaluate, figures, input_pipeline, metrics, mixture, runtime,
-                    sharding, systems, validation)
+from imujax import (alarms, checkpointing, config_checks, evaluate, figures, input_pipeline, mixture, run_metrics,
+                    runtime, sharding, systems, validation)
 
 
 # -- optimiser ---------------------------------------------------------------------------------------------------------
@@ -116,8 +116,8 @@ def abstract_with_shardings(state_shardings, abstract_state):
 
 def make_train_step(system, graphdef, tx, seed: int, dataset_names=()):
     """The jitted step. With ``dataset_names`` (a mixture run) and batches carrying ``dataset_index``, the per-example
-    / per-dataset values a system returns (metrics.PER_EXAMPLE / PER_DATASET) become '<metric>/<dataset>' scalars and
-    'samples/<dataset>' counts; without, they are dropped."""
+    / per-dataset values a system returns (run_metrics.PER_EXAMPLE / PER_DATASET) become '<metric>/<dataset>' scalars
+    and 'samples/<dataset>' counts; without, they are dropped."""
     base_key = jax.random.key(seed)
 
     def train_step(state, batch):
@@ -134,7 +134,7 @@ def make_train_step(system, graphdef, tx, seed: int, dataset_names=()):
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         step_metrics = dict(step_metrics, grad_norm=optax.global_norm(grads))
-        step_metrics.update(metrics.per_dataset(step_metrics, batch.get("dataset_index"), dataset_names))
+        step_metrics.update(run_metrics.per_dataset(step_metrics, batch.get("dataset_index"), dataset_names))
         return {"step": state["step"] + 1, "params": params, "other": other, "opt_state": opt_state}, step_metrics
 
     return train_step
@@ -223,7 +223,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, stop: _StopRequest) 
         evaluator = evaluate.Evaluator(system, graphdef, config, workdir, mesh, source=validation_source,
                                        prefix="eval" if validation_source is None else "val")
         best = _best_checkpointer(system, config, workdir, selection, restored_step, evaluator.prefix)
-        writer = metrics.MetricWriter(workdir, total_steps)
+        writer = run_metrics.MetricWriter(workdir, total_steps)
         learning = alarms.for_system(system, config)
         step = int(state["step"])
         final: dict[str, float] = {}
@@ -249,7 +249,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, stop: _StopRequest) 
                 stopping = stop.agreed(step)  # read once: a signal arriving now is handled at the next boundary
                 saving = step % config.checkpoint.every_steps == 0 or step == total_steps or stopping
                 if step % config.log_every_steps == 0 or step == total_steps or saving:
-                    scalars = metrics.drop_absent(metrics.to_host(step_metrics), dataset_names)
+                    scalars = run_metrics.drop_absent(run_metrics.to_host(step_metrics), dataset_names)
                     _check_finite(scalars, step, batch_ids, ckpt)  # before any save: keep the last good checkpoint
                 if step % config.log_every_steps == 0 or step == total_steps:
                     scalars["lr"] = float(schedule(step - 1))

@@ -15,8 +15,7 @@ import pytest
 import torch
 from flax import nnx
 
-from imujax import convert
-from imujax.bridges.torch import audio_mae_rules, export as torch_export, rules
+from imujax.bridges.torch import audio_mae_rules, conversion, export as torch_export, rules
 from imujax.models import audio_mae as am
 from imujax.objectives import mae
 from tests.torch_reference import audio_mae as ref
@@ -53,7 +52,7 @@ def spec_mae_keys(chans=1, tokens=512, video=0):
 def _check_full_size(spec: dict, sizes: am.AudioMAESizes, table_cfg: dict):
     table = audio_mae_rules.mae_table(table_cfg)
     model = nnx.eval_shape(lambda: am.AudioMAE(sizes, rngs=nnx.Rngs(0)))
-    target = convert.flat_arrays(nnx.state(model))
+    target = conversion.flat_arrays(nnx.state(model))
     seen = set()
     for key, shape in spec.items():
         found = table.find(key)
@@ -129,23 +128,23 @@ def test_mae_parity(name, sizes, ratio, tmp_path):
     if name == "himu_mae":  # the released HIMU format: a flat safetensors file
         path = os.path.join(tmp_path, "model.safetensors")
         torch_export.write_safetensors(path, sd)
-        sd = convert.read_state_dict(name, path)
+        sd = conversion.read_state_dict(name, path)
     overrides = dict(SETS, img_h=str(sizes.img_h), img_w=str(sizes.img_w))
     if sizes.decoder_mode == 0:
         overrides["decoder_heads"] = str(sizes.decoder_heads)
-    converted = convert.convert_state_dict(name, sd, overrides)
+    converted = conversion.convert_state_dict(name, sd, overrides)
     assert converted.report.ok, converted.report.format()
     assert converted.config["pos_grid_swapped"] == sizes.swapped_grid
     assert converted.config["video_dim"] == sizes.video_dim
     inputs = {"spec" if name == "himu_mae" else "fbank": x, "mask_noise": noise, "mask_ratio": np.float32(ratio)}
     if video is not None:
         inputs["video"] = video
-    got = convert.run_forward(name, converted.model, inputs)
+    got = conversion.run_forward(name, converted.model, inputs)
     for key in ("latent", "mask", "pred", "mae_loss", "enc_tokens"):
         np.testing.assert_allclose(got[key], want[key], atol=TOL, rtol=TOL, err_msg=key)
     assert got["latent"].shape[1] == 1 + am.num_kept(tokens, ratio)
 
-    back = convert.export_state_dict(name, converted.config, nnx.state(converted.model))
+    back = conversion.export_state_dict(name, converted.config, nnx.state(converted.model))
     assert set(back) == set(sd)
     for key in sd:
         np.testing.assert_array_equal(back[key], sd[key], err_msg=key)
@@ -158,18 +157,18 @@ def test_vit_parity():
     x = rng.normal(size=(2, 1, AUDIO.img_h, AUDIO.img_w)).astype(np.float32)
     with torch.no_grad():
         want = model(torch.from_numpy(x)).numpy()
-    converted = convert.convert_state_dict("audio_mae_vit", {f"module.{k}": v for k, v in sd.items()},
+    converted = conversion.convert_state_dict("audio_mae_vit", {f"module.{k}": v for k, v in sd.items()},
                                            dict(SETS, img_h="128", img_w="64"))
     assert converted.report.ok, converted.report.format()
     assert converted.config["num_classes"] == 5 and not converted.config["probe_bn"]
-    got = convert.run_forward("audio_mae_vit", converted.model, {"fbank": x})["logits"]
+    got = conversion.run_forward("audio_mae_vit", converted.model, {"fbank": x})["logits"]
     np.testing.assert_allclose(got, want, atol=TOL, rtol=TOL)
 
 
 def test_grid_size_mismatch_is_named():
     sd = ref.state_dict_numpy(_torch_mae(AUDIO, seed=0))
     with pytest.raises(ValueError, match="pos_embed holds 32 patch positions"):
-        convert.convert_state_dict("audio_mae", sd, dict(SETS, img_h="64", img_w="64"))
+        conversion.convert_state_dict("audio_mae", sd, dict(SETS, img_h="64", img_w="64"))
 
 
 def test_wear_init_tiles_input_weights():

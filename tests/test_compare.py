@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from imujax import compare, convert
+from imujax import compare
+from imujax.bridges.torch import conversion
 from tests.torch_reference import evi_mae as evi_ref
 from tests.torch_reference import rnn_imu as rnn_ref
 
@@ -85,7 +86,7 @@ def test_evi_mae_ft_pass_fail_and_missing(ft_files, capsys):
 def test_convert_directory_as_src(ft_files):
     """An imujax.convert output compares the same as its torch checkpoint; a family mismatch is a named error."""
     out_dir = ft_files / "converted"
-    convert.convert_file("evi_mae_ft", str(ft_files / "ft.pth"), str(out_dir), {"imu_heads": "2", "video_heads": "2"},
+    conversion.convert_file("evi_mae_ft", str(ft_files / "ft.pth"), str(out_dir), {"imu_heads": "2", "video_heads": "2"},
                          inputs_path=str(ft_files / "in.npz"), outputs_path=str(ft_files / "out.npz"))
     comparisons, _ = compare.compare("evi_mae_ft", str(out_dir), str(ft_files / "in.npz"), str(ft_files / "ref.npz"),
                                      atol=1e-5, rtol=0)

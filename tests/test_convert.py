@@ -17,7 +17,7 @@ import torch
 from flax import nnx
 
 from imujax import convert
-from imujax.bridges.torch import rules
+from imujax.bridges.torch import conversion, rules
 from tests.torch_reference import evi_mae as ref
 
 TINY = ref.RefSizes(imu_dim=32, imu_depth=1, imu_heads=2, imu_time=32, imu_freq=32, video_dim=16, video_depth=1,
@@ -84,7 +84,7 @@ def test_evi_mae_ft_cli_round_trip(tmp_path, flags, arrays):
     got = np.load(out_npz)["logits"]
     assert got.shape == expected.shape and np.abs(got - expected).max() <= 1e-5
 
-    name, config, state = convert.load_converted(str(out_dir))
+    name, config, state = conversion.load_converted(str(out_dir))
     assert name == "evi_mae_ft" and config["num_classes"] == 5
     # position sizes came from the input arrays, widths and depths from the checkpoint
     assert (config["imu_time"], config["imu_freq"], config["num_frames"], config["img_size"]) == (32, 32, 4, 32)
@@ -95,10 +95,10 @@ def test_evi_mae_ft_cli_round_trip(tmp_path, flags, arrays):
     assert cli(flags, "--export", f"--src={out_dir}", f"--out={pth}") == 0
     _assert_same_state_dict(torch.load(pth, weights_only=True), module.state_dict(), prefix="module.")
 
-    meta_path = out_dir / convert.CONFIG_FILE  # an output of an older parameter layout is refused, not misread
+    meta_path = out_dir / conversion.CONFIG_FILE  # an output of an older parameter layout is refused, not misread
     meta_path.write_text(meta_path.read_text().replace('"format_version": 2', '"format_version": 1'))
     with pytest.raises(ValueError, match="format_version 1, this imujax reads 2"):
-        convert.load_converted(str(out_dir))
+        conversion.load_converted(str(out_dir))
 
 
 def test_fusion_and_pretraining_round_trip(tmp_path, arrays):
@@ -108,7 +108,7 @@ def test_fusion_and_pretraining_round_trip(tmp_path, arrays):
     torch.save({"epoch": 3, "model_state_dict": fusion.state_dict(), "optimizer_state_dict": {"state": {}},
                 "metrics": {"f1": 0.5}, "prediction_horizons": [0, 0.1, 0.2, 0.3, 0.5, 1.0]}, tmp_path / "best_model.pt")
     np.savez(tmp_path / "fin.npz", imu=arrays["imu_freq_time"], video=arrays["video"])
-    convert.convert_file("revalexo_evi_mae_fusion", str(tmp_path / "best_model.pt"), str(tmp_path / "f"),
+    conversion.convert_file("revalexo_evi_mae_fusion", str(tmp_path / "best_model.pt"), str(tmp_path / "f"),
                          dict(s.split("=") for s in HEADS), inputs_path=str(tmp_path / "fin.npz"),
                          outputs_path=str(tmp_path / "fout.npz"))
     with torch.no_grad():
@@ -117,20 +117,20 @@ def test_fusion_and_pretraining_round_trip(tmp_path, arrays):
     assert out["logits_per_horizon"].shape == (6, B, 3)
     assert np.abs(out["logits_per_horizon"] - torch.stack(logits).numpy()).max() <= 1e-5
     assert np.abs(out["encoder_features"] - features.numpy()).max() <= 1e-5
-    convert.export_converted(str(tmp_path / "f"), str(tmp_path / "f.pth"))
+    conversion.export_converted(str(tmp_path / "f"), str(tmp_path / "f.pth"))
     _assert_same_state_dict(torch.load(tmp_path / "f.pth", weights_only=True), fusion.state_dict())
 
     pre = ref.randomize_(ref.EVIMAE(TINY), seed=2).eval()
     _save_dataparallel(pre, tmp_path / "pre.pth")
     np.savez(tmp_path / "pin.npz", imu=arrays["imu"], video=arrays["video"])
-    convert.convert_file("evi_mae", str(tmp_path / "pre.pth"), str(tmp_path / "p"), dict(s.split("=") for s in HEADS),
+    conversion.convert_file("evi_mae", str(tmp_path / "pre.pth"), str(tmp_path / "p"), dict(s.split("=") for s in HEADS),
                          inputs_path=str(tmp_path / "pin.npz"), outputs_path=str(tmp_path / "pout.npz"))
     with torch.no_grad():
         latent_a, latent_v = pre.encode_unmasked(torch.from_numpy(arrays["imu"]), torch.from_numpy(arrays["video"]))
     out = np.load(tmp_path / "pout.npz")
     assert np.abs(out["latent_imu"] - latent_a.numpy()).max() <= 1e-5
     assert np.abs(out["latent_video"] - latent_v.numpy()).max() <= 1e-5
-    convert.export_converted(str(tmp_path / "p"), str(tmp_path / "p.pth"))
+    conversion.export_converted(str(tmp_path / "p"), str(tmp_path / "p.pth"))
     _assert_same_state_dict(torch.load(tmp_path / "p.pth", weights_only=True), pre.state_dict(), prefix="module.")
 
 
@@ -141,14 +141,14 @@ def test_single_horizon_fusion_uses_dropout_linear_heads(arrays):
     sd = {k: v.numpy().copy() for k, v in fusion.state_dict().items()}
     assert "classifier.heads.0.1.weight" in sd and not any("shared_net" in k for k in sd)
     overrides = dict(s.split("=") for s in [*HEADS, "imu_time=32", "imu_freq=32", "num_frames=4", "img_size=32"])
-    converted = convert.convert_state_dict("revalexo_evi_mae_fusion", sd, overrides)
+    converted = conversion.convert_state_dict("revalexo_evi_mae_fusion", sd, overrides)
     assert (converted.config["num_horizons"], converted.config["shared_layers"]) == (1, False)
-    out = convert.run_forward("revalexo_evi_mae_fusion", converted.model,
+    out = conversion.run_forward("revalexo_evi_mae_fusion", converted.model,
                               {"imu": arrays["imu_freq_time"], "video": arrays["video"]})
     with torch.no_grad():
         logits, _ = fusion(torch.from_numpy(arrays["imu_freq_time"]), torch.from_numpy(arrays["video"]))
     assert np.abs(out["logits_per_horizon"][0] - logits[0].numpy()).max() <= 1e-5
-    back = convert.export_state_dict("revalexo_evi_mae_fusion", converted.config, nnx.state(converted.model))
+    back = conversion.export_state_dict("revalexo_evi_mae_fusion", converted.config, nnx.state(converted.model))
     assert sorted(back) == sorted(sd) and all(np.array_equal(back[k], sd[k]) for k in sd)
 
 
@@ -158,7 +158,7 @@ def _ft_state_dict(arrays):
 
 def _convert(sd, *extra, strict=True):
     overrides = dict(s.split("=") for s in [*HEADS, "imu_time=32", "imu_freq=32", "num_frames=4", "img_size=32", *extra])
-    return convert.convert_state_dict("evi_mae_ft", sd, overrides, strict=strict)
+    return conversion.convert_state_dict("evi_mae_ft", sd, overrides, strict=strict)
 
 
 def test_mismatched_checkpoints_give_the_table_error(arrays):
@@ -203,10 +203,10 @@ def test_nostrict_starts_fine_tuning_from_a_pretraining_checkpoint(arrays):
     assert any(k == "module.decoder_embed.weight" for k, *_ in report.unexpected)
     np.testing.assert_array_equal(np.asarray(converted.model.blocks_a.block.attn.qkv.kernel[...][0]),
                                   sd["module.blocks_a.0.attn.qkv.weight"].T)
-    logits = convert.run_forward("evi_mae_ft", converted.model, {"imu": arrays["imu"], "video": arrays["video"]})
+    logits = conversion.run_forward("evi_mae_ft", converted.model, {"imu": arrays["imu"], "video": arrays["video"]})
     assert logits["logits"].shape == (B, 4) and np.isfinite(logits["logits"]).all()
     with pytest.raises(ValueError, match="lack \\['video'\\]"):
-        convert.run_forward("evi_mae_ft", converted.model, {"imu": arrays["imu"]})
+        conversion.run_forward("evi_mae_ft", converted.model, {"imu": arrays["imu"]})
 
 
 def test_cli_entry_point_fails_cleanly_on_a_bad_checkpoint(tmp_path):

@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from imujax import convert
-from imujax.bridges.torch import tsfm_rules
+from imujax.bridges.torch import conversion, registry, tsfm_rules
 from tests import test_audio_mae_parity as audio_tests
 from tests import test_tsfm_parity as tsfm_tests
 from tests.torch_reference import audio_mae as audio_ref
@@ -131,7 +130,7 @@ DEPTH_FIELDS = {"evi_mae_ft": ("imu_depth", "video_depth"), "revalexo_evi_mae_fu
 
 
 def test_every_family_with_a_depth_is_covered():
-    families_with_depth = set(convert.families()) - {"evi_mae", "primus", "imu2clip"}
+    families_with_depth = set(registry.families()) - {"evi_mae", "primus", "imu2clip"}
     assert families_with_depth == set(CASES)
 
 
@@ -139,11 +138,11 @@ def test_every_family_with_a_depth_is_covered():
 @pytest.mark.parametrize("family", sorted(CASES))
 def test_depth(family, depth):
     name, state_dict, overrides, inputs, want = CASES[family](depth)
-    converted = convert.convert_state_dict(name, state_dict, overrides)
+    converted = conversion.convert_state_dict(name, state_dict, overrides)
     assert converted.report.ok, converted.report.format()
     expected_depth = depth + 1 if family == "deepconvlstm" else depth
     for field in DEPTH_FIELDS[family]:
         assert converted.config[field] == expected_depth, field
-    got = convert.run_forward(name, converted.model, inputs)
+    got = conversion.run_forward(name, converted.model, inputs)
     for key, value in want.items():
         _close(got[key], value, key)

@@ -13,7 +13,7 @@ import torch
 
 from flax import nnx
 
-from imujax import convert
+from imujax.bridges.torch import conversion, registry
 from imujax.models import evi_mae
 from imujax.models.evi_mae import EVIMAESizes
 from tests.torch_reference import evi_mae as ref
@@ -76,13 +76,13 @@ def convert_and_run(sizes: dict, seed: int, **scalars):
     ref.calibrate_batch_norm_(module, lambda: module(*t.values(), *ratios), seed=seed).eval()
     want = torch_outputs(module, x, seed)
     state_dict = {f"module.{k}": v.detach().numpy().copy() for k, v in module.state_dict().items()}
-    converted = convert.convert_state_dict("evi_mae", state_dict, {k: str(sizes[k]) for k in UNSTORED})
+    converted = conversion.convert_state_dict("evi_mae", state_dict, {k: str(sizes[k]) for k in UNSTORED})
     assert converted.report.ok
-    return converted, want, convert.run_forward("evi_mae", converted.model, x)
+    return converted, want, conversion.run_forward("evi_mae", converted.model, x)
 
 
 def assert_outputs_match(got: dict, want: dict) -> None:
-    described = {s.name for s in convert.get_family("evi_mae").outputs}
+    described = {s.name for s in registry.get_family("evi_mae").outputs}
     assert set(got) == set(want) == described
     for key, expected in want.items():
         assert got[key].shape == expected.shape, (key, got[key].shape, expected.shape)
@@ -117,7 +117,7 @@ def test_draws_are_checked():
     x = _inputs(s, 0)
     sizes = EVIMAESizes(**{k: v for k, v in vars(s).items() if k in EVIMAESIZE_FIELDS})
     model = nnx.eval_shape(lambda: evi_mae.EVIMAE(sizes, rngs=nnx.Rngs(0)))  # never run: inputs are checked first
-    forward = convert.get_family("evi_mae").forward
+    forward = registry.get_family("evi_mae").forward
     with pytest.raises(ValueError, match="needs all of"):
         forward(model, {k: x[k] for k in ("imu", "video", "imu_noise")})
     with pytest.raises(ValueError, match="permutation"):

@@ -3,7 +3,7 @@
 Full size: the PyTorch references are built on the ``meta`` device (nothing allocated) and compared with the key
 lists written out from shared/specs/evi_mae.md §1.4-1.6; the NNX models are sized with ``nnx.eval_shape``.
 Parity: reduced widths/depths, random weights and random BatchNorm running statistics; every torch state_dict goes
-through ``imujax.convert.convert_state_dict`` (the rule tables), never a hand copy.
+through ``imujax.bridges.torch.conversion.convert_state_dict`` (the rule tables), never a hand copy.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import pytest
 import torch
 from flax import nnx
 
-from imujax import convert
-from imujax.bridges.torch import evi_mae_rules, rules
+from imujax.bridges.torch import conversion, evi_mae_rules, registry, rules
 from imujax.models.evi_mae import EVIMAESizes
 from imujax.models import evi_mae_fusion
 from imujax import patch_layout
@@ -130,12 +129,12 @@ def test_full_size_rule_table_and_nnx_model(name):
     prefix = "" if name == "revalexo_evi_mae_fusion" else "module."
     dtypes = {k: np.int64 if k.endswith("num_batches_tracked") else np.float32 for k in spec_keys()}
     sd = {prefix + k: np.broadcast_to(np.zeros((), dtypes[k]), s) for k, s in spec_keys().items()}
-    family = convert.get_family(name)
+    family = registry.get_family(name)
     config = family.infer_config(rules.strip_prefixes(sd, family.strip_prefixes), {})
     assert evi_mae_rules.sizes_of(config) == EVIMAESizes()
-    abstract = convert.abstract_model(family, config)
+    abstract = conversion.abstract_model(family, config)
     assert sum(int(np.prod(v.shape)) for v in jax.tree.leaves(nnx.state(abstract, nnx.Param))) == n_params
-    target = convert.bridge_arrays(abstract)
+    target = conversion.bridge_arrays(abstract)
     params, report = rules.load_into(target, sd, family.rule_table(config))
     assert report.ok and set(params) == set(target)
     assert len(report.ignored) == (3 if name == "evi_mae" else 2)  # the GIN eps buffers
@@ -159,7 +158,7 @@ def _state_dict(module, prefix=""):
 
 def _bridge(name, module, prefix, **overrides):
     ov = {k: str(SMALL[k]) for k in UNSTORED} | {k: str(v) for k, v in overrides.items()}
-    converted = convert.convert_state_dict(name, _state_dict(module, prefix), ov)
+    converted = conversion.convert_state_dict(name, _state_dict(module, prefix), ov)
     assert converted.report.ok
     return converted
 
@@ -194,7 +193,7 @@ def test_ft_logits(inputs):
     module = ref.randomize_(ref.EVIMAEFT(ref.RefSizes(**SMALL), 5), seed=1)
     ref.calibrate_batch_norm_(module, lambda: module(*_torch_inputs(inputs, "imu", "video")), seed=1).eval()
     model = _bridge("evi_mae_ft", module, "module.").model
-    out = convert.run_forward("evi_mae_ft", model, inputs)
+    out = conversion.run_forward("evi_mae_ft", model, inputs)
     with torch.no_grad():
         expected = module(torch.from_numpy(inputs["imu"]), torch.from_numpy(inputs["video"]))
     assert np.abs(expected.numpy()).max() > 0.1  # a meaningful scale, not an all-zero comparison
@@ -207,7 +206,7 @@ def test_fusion_logits_and_features(inputs):
     ref.calibrate_batch_norm_(module, lambda: module(torch.from_numpy(imu), torch.from_numpy(inputs["video"])), seed=2)
     module.eval()
     model = _bridge("revalexo_evi_mae_fusion", module, "").model
-    out = convert.run_forward("revalexo_evi_mae_fusion", model, {"imu": imu, "video": inputs["video"]})
+    out = conversion.run_forward("revalexo_evi_mae_fusion", model, {"imu": imu, "video": inputs["video"]})
     with torch.no_grad():
         logits, features = module(torch.from_numpy(imu), torch.from_numpy(inputs["video"]))
     assert out["logits_per_horizon"].shape == (6, B, 7)
@@ -241,7 +240,7 @@ def pretrain_pair(inputs):
 def test_evi_mae_unmasked_latents(inputs, pretrain_pair):
     module, converted = pretrain_pair
     module.eval()
-    out = convert.run_forward("evi_mae", converted.model, {k: inputs[k] for k in ("imu", "video")})  # no draws
+    out = conversion.run_forward("evi_mae", converted.model, {k: inputs[k] for k in ("imu", "video")})  # no draws
     with torch.no_grad():
         latent_a, latent_v = module.encode_unmasked(torch.from_numpy(inputs["imu"]), torch.from_numpy(inputs["video"]))
     _close(out["latent_imu"], latent_a, "latent_imu")
@@ -300,7 +299,7 @@ def test_evi_mae_pretraining_train_mode_batch_norm():
     got, want = _pretrain_both(module, converted.model, inputs, train=True)
     _check_pretrain_pieces(got, want)
     after = _state_dict(module)
-    exported = convert.export_state_dict("evi_mae", converted.config, nnx.state(converted.model))
+    exported = conversion.export_state_dict("evi_mae", converted.config, nnx.state(converted.model))
     stats = [k for k in after if "running" in k or "num_batches_tracked" in k]
     assert len(stats) == 3 * 5  # 5 BatchNorms x (mean, var, count)
     for key in stats:

@@ -414,11 +414,11 @@ def test_parameter_given_twice_is_refused(tmp_path):
 
 
 def test_convert_refuses_by_name_and_cli_prints_one_line(tmp_path):
-    from imujax import convert
+    from imujax.bridges.torch import conversion
     twice = str(tmp_path / "twice.pth")
     torch.save({"enc.w": torch.zeros(2), "enc": {"w": torch.ones(2)}}, twice)
     with pytest.raises(CheckpointFormatError, match="parameter 'enc.w' twice"):
-        convert.read_state_dict("deepconvlstm", twice)
+        conversion.read_state_dict("deepconvlstm", twice)
     # UnsafeCheckpointError is not a ValueError: the CLI must still print it as one line (it used to trace back)
     smuggle = write_zip(tmp_path / "smuggle.pth", PROTO + G("numpy", "dtype") + S("O") + T1 + REDUCE + STOP)
     res = subprocess.run([sys.executable, "-m", "imujax.convert", "--model=deepconvlstm", f"--src={smuggle}",

@@ -9,7 +9,8 @@ import torch
 from flax import nnx
 
 from configs import evi_mae as evi_mae_config
-from imujax import convert, sharding, systems, train
+from imujax import sharding, systems, train
+from imujax.bridges.torch import conversion
 from tests.torch_reference import evi_mae as ref
 
 SIZES = dict(imu_dim=32, imu_depth=1, imu_heads=2, imu_time=32, imu_freq=32, video_dim=16, video_depth=1,
@@ -24,7 +25,7 @@ def converted(tmp_path_factory):
     torch.save({"module." + k: v for k, v in model.state_dict().items()}, directory / "best_evi_model.pth")
     heads = {"imu_heads": "2", "video_heads": "2", "decoder_heads": "2", "imu_time": "32", "imu_freq": "32",
              "num_frames": "4", "img_size": "32"}
-    convert.convert_file("evi_mae", str(directory / "best_evi_model.pth"), str(directory / "out"), heads)
+    conversion.convert_file("evi_mae", str(directory / "best_evi_model.pth"), str(directory / "out"), heads)
     return model.state_dict(), str(directory / "out")
 
 

@@ -17,7 +17,7 @@ import pytest
 from flax import nnx
 
 from configs import tsfm_stage1, tsfm_stage2
-from imujax import input_pipeline, metrics, mixture, train
+from imujax import input_pipeline, mixture, run_metrics, train
 from imujax.systems import tsfm_stage1 as s1
 from imujax.systems import tsfm_stage2 as s2
 from tests import run_helpers
@@ -157,10 +157,10 @@ class _ToySystem:
 
     def loss(self, model, batch, rng):
         rows = jnp.square(model(batch["x"])[:, 0] - batch["y"])
-        out = {"loss": rows.mean(), metrics.PER_EXAMPLE: {"loss": rows}}
+        out = {"loss": rows.mean(), run_metrics.PER_EXAMPLE: {"loss": rows}}
         if "dataset_index" in batch:  # a system's own per-dataset values, e.g. ratios of sums
-            out[metrics.PER_DATASET] = {"half": metrics.segment_ratio(rows, 2 * jnp.ones_like(rows),
-                                                                      batch["dataset_index"], 3)}
+            out[run_metrics.PER_DATASET] = {"half": run_metrics.segment_ratio(rows, 2 * jnp.ones_like(rows),
+                                                                          batch["dataset_index"], 3)}
         return rows.mean(), out
 
 
@@ -173,7 +173,7 @@ def test_train_step_reports_per_dataset_loss_and_counts():
     batch = {"x": x, "y": np.zeros(6, np.float32), "dataset_index": np.array([0, 0, 1, 0, 1, 1], np.int32)}
     step = jax.jit(train.make_train_step(system, graphdef, tx, 0, ("syn", "real", "absent")))
     _, out = step(state, batch)
-    scalars = metrics.drop_absent(metrics.to_host(out), ("syn", "real", "absent"))
+    scalars = run_metrics.drop_absent(run_metrics.to_host(out), ("syn", "real", "absent"))
     rows = np.square(np.asarray(nnx.merge(graphdef, params, other)(jnp.asarray(x)))[:, 0])
     assert scalars["samples/syn"] == 3 and scalars["samples/real"] == 3 and scalars["samples/absent"] == 0
     assert scalars["loss/syn"] == pytest.approx(rows[[0, 1, 3]].mean(), rel=1e-5)

@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from imujax import convert
-from imujax.bridges.torch import rules
+from imujax.bridges.torch import conversion, rules
 from tests.torch_reference import rnn_imu as ref
 
 TOL = 1e-5
@@ -38,7 +37,7 @@ def _randomise_norms(*norms: torch.nn.GroupNorm) -> None:
 def _convert_and_run(tmp_path, name: str, ckpt: str, inputs: dict[str, np.ndarray]):
     in_path, out_path = str(tmp_path / "inputs.npz"), str(tmp_path / "outputs.npz")
     np.savez(in_path, **inputs)
-    converted = convert.convert_file(name, ckpt, str(tmp_path / "converted"), inputs_path=in_path,
+    converted = conversion.convert_file(name, ckpt, str(tmp_path / "converted"), inputs_path=in_path,
                                      outputs_path=out_path)
     with np.load(out_path) as data:
         outputs = {k: data[k] for k in data.files}
@@ -78,9 +77,9 @@ def test_primus_lightning_checkpoint(tmp_path, primus_torch):
         assert np.max(np.abs(got[key] - expected[key].numpy())) <= TOL, key
 
     # The saved directory reloads, and exports back to exactly the encoder's torch tensors.
-    meta = json.load(open(os.path.join(tmp_path, "converted", convert.CONFIG_FILE)))
+    meta = json.load(open(os.path.join(tmp_path, "converted", conversion.CONFIG_FILE)))
     assert meta["model"] == "primus"
-    exported = convert.export_converted(str(tmp_path / "converted"), str(tmp_path / "export.pth"))
+    exported = conversion.export_converted(str(tmp_path / "converted"), str(tmp_path / "export.pth"))
     reference = primus_torch.state_dict()
     assert set(exported) == set(reference)
     for key, value in reference.items():
@@ -145,7 +144,7 @@ def test_missing_encoder_key_is_reported_by_name(tmp_path, primus_torch):
     ckpt = str(tmp_path / "broken.pt")
     torch.save(state, ckpt)
     with pytest.raises(rules.BridgeMismatchError, match=r"backbone/5/bias_hh_l0"):
-        convert.convert_file("primus", ckpt, str(tmp_path / "out"))
+        conversion.convert_file("primus", ckpt, str(tmp_path / "out"))
 
 
 def test_converted_primus_grafts_into_the_training_system(tmp_path):
@@ -161,8 +160,8 @@ def test_converted_primus_grafts_into_the_training_system(tmp_path):
     state.update((f"imu_encoder.{k}", v) for k, v in encoder.state_dict().items())
     ckpt = str(tmp_path / "best_model.ckpt")
     torch.save({"state_dict": state}, ckpt)
-    convert.convert_file("primus", ckpt, str(tmp_path / "converted"))
-    name, cfg, converted = convert.load_converted(str(tmp_path / "converted"))
+    conversion.convert_file("primus", ckpt, str(tmp_path / "converted"))
+    name, cfg, converted = conversion.load_converted(str(tmp_path / "converted"))
 
     config = primus_config.get_config("demo")
     config.model.imu_encoder.size_embeddings = 24

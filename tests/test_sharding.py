@@ -19,7 +19,7 @@ def shard_size(mesh, names, shape):
 def test_fsdp_256_is_two_axes_whose_product_is_256():
     mesh = sharding.abstract_mesh(256, data=1, fsdp=256)
     assert dict(mesh.shape) == {"data": 1, "fsdp": 64, "fsdp_inner": 4, "tensor": 1}
-    assert sharding.batch_divisor(mesh) == 256
+    assert sharding.fsdp_size(mesh) == 256 and sharding.batch_divisor(mesh) == 256
     # Up to 64 devices FSDP stays one axis (the inner one has size 1 and never appears in a spec).
     assert dict(sharding.abstract_mesh(64, data=1, fsdp=64).shape)["fsdp_inner"] == 1
     assert dict(sharding.abstract_mesh(512, data=2, fsdp=-1).shape) == {"data": 2, "fsdp": 64, "fsdp_inner": 4,

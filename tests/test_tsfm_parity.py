@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from imujax import convert
-from imujax.bridges.torch import rules, tsfm_rules
+from imujax.bridges.torch import conversion, rules, tsfm_rules
 from imujax.transforms import tsfm_patches
 from tests.torch_reference import tsfm as ref
 
@@ -96,10 +95,10 @@ def case(request):
     cfg = VARIANTS[request.param]
     model, bank, ckpt = _checkpoint(cfg)
     sd = tsfm_rules.merge_checkpoint(ckpt)
-    converted = convert.convert_state_dict("tsfm", sd, _overrides(cfg))
+    converted = conversion.convert_state_dict("tsfm", sd, _overrides(cfg))
     x = _inputs(cfg)
     return dict(cfg=cfg, ckpt=ckpt, sd=sd, converted=converted, x=x, torch=_torch_forward(model, bank, x),
-                jax=convert.run_forward("tsfm", converted.model, x))
+                jax=conversion.run_forward("tsfm", converted.model, x))
 
 
 def test_load_is_complete_and_sizes_inferred(case):
@@ -128,7 +127,7 @@ def test_session_embedding_and_scores_match(case):
 def test_export_round_trip_is_bit_exact(case):
     conv = case["converted"]
     import flax.nnx as nnx
-    exported = convert.export_state_dict("tsfm", conv.config, nnx.state(conv.model))
+    exported = conversion.export_state_dict("tsfm", conv.config, nnx.state(conv.model))
     assert set(exported) == set(case["sd"])
     for k, v in case["sd"].items():
         np.testing.assert_array_equal(np.asarray(exported[k]), v, err_msg=k)
@@ -179,7 +178,7 @@ def test_convert_cli_path_reads_best_pt_and_hyperparameters(tmp_path):
     (tmp_path / "hyperparameters.json").write_text(json.dumps(hp))
     x = _inputs(cfg, seed=1)
     np.savez(tmp_path / "in.npz", **x)
-    convert.convert_file("tsfm", str(tmp_path / "best.pt"), str(tmp_path / "out"),
+    conversion.convert_file("tsfm", str(tmp_path / "best.pt"), str(tmp_path / "out"),
                          inputs_path=str(tmp_path / "in.npz"), outputs_path=str(tmp_path / "out.npz"))
     got = np.load(tmp_path / "out.npz")
     _, _, emb, scores = _torch_forward(model, bank, x)

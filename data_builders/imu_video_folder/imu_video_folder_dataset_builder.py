@@ -192,6 +192,11 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                                      features=tfds.features.FeaturesDict(features),
                                      citation=(pathlib.Path(__file__).parent / "CITATIONS.bib").read_text())
 
+    def _download_and_prepare(self, dl_manager, download_config):
+        # Beam when the build names a runner or pipeline options (`tfds build --beam_pipeline_options=...`)
+        self._beam = download_config.beam_runner is not None or download_config.beam_options is not None
+        super()._download_and_prepare(dl_manager=dl_manager, download_config=download_config)
+
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         c: ImuVideoFolderConfig = self.builder_config
         self._manual_dir_path = dl_manager.manual_dir
@@ -199,40 +204,66 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         self._bad_files: list[dict[str, str]] = []
         self._outside_video: dict[str, int] = {}
         self.info.metadata.update(describe(c, m))
-        # filled while generating; written with the dataset
+        # filled while generating (or from the Beam reports after the pipeline); written with the dataset
         self.info.metadata["bad_files"] = self._bad_files
         self.info.metadata["windows_outside_video"] = self._outside_video
         splits: dict[str, list] = {}
         for r in m.recordings:
             splits.setdefault(r.split, []).append(r)
+        if getattr(self, "_beam", False):
+            from data_builders.imu_video_folder import beam_generation
+            return {name: beam_generation.examples(self, group, m) for name, group in splits.items()}
         return {name: self._generate_examples(group) for name, group in splits.items()}
 
+    def _process_pipeline_result(self, pipeline_result) -> None:
+        from data_builders.imu_video_folder import beam_generation
+        beam_generation.fold_reports(self)
+
     def _generate_examples(self, recordings) -> Iterator[tuple[str, dict]]:
-        c: ImuVideoFolderConfig = self.builder_config
         m = self._manifest()
         yielded = 0
         for r in recordings:
-            try:
-                # a whole recording at a time, so that a rejected one leaves no partial windows behind
-                records, outside_video = self._recording_examples(r, m)
-            except RECORDING_ERRORS as e:
-                if c.bad_file_policy == "raise" and not isinstance(e, ShortRecordingError):
-                    raise
-                bad_file = os.path.relpath(getattr(e, "bad_file", None) or r.imu, os.path.dirname(m.path))
-                logging.warning("imu_video_folder: rejecting recording %r (%s): %s", r.name, bad_file, e)
-                self._bad_files.append({"file": bad_file, "recording": r.name, "split": r.split, "error": str(e)})
-                continue
-            if outside_video:
-                logging.warning("imu_video_folder: %s: %d window(s) left out: their frames fall outside the video",
-                                r.name, outside_video)
-                self._outside_video[r.name] = outside_video
+            records, report = self.recording_outcome(r, m)
+            self.note(report)
             yielded += len(records)
             yield from records
         if not yielded:
-            rejected = [b for b in self._bad_files if b["split"] == recordings[0].split]
-            raise manifest_lib.ManifestError(
-                f"{m.path}: split {recordings[0].split!r} has no usable recording; rejected: "
-                + "; ".join(f"{b['file']}: {b['error']}" for b in rejected))
+            raise self.no_usable_recording(recordings[0].split)
+
+    def recording_outcome(self, r: manifest_lib.Recording, m: manifest_lib.Manifest) -> tuple[list, dict]:
+        """The (key, record) pairs of one recording and its report: {"index", "recording", "split", "records",
+        "outside_video", "bad_file"} (bad_file: the metadata.json entry of a rejected recording, else None)."""
+        c: ImuVideoFolderConfig = self.builder_config
+        report = {"index": r.index, "recording": r.name, "split": r.split, "records": 0, "outside_video": 0,
+                  "bad_file": None}
+        try:
+            # a whole recording at a time, so that a rejected one leaves no partial windows behind
+            records, outside_video = self._recording_examples(r, m)
+        except RECORDING_ERRORS as e:
+            if c.bad_file_policy == "raise" and not isinstance(e, ShortRecordingError):
+                raise
+            bad_file = os.path.relpath(getattr(e, "bad_file", None) or r.imu, os.path.dirname(m.path))
+            logging.warning("imu_video_folder: rejecting recording %r (%s): %s", r.name, bad_file, e)
+            report["bad_file"] = {"file": bad_file, "recording": r.name, "split": r.split, "error": str(e)}
+            return [], report
+        if outside_video:
+            logging.warning("imu_video_folder: %s: %d window(s) left out: their frames fall outside the video",
+                            r.name, outside_video)
+        report.update(records=len(records), outside_video=outside_video)
+        return records, report
+
+    def note(self, report: dict) -> None:
+        """Adds one recording's report to the metadata."""
+        if report["bad_file"] is not None:
+            self._bad_files.append(report["bad_file"])
+        if report["outside_video"]:
+            self._outside_video[report["recording"]] = report["outside_video"]
+
+    def no_usable_recording(self, split: str) -> manifest_lib.ManifestError:
+        rejected = [b for b in self._bad_files if b["split"] == split]
+        return manifest_lib.ManifestError(
+            f"{self._manifest().path}: split {split!r} has no usable recording; rejected: "
+            + "; ".join(f"{b['file']}: {b['error']}" for b in rejected))
 
     def _windows(self, r: manifest_lib.Recording, m: manifest_lib.Manifest):
         """(segment, start, valid samples) of every window, and the window length in samples."""

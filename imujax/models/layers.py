@@ -227,7 +227,7 @@ class LayerStack(nnx.Module):
     matmuls' outputs for the backward pass and recomputes the norms, softmax, attention and GELU.
 
     Checkpoint paths read ``<name>/block/...``; the torch bridge sees one ``<name>/<i>/...`` entry per layer
-    (``imujax.convert.per_layer_view``)."""
+    (``imujax.bridges.torch.conversion.per_layer_view``)."""
 
     def __init__(self, make_block, depth: int, *, rngs: nnx.Rngs):
         self.depth = depth

@@ -20,7 +20,7 @@ import numpy as np
 from flax import nnx
 
 from imujax import alarms
-from imujax import metrics as run_metrics
+from imujax import run_metrics
 from imujax import mixture
 from imujax import systems
 from imujax.models.tsfm import TSFMPretrain, sizes_from_config

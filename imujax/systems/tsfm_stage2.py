@@ -25,7 +25,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from imujax import metrics as run_metrics
+from imujax import run_metrics
 from imujax import mixture
 from imujax import systems
 from imujax.models.tsfm import TSFM, encode_frozen, sizes_from_config

@@ -25,8 +25,8 @@ import numpy as np
 from flax import nnx
 
 from imujax.bridges.torch import rules as R
-from imujax.bridges.torch.evi_mae_rules import _coerce, _regex, _rule, layer_norm, linear, patch_embed
-from imujax.convert import IOSpec, ModelFamily
+from imujax.bridges.torch.registry import IOSpec, ModelFamily
+from imujax.bridges.torch.rules import key_regex, layer_norm, linear, patch_embed, rule
 from imujax.models.audio_mae import (AUDIO_MAE, HIMU_MAE, AudioMAE, AudioMAESizes, AudioMAEViT, position_table)
 from imujax.objectives import mae
 
@@ -41,25 +41,25 @@ def vit_block(t: str) -> list[R.Rule]:
 
 def swin_block(t: str) -> list[R.Rule]:
     """Swin-V2-Cr block (relative coordinates and shift masks are non-persistent buffers: nothing to load)."""
-    return ([_rule(f"{t}.attn.tau", f"{t}.attn.tau")] + linear(f"{t}.attn.qkv") + linear(f"{t}.attn.proj")
+    return ([rule(f"{t}.attn.tau", f"{t}.attn.tau")] + linear(f"{t}.attn.qkv") + linear(f"{t}.attn.proj")
             + linear(f"{t}.attn.meta_mlp.fc1") + linear(f"{t}.attn.meta_mlp.fc2") + layer_norm(f"{t}.norm1")
             + linear(f"{t}.mlp.fc1") + linear(f"{t}.mlp.fc2") + layer_norm(f"{t}.norm2"))
 
 
 def feature_batch_norm(t: str) -> list[R.Rule]:
-    return [_rule(f"{t}.running_mean", f"{t}.mean"), _rule(f"{t}.running_var", f"{t}.var"),
-            _rule(f"{t}.num_batches_tracked", f"{t}.count", R.astype(np.int32, np.int64))]
+    return [rule(f"{t}.running_mean", f"{t}.mean"), rule(f"{t}.running_var", f"{t}.var"),
+            rule(f"{t}.num_batches_tracked", f"{t}.count", R.astype(np.int32, np.int64))]
 
 
 def encoder_rules(cfg: Mapping[str, Any]) -> list[R.Rule]:
-    out = [_rule("cls_token", "cls_token"), _rule("pos_embed", "pos_embed")]
+    out = [rule("cls_token", "cls_token"), rule("pos_embed", "pos_embed")]
     out += patch_embed("patch_embed", (cfg["in_chans"], cfg["patch"], cfg["patch"]))
     return out + vit_block("blocks.{i}")
 
 
 def mae_table(cfg: Mapping[str, Any]) -> R.RuleTable:
     out = encoder_rules(cfg) + layer_norm("norm") + linear("decoder_embed")
-    out += [_rule("mask_token", "mask_token"), _rule("decoder_pos_embed", "decoder_pos_embed")]
+    out += [rule("mask_token", "mask_token"), rule("decoder_pos_embed", "decoder_pos_embed")]
     out += swin_block("decoder_blocks.{j}") if cfg["decoder_mode"] == 1 else vit_block("decoder_blocks.{j}")
     out += layer_norm("decoder_norm") + linear("decoder_pred")
     return R.RuleTable(cfg.get("family", "audio_mae"), out, strip_prefixes=STRIP)
@@ -89,7 +89,7 @@ def _overrides(overrides: Mapping[str, str], defaults: AudioMAESizes) -> dict[st
         if key in ("window", "shift"):
             cfg[key] = tuple(int(v) for v in value.strip("()").split(","))
         else:
-            cfg[key] = _coerce(key, value, kinds[key])
+            cfg[key] = R.coerce_override(key, value, kinds[key])
     return cfg
 
 
@@ -106,7 +106,7 @@ def _infer_encoder(sd: Mapping[str, np.ndarray], overrides: Mapping[str, str], c
     _set(cfg, overrides, "embed_dim", dim, "patch_embed.proj.weight")
     _set(cfg, overrides, "in_chans", chans, "patch_embed.proj.weight")
     _set(cfg, overrides, "patch", kh, "patch_embed.proj.weight")
-    _set(cfg, overrides, "depth", R.count_indices(sd, _regex("blocks.{i}.")), "blocks.*")
+    _set(cfg, overrides, "depth", R.count_indices(sd, key_regex("blocks.{i}.")), "blocks.*")
     if cfg["depth"]:  # a depth-0 encoder stores no MLP: the ratio comes from the decoder, --set or the default
         hidden = R.shape_of(sd, "blocks.0.mlp.fc1.weight")[0]
         _set(cfg, overrides, "mlp_ratio", hidden / dim, "blocks.0.mlp.fc1.weight")
@@ -139,7 +139,7 @@ def infer_mae(defaults: AudioMAESizes, family: str):
         d_dec, d_in = R.shape_of(sd, "decoder_embed.weight")
         _set(cfg, overrides, "decoder_dim", d_dec, "decoder_embed.weight")
         _set(cfg, overrides, "video_dim", d_in - cfg["embed_dim"], "decoder_embed.weight (minus embed_dim)")
-        _set(cfg, overrides, "decoder_depth", R.count_indices(sd, _regex("decoder_blocks.{j}.")), "decoder_blocks.*")
+        _set(cfg, overrides, "decoder_depth", R.count_indices(sd, key_regex("decoder_blocks.{j}.")), "decoder_blocks.*")
         swin = "decoder_blocks.0.attn.tau" in sd
         if cfg["decoder_depth"]:  # without decoder blocks the kind is unobservable and changes nothing
             _set(cfg, overrides, "decoder_mode", 1 if swin else 0, "decoder_blocks.0.attn.tau presence")

@@ -14,7 +14,6 @@ from ``--set`` overrides, the shapes of ``--inputs`` arrays, or the released def
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any, Mapping
 
 import einops
@@ -24,47 +23,14 @@ import numpy as np
 from flax import nnx
 
 from imujax.bridges.torch import rules as R
-from imujax.convert import IOSpec, ModelFamily
+from imujax.bridges.torch.registry import IOSpec, ModelFamily
+from imujax.bridges.torch.rules import batch_norm, key_regex, layer_norm, linear, patch_embed, rule
 from imujax.models.evi_mae import EVIMAE, EVIMAEFT, EVIMAESizes
 from imujax.models.evi_mae_fusion import EVIMAEFusion
 from imujax.objectives import graph, infonce, mae
 
 STRIP = ("module.", "_orig_mod.")
 BLOCK_NORMS = ("norm1", "norm1_a", "norm1_v", "norm2", "norm2_a", "norm2_v")
-
-
-# -- rule builders: a dotted torch template (``blocks_a.{i}.attn``) gives both the key regex and the NNX path -------
-def _regex(template: str) -> str:
-    return re.escape(template).replace(r"\{", "{").replace(r"\}", "}")
-
-
-def _path(template: str) -> tuple:
-    return tuple(int(p) if p.isdigit() else p for p in template.split("."))
-
-
-def _rule(torch_key: str, nnx_key: str, transform: R.Transform = R.identity) -> R.Rule:
-    return R.Rule(_regex(torch_key), _path(nnx_key), transform)
-
-
-def linear(t: str, bias: bool = True) -> list[R.Rule]:
-    out = [_rule(f"{t}.weight", f"{t}.kernel", R.transpose)]
-    return out + ([_rule(f"{t}.bias", f"{t}.bias")] if bias else [])
-
-
-def layer_norm(t: str) -> list[R.Rule]:
-    return [_rule(f"{t}.weight", f"{t}.scale"), _rule(f"{t}.bias", f"{t}.bias")]
-
-
-def batch_norm(t: str) -> list[R.Rule]:
-    names = {"weight": "scale", "bias": "bias", "running_mean": "mean", "running_var": "var"}
-    return ([_rule(f"{t}.{k}", f"{t}.{v}") for k, v in names.items()]
-            + [_rule(f"{t}.num_batches_tracked", f"{t}.count", R.astype(np.int32, np.int64))])
-
-
-def patch_embed(t: str, patch_shape: tuple[int, ...]) -> list[R.Rule]:
-    """Conv weight [O, C, k...] -> dense kernel [C*prod(k), O] (the model flattens patches in (c, k...) order)."""
-    return [_rule(f"{t}.proj.weight", f"{t}.proj.kernel", R.flatten_patch(patch_shape)),
-            _rule(f"{t}.proj.bias", f"{t}.proj.bias")]
 
 
 def vit_block(t: str) -> list[R.Rule]:
@@ -76,25 +42,25 @@ def vit_block(t: str) -> list[R.Rule]:
 def video_block(t: str) -> list[R.Rule]:
     """VideoMAE block: bias-free qkv plus separate q_bias / v_bias."""
     return (layer_norm(f"{t}.norm1") + layer_norm(f"{t}.norm2") + linear(f"{t}.attn.qkv", bias=False)
-            + [_rule(f"{t}.attn.q_bias", f"{t}.attn.q_bias"), _rule(f"{t}.attn.v_bias", f"{t}.attn.v_bias")]
+            + [rule(f"{t}.attn.q_bias", f"{t}.attn.q_bias"), rule(f"{t}.attn.v_bias", f"{t}.attn.v_bias")]
             + linear(f"{t}.attn.proj") + linear(f"{t}.mlp.fc1") + linear(f"{t}.mlp.fc2"))
 
 
 def gin_mlp(t: str) -> list[R.Rule]:
     return linear(f"{t}.linears.{{j}}") + batch_norm(f"{t}.norms.{{j}}") + [
-        _rule(f"{t}.activations.{{j}}.weight", f"{t}.activations.{{j}}.weight")]
+        rule(f"{t}.activations.{{j}}.weight", f"{t}.activations.{{j}}.weight")]
 
 
 def gin_eps(t: str) -> R.Rule:
     """GINConv ``eps`` buffer: the closed-form GIN assumes 0, so anything else is refused; written back on export."""
-    return R.Rule(_regex(f"{t}.layers.{{i}}.eps"), None,
+    return R.Rule(key_regex(f"{t}.layers.{{i}}.eps"), None,
                   R.ignore(expect=np.zeros(1, np.float32), why="GIN eps must be 0 for the closed-form aggregation"))
 
 
 def encoder_rules(cfg: Mapping[str, Any], p: str = "") -> list[R.Rule]:
     """``EVIMAEFT`` / ``EVI_MAE_Encoder`` encoder keys under torch/NNX prefix ``p`` (``""`` or ``"encoder."``)."""
     part_channels = cfg["imu_channels"] // cfg["imu_parts"]
-    out = [_rule(f"{p}modality_a", f"{p}modality_a"), _rule(f"{p}modality_video", f"{p}modality_video")]
+    out = [rule(f"{p}modality_a", f"{p}modality_a"), rule(f"{p}modality_video", f"{p}modality_video")]
     out += patch_embed(f"{p}patch_embed_a", (part_channels, cfg["patch"], cfg["patch"]))
     out += patch_embed(f"{p}patch_embed_video", (3, cfg["tubelet"], cfg["patch"], cfg["patch"]))
     out += vit_block(f"{p}blocks_a.{{i}}") + video_block(f"{p}blocks_video.{{i}}") + vit_block(f"{p}blocks_u.{{i}}")
@@ -102,13 +68,13 @@ def encoder_rules(cfg: Mapping[str, Any], p: str = "") -> list[R.Rule]:
     if cfg.get("use_graph", True):
         g = f"{p}graph_encoder"
         out += [gin_eps(g)] + gin_mlp(f"{g}.layers.{{i}}.apply_func.mlp") + batch_norm(f"{g}.layers.{{i}}.apply_func.norm")
-        out += [_rule(f"{g}.layers.{{i}}.apply_func.act.weight", f"{g}.layers.{{i}}.apply_func.act.weight")]
+        out += [rule(f"{g}.layers.{{i}}.apply_func.act.weight", f"{g}.layers.{{i}}.apply_func.act.weight")]
     return out
 
 
 def evi_mae_table(cfg: Mapping[str, Any]) -> R.RuleTable:
     out = encoder_rules(cfg)
-    out += [_rule(k, k) for k in ("mask_token", "decoder_modality_a", "decoder_modality_video", "graph_enc_mask_token")]
+    out += [rule(k, k) for k in ("mask_token", "decoder_modality_a", "decoder_modality_video", "graph_enc_mask_token")]
     out += linear("decoder_embed") + vit_block("decoder_blocks.{i}") + layer_norm("decoder_norm")
     out += linear("decoder_pred_a") + linear("decoder_pred_video")
     out += [gin_eps("graph_decoder")] + gin_mlp("graph_decoder.layers.{i}.apply_func")
@@ -135,18 +101,6 @@ SIZE_FIELDS = {f.name: f.type for f in dataclasses.fields(EVIMAESizes)}
 POSITION_SIZES = ("imu_time", "imu_freq", "num_frames", "img_size")  # not stored: position tables are rebuilt
 
 
-def _coerce(key: str, value: str, kind: Any) -> Any:
-    kind = {"int": int, "float": float, "bool": bool}.get(kind, kind) if isinstance(kind, str) else kind
-    if kind is bool:
-        if value.lower() not in ("true", "false", "1", "0"):
-            raise ValueError(f"--set {key}={value}: expected true/false")
-        return value.lower() in ("true", "1")
-    try:
-        return kind(value)
-    except ValueError:
-        raise ValueError(f"--set {key}={value}: expected a {kind.__name__}") from None
-
-
 class SizeInference:
     """Collects inferred values with the key they came from, so a contradicting ``--set`` names both."""
 
@@ -157,7 +111,7 @@ class SizeInference:
         if unknown:
             raise ValueError(f"unknown --set key(s) {unknown}; known keys: {sorted(self.kinds)}")
         self.cfg: dict[str, Any] = {**dataclasses.asdict(EVIMAESizes()), **extra}
-        self.cfg.update({k: _coerce(k, v, self.kinds[k]) for k, v in self.overrides.items()})
+        self.cfg.update({k: R.coerce_override(k, v, self.kinds[k]) for k, v in self.overrides.items()})
         self.inferred: dict[str, str] = {}
 
     def shape(self, key: str) -> tuple[int, ...]:
@@ -191,8 +145,8 @@ def _infer_encoder(inf: SizeInference, p: str) -> None:
     d_v, _, tubelet, _, _ = inf.shape(f"{p}patch_embed_video.proj.weight")
     inf.infer("video_dim", d_v, f"{p}patch_embed_video.proj.weight")
     inf.infer("tubelet", tubelet, f"{p}patch_embed_video.proj.weight")
-    inf.infer("imu_depth", R.count_indices(sd, _regex(f"{p}blocks_a.{{i}}.")), f"{p}blocks_a.*")
-    inf.infer("video_depth", R.count_indices(sd, _regex(f"{p}blocks_video.{{i}}.")), f"{p}blocks_video.*")
+    inf.infer("imu_depth", R.count_indices(sd, key_regex(f"{p}blocks_a.{{i}}.")), f"{p}blocks_a.*")
+    inf.infer("video_depth", R.count_indices(sd, key_regex(f"{p}blocks_video.{{i}}.")), f"{p}blocks_video.*")
     hidden = inf.shape(f"{p}blocks_u.0.mlp.fc1.weight")[0]
     inf.infer("mlp_ratio", hidden / d_v, f"{p}blocks_u.0.mlp.fc1.weight")
     inf.infer("qkv_bias", f"{p}blocks_u.0.attn.qkv.bias" in sd, f"{p}blocks_u.0.attn.qkv.bias presence")
@@ -201,7 +155,7 @@ def _infer_encoder(inf: SizeInference, p: str) -> None:
     if use_graph:
         key = f"{p}graph_encoder.layers.0.apply_func.mlp.linears.0.weight"
         inf.infer("graph_hidden", inf.shape(key)[0], key)
-        inf.infer("graph_layers", R.count_indices(sd, _regex(f"{p}graph_encoder.layers.{{i}}.")),
+        inf.infer("graph_layers", R.count_indices(sd, key_regex(f"{p}graph_encoder.layers.{{i}}.")),
                   f"{p}graph_encoder.layers.*")
     inf.infer("imu_channels", c * inf.cfg["imu_parts"], f"{p}patch_embed_a.proj.weight (x{inf.cfg['imu_parts']} parts)")
 
@@ -211,7 +165,7 @@ def infer_evi_mae(sd: Mapping[str, np.ndarray], overrides: Mapping[str, str]) ->
     _infer_encoder(inf, "")
     d_dec = inf.shape("decoder_embed.weight")[0]
     inf.infer("decoder_dim", d_dec, "decoder_embed.weight")
-    inf.infer("decoder_depth", R.count_indices(sd, _regex("decoder_blocks.{i}.")), "decoder_blocks.*")
+    inf.infer("decoder_depth", R.count_indices(sd, key_regex("decoder_blocks.{i}.")), "decoder_blocks.*")
     pred = inf.shape("decoder_pred_a.weight")[0]
     inf.infer("imu_channels", pred // inf.cfg["patch"] ** 2, "decoder_pred_a.weight")
     return inf.finish()
@@ -235,7 +189,7 @@ def infer_fusion(sd: Mapping[str, np.ndarray], overrides: Mapping[str, str]) -> 
     inf.infer("feature_dim", inf.shape("encoder.mlp_head.1.weight")[0], "encoder.mlp_head.1.weight")
     shared = "classifier.shared_net.0.weight" in sd
     inf.infer("shared_layers", shared, "classifier.shared_net.0.weight presence")
-    inf.infer("num_horizons", R.count_indices(sd, _regex("classifier.heads.{i}.")), "classifier.heads.*")
+    inf.infer("num_horizons", R.count_indices(sd, key_regex("classifier.heads.{i}.")), "classifier.heads.*")
     head = "classifier.heads.0.weight" if shared else "classifier.heads.0.1.weight"
     inf.infer("num_classes", inf.shape(head)[0], head)
     return inf.finish()

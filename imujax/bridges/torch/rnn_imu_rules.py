@@ -31,22 +31,13 @@ from flax import nnx
 
 from imujax.bridges.torch import reader
 from imujax.bridges.torch import rules as R
-from imujax.convert import IOSpec, ModelFamily
+from imujax.bridges.torch.registry import IOSpec, ModelFamily
+from imujax.bridges.torch.rules import linear, rule
 from imujax.models.rnn_imu import DeepConvLSTM, MW2StackRNNPooling, MW2StackRNNPoolingMultihead
 
 STRIP = ("module.", "_orig_mod.")
 PRIMUS_TEMPERATURES = {"mmcl_temperature": "mmcl_loss.temperature", "ssl_temperature": "ssl_loss.temperature"}
 IMU2CLIP_TEMPERATURES = {"temperature": "loss.temperature"}
-
-
-# -- rule helpers: a dotted template gives both the key regex and the NNX path --------------------------------------
-def _rule(torch_key: str, nnx_key: str, transform: R.Transform = R.identity) -> R.Rule:
-    regex = re.escape(torch_key).replace(r"\{", "{").replace(r"\}", "}")
-    return R.Rule(regex, tuple(int(p) if p.isdigit() else p for p in nnx_key.split(".")), transform)
-
-
-def _linear(t: str) -> list[R.Rule]:
-    return [_rule(f"{t}.weight", f"{t}.kernel", R.transpose), _rule(f"{t}.bias", f"{t}.bias")]
 
 
 def _temperature_rules(keys: Mapping[str, str]) -> list[R.Rule]:
@@ -58,18 +49,18 @@ def _temperature_rules(keys: Mapping[str, str]) -> list[R.Rule]:
 
 def mw2_rules(root: str) -> list[R.Rule]:
     """The six-entry MW2 Sequential under ``root`` (``net`` or ``backbone``)."""
-    out = [_rule(f"{root}.0.weight", f"{root}.0.scale"), _rule(f"{root}.0.bias", f"{root}.0.bias")]
-    out += [_rule(f"{root}.{{b}}.net.0.weight", f"{root}.{{b}}.net.0.kernel", R.conv1d)]
-    out += [_rule(f"{root}.4.weight", f"{root}.4.scale"), _rule(f"{root}.4.bias", f"{root}.4.bias")]
-    out += [_rule(f"{root}.5.weight_ih_l0", f"{root}.5.weight_ih_l0", R.transpose),
-            _rule(f"{root}.5.weight_hh_l0", f"{root}.5.weight_hh_l0", R.transpose),
-            _rule(f"{root}.5.bias_ih_l0", f"{root}.5.bias_ih_l0"),
-            _rule(f"{root}.5.bias_hh_l0", f"{root}.5.bias_hh_l0")]
+    out = [rule(f"{root}.0.weight", f"{root}.0.scale"), rule(f"{root}.0.bias", f"{root}.0.bias")]
+    out += [rule(f"{root}.{{b}}.net.0.weight", f"{root}.{{b}}.net.0.kernel", R.conv1d)]
+    out += [rule(f"{root}.4.weight", f"{root}.4.scale"), rule(f"{root}.4.bias", f"{root}.4.bias")]
+    out += [rule(f"{root}.5.weight_ih_l0", f"{root}.5.weight_ih_l0", R.transpose),
+            rule(f"{root}.5.weight_hh_l0", f"{root}.5.weight_hh_l0", R.transpose),
+            rule(f"{root}.5.bias_ih_l0", f"{root}.5.bias_ih_l0"),
+            rule(f"{root}.5.bias_hh_l0", f"{root}.5.bias_hh_l0")]
     return out
 
 
 def primus_table(cfg: Mapping[str, Any]) -> R.RuleTable:
-    out = mw2_rules("backbone") + _linear("ssl_head") + _linear("mmcl_head") + _temperature_rules(PRIMUS_TEMPERATURES)
+    out = mw2_rules("backbone") + linear("ssl_head") + linear("mmcl_head") + _temperature_rules(PRIMUS_TEMPERATURES)
     return R.RuleTable("primus", out, strip_prefixes=STRIP)
 
 
@@ -78,17 +69,17 @@ def imu2clip_table(cfg: Mapping[str, Any]) -> R.RuleTable:
 
 
 def deepconvlstm_table(cfg: Mapping[str, Any]) -> R.RuleTable:
-    out = [_rule("conv{k}.weight", "conv{k}.kernel", R.conv2d), _rule("conv{k}.bias", "conv{k}.bias")]
+    out = [rule("conv{k}.weight", "conv{k}.kernel", R.conv2d), rule("conv{k}.bias", "conv{k}.bias")]
     for name in ("weight_ih", "weight_hh"):
-        out.append(_rule(f"lstm.{name}_l{{layer}}", f"lstm.{name}_l{{layer}}", R.transpose))
+        out.append(rule(f"lstm.{name}_l{{layer}}", f"lstm.{name}_l{{layer}}", R.transpose))
     for name in ("bias_ih", "bias_hh"):
-        out.append(_rule(f"lstm.{name}_l{{layer}}", f"lstm.{name}_l{{layer}}"))
+        out.append(rule(f"lstm.{name}_l{{layer}}", f"lstm.{name}_l{{layer}}"))
     if cfg["num_horizons"] > 1 and cfg["shared_classifier_layers"]:
-        out += _linear("classifier.shared_net.0") + _linear("classifier.heads.{h}")
+        out += linear("classifier.shared_net.0") + linear("classifier.heads.{h}")
     else:
-        out += _linear("classifier.heads.{h}.1")
+        out += linear("classifier.heads.{h}.1")
     if cfg["feature_dim"] != cfg["lstm_units"]:
-        out += _linear("feature_projector")
+        out += linear("feature_projector")
     return R.RuleTable("deepconvlstm", out, strip_prefixes=STRIP)
 
 
@@ -111,18 +102,6 @@ def encoder_state_dict(temperature_keys: Mapping[str, str]):
 
 
 # -- size inference ------------------------------------------------------------------------------------------------
-def _coerce(key: str, value: str, default: Any) -> Any:
-    if isinstance(default, bool):
-        if value.lower() not in ("true", "false", "1", "0"):
-            raise ValueError(f"--set {key}={value}: expected true/false")
-        return value.lower() in ("true", "1")
-    kind = type(default) if default is not None else str
-    try:
-        return kind(value)
-    except ValueError:
-        raise ValueError(f"--set {key}={value}: expected a {kind.__name__}") from None
-
-
 class _Inference:
     def __init__(self, sd: Mapping[str, np.ndarray], overrides: Mapping[str, str], defaults: Mapping[str, Any]):
         unknown = sorted(set(overrides) - set(defaults))
@@ -130,7 +109,8 @@ class _Inference:
             raise ValueError(f"unknown --set key(s) {unknown}; known keys: {sorted(defaults)}")
         self.sd, self.overrides = sd, dict(overrides)
         self.cfg = dict(defaults)
-        self.cfg.update({k: _coerce(k, v, defaults[k]) for k, v in overrides.items()})
+        kinds = {k: str if v is None else type(v) for k, v in defaults.items()}  # a None default takes any string
+        self.cfg.update({k: R.coerce_override(k, v, kinds[k]) for k, v in overrides.items()})
 
     def shape(self, key: str) -> tuple[int, ...]:
         return R.shape_of(self.sd, key)

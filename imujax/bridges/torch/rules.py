@@ -659,6 +659,50 @@ def _emit_constants(table: RuleTable, out: dict[str, np.ndarray]) -> None:
 
 
 # --------------------------------------------------------------------------------------------------------------
+# rule builders shared by the family tables: a dotted torch key template (``blocks.{i}.attn``) gives both the key
+# regex and the NNX path
+# --------------------------------------------------------------------------------------------------------------
+
+
+def key_regex(template: str) -> str:
+    """``blocks.{i}.attn`` -> the regex ``blocks\\.{i}\\.attn`` (placeholders kept)."""
+    return re.escape(template).replace(r"\{", "{").replace(r"\}", "}")
+
+
+def nnx_path(template: str) -> PathTemplate:
+    """``blocks.{i}.attn.3`` -> ``("blocks", "{i}", "attn", 3)``: digit parts are nnx.List indices."""
+    return tuple(int(p) if p.isdigit() else p for p in template.split("."))
+
+
+def rule(torch_key: str, nnx_key: str | None = None, transform: Transform = identity) -> Rule:
+    """One rule from dotted templates; the NNX path defaults to the torch key's."""
+    return Rule(key_regex(torch_key), nnx_path(nnx_key or torch_key), transform)
+
+
+def linear(t: str, n: str | None = None, bias: bool = True) -> list[Rule]:
+    """nn.Linear ``t`` -> nnx.Linear ``n`` (default ``t``): weight [out, in] is the transposed kernel."""
+    n = n or t
+    return [rule(f"{t}.weight", f"{n}.kernel", transpose)] + ([rule(f"{t}.bias", f"{n}.bias")] if bias else [])
+
+
+def layer_norm(t: str, n: str | None = None) -> list[Rule]:
+    n = n or t
+    return [rule(f"{t}.weight", f"{n}.scale"), rule(f"{t}.bias", f"{n}.bias")]
+
+
+def batch_norm(t: str) -> list[Rule]:
+    names = {"weight": "scale", "bias": "bias", "running_mean": "mean", "running_var": "var"}
+    return ([rule(f"{t}.{k}", f"{t}.{v}") for k, v in names.items()]
+            + [rule(f"{t}.num_batches_tracked", f"{t}.count", astype(np.int32, np.int64))])
+
+
+def patch_embed(t: str, patch_shape: tuple[int, ...]) -> list[Rule]:
+    """Conv weight [O, C, k...] -> dense kernel [C*prod(k), O] (the model flattens patches in (c, k...) order)."""
+    return [rule(f"{t}.proj.weight", f"{t}.proj.kernel", flatten_patch(patch_shape)),
+            rule(f"{t}.proj.bias", f"{t}.proj.bias")]
+
+
+# --------------------------------------------------------------------------------------------------------------
 # size inference helpers
 # --------------------------------------------------------------------------------------------------------------
 
@@ -696,3 +740,19 @@ def strip_prefixes(sd: Mapping[str, Any], prefixes: Sequence[str]) -> "collectio
             raise ValueError(f"keys collide after stripping {list(prefixes)}: {short!r}")
         out[short] = value
     return out
+
+
+def coerce_override(key: str, value: str, kind: Any) -> Any:
+    """A ``--set key=value`` string as ``kind`` (bool, int, float, str or tuple[int, ...], or a dataclass field's
+    type written as a string under ``from __future__ import annotations``)."""
+    if kind in (bool, "bool"):
+        if value.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"--set {key}={value}: expected true/false")
+        return value.lower() in ("true", "1")
+    if kind in (tuple[int, ...], "tuple[int, ...]"):
+        return tuple(int(v) for v in value.strip("()[] ").split(",") if v.strip())
+    cast = {"int": int, "float": float, "str": str}.get(kind, kind) if isinstance(kind, str) else kind
+    try:
+        return cast(value)
+    except ValueError:
+        raise ValueError(f"--set {key}={value}: expected a {getattr(cast, '__name__', cast)}") from None

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 from typing import Any, Mapping
 
 import jax
@@ -26,7 +25,8 @@ from flax import nnx
 
 from imujax.bridges.torch import reader
 from imujax.bridges.torch import rules as R
-from imujax.convert import IOSpec, ModelFamily
+from imujax.bridges.torch.registry import IOSpec, ModelFamily
+from imujax.bridges.torch.rules import key_regex, layer_norm, linear, rule
 from imujax.models.tsfm import TSFM, TSFMSizes
 from imujax.transforms import tsfm_patches
 
@@ -36,33 +36,11 @@ NOT_IN_TENSORS = ("num_heads", "channel_text_num_heads", "label_bank_num_heads",
 DEFAULT_HEADS = {192: 4, 384: 8, 512: 8}  # d_model -> encoder heads, upstream model/config.py
 
 
-# -- rule helpers: a dotted torch key gives both the regex and the NNX path ------------------------------------------
-def _regex(template: str) -> str:
-    return re.escape(template).replace(r"\{", "{").replace(r"\}", "}")
-
-
-def _path(template: str) -> tuple:
-    return tuple(int(p) if p.isdigit() else p for p in template.split("."))
-
-
-def _rule(t: str, n: str | None = None, transform: R.Transform = R.identity) -> R.Rule:
-    return R.Rule(_regex(t), _path(n or t), transform)
-
-
-def linear(t: str, n: str | None = None, bias: bool = True) -> list[R.Rule]:
-    n = n or t
-    return [_rule(f"{t}.weight", f"{n}.kernel", R.transpose)] + ([_rule(f"{t}.bias", f"{n}.bias")] if bias else [])
-
-
-def layer_norm(t: str, n: str | None = None) -> list[R.Rule]:
-    n = n or t
-    return [_rule(f"{t}.weight", f"{n}.scale"), _rule(f"{t}.bias", f"{n}.bias")]
-
-
+# -- rule tables (builders in rules.py: a dotted torch key gives both the key regex and the NNX path) ------------
 def mha(t: str) -> list[R.Rule]:
     """nn.MultiheadAttention: in_proj_weight [3d, d] (rows q|k|v) -> in_proj.kernel [d, 3d]."""
-    return ([_rule(f"{t}.in_proj_weight", f"{t}.in_proj.kernel", R.transpose),
-             _rule(f"{t}.in_proj_bias", f"{t}.in_proj.bias")] + linear(f"{t}.out_proj"))
+    return ([rule(f"{t}.in_proj_weight", f"{t}.in_proj.kernel", R.transpose),
+             rule(f"{t}.in_proj_bias", f"{t}.in_proj.bias")] + linear(f"{t}.out_proj"))
 
 
 def sequential(t: str, n: str, indices: tuple[int, ...]) -> list[R.Rule]:
@@ -71,12 +49,12 @@ def sequential(t: str, n: str, indices: tuple[int, ...]) -> list[R.Rule]:
 
 
 def conv_branch(t: str, n: str) -> list[R.Rule]:
-    return [_rule(f"{t}.branches.0.0.weight", f"{n}.conv.kernel", R.conv1d),
-            _rule(f"{t}.branches.0.1.weight", f"{n}.norm_scale"), _rule(f"{t}.branches.0.1.bias", f"{n}.norm_bias")]
+    return [rule(f"{t}.branches.0.0.weight", f"{n}.conv.kernel", R.conv1d),
+            rule(f"{t}.branches.0.1.weight", f"{n}.norm_scale"), rule(f"{t}.branches.0.1.bias", f"{n}.norm_bias")]
 
 
 def mqa(t: str, self_attention: bool) -> list[R.Rule]:
-    out = [_rule(f"{t}.queries")] + mha(f"{t}.cross_attn") + layer_norm(f"{t}.norm1")
+    out = [rule(f"{t}.queries")] + mha(f"{t}.cross_attn") + layer_norm(f"{t}.norm1")
     if self_attention:
         out += mha(f"{t}.self_attn") + layer_norm(f"{t}.norm2")
     return out + sequential(f"{t}.out_proj", f"{t}.out_proj", (0, 2))
@@ -84,9 +62,9 @@ def mqa(t: str, self_attention: bool) -> list[R.Rule]:
 
 def encoder_rules(cfg: Mapping[str, Any]) -> list[R.Rule]:
     e = "encoder"
-    out = [_rule(f"{e}.mask_token"), _rule(f"{e}.pad_token"),
-           _rule(f"{e}.positional_encoding.temporal_encoding.pe"),
-           _rule(f"{e}.positional_encoding.temporal_encoding.scale")]
+    out = [rule(f"{e}.mask_token"), rule(f"{e}.pad_token"),
+           rule(f"{e}.positional_encoding.temporal_encoding.pe"),
+           rule(f"{e}.positional_encoding.temporal_encoding.scale")]
     f = f"{e}.feature_extractor"
     if cfg["feature_extractor"] == "cnn":
         out += conv_branch(f"{f}.cnn.layers.{{i}}", f"{f}.cnn.layers.{{i}}")
@@ -111,7 +89,7 @@ def tsfm_table(cfg: Mapping[str, Any]) -> R.RuleTable:
     out = encoder_rules(cfg)
     if cfg["channel_text_fusion"]:
         c = "channel_fusion"
-        out += [_rule(f"{c}.queries")] + mha(f"{c}.cross_attn") + layer_norm(f"{c}.norm1")
+        out += [rule(f"{c}.queries")] + mha(f"{c}.cross_attn") + layer_norm(f"{c}.norm1")
         out += sequential(f"{c}.out_proj", f"{c}.out_proj", (0, 2))
         out += linear(f"{c}.gate_sensor", bias=False) + linear(f"{c}.gate_channel")
         if cfg["text_dim"] != cfg["d_model"]:
@@ -126,14 +104,14 @@ def tsfm_table(cfg: Mapping[str, Any]) -> R.RuleTable:
     out += sequential(f"{h}.projection_head.mlp", f"{h}.projection_head.mlp", (0, 2, 4))
     if cfg["learnable_label_bank"]:
         b = "label_bank.pooling"
-        out += [_rule(f"{b}.queries")] + mha(f"{b}.cross_attn") + layer_norm(f"{b}.norm")
+        out += [rule(f"{b}.queries")] + mha(f"{b}.cross_attn") + layer_norm(f"{b}.norm")
         if cfg["num_prototypes"] == 1:
             out += sequential(f"{b}.out_proj", f"{b}.out_proj", (0, 2))
         else:
             out += sequential(f"{b}.out_projs.{{k}}", f"{b}.out_projs.{{k}}", (0, 2))
-    out += [_rule("criterion.loss_fn.logit_scale", "logit_scale")]
+    out += [rule("criterion.loss_fn.logit_scale", "logit_scale")]
     if cfg["siglip"]:
-        out += [_rule("criterion.loss_fn.logit_bias", "logit_bias")]
+        out += [rule("criterion.loss_fn.logit_bias", "logit_bias")]
     return R.RuleTable("tsfm", out, strip_prefixes=STRIP)
 
 
@@ -198,21 +176,6 @@ def overrides_from_source(src: str) -> dict[str, str]:
 
 
 # -- size inference -----------------------------------------------------------------------------------------------------
-def _coerce(key: str, value: str) -> Any:
-    kind = SIZE_FIELDS[key]
-    if kind in (bool, "bool"):
-        if value.lower() not in ("true", "false", "1", "0"):
-            raise ValueError(f"--set {key}={value}: expected true/false")
-        return value.lower() in ("true", "1")
-    if kind in (tuple[int, ...], "tuple[int, ...]"):
-        return tuple(int(v) for v in value.strip("()[] ").split(",") if v.strip())
-    cast = {"int": int, "float": float, "str": str}.get(kind, kind) if isinstance(kind, str) else kind
-    try:
-        return cast(value)
-    except ValueError:
-        raise ValueError(f"--set {key}={value}: expected a {getattr(cast, '__name__', cast)}") from None
-
-
 def infer_tsfm(sd: Mapping[str, np.ndarray], overrides: Mapping[str, str]) -> dict[str, Any]:
     unknown = sorted(set(overrides) - set(SIZE_FIELDS))
     if unknown:
@@ -224,7 +187,7 @@ def infer_tsfm(sd: Mapping[str, np.ndarray], overrides: Mapping[str, str]) -> di
     cnn = "encoder.feature_extractor.cnn.projection.0.weight" in sd
     cfg["feature_extractor"] = "cnn" if cnn else "spectral_temporal"
     conv = "encoder.feature_extractor." + ("cnn.layers" if cnn else "temporal_layers")
-    n_conv = R.count_indices(sd, _regex(conv + ".{i}."))
+    n_conv = R.count_indices(sd, key_regex(conv + ".{i}."))
     kernels = [shape(f"{conv}.{i}.branches.0.0.weight") for i in range(n_conv)]
     cfg["cnn_channels"] = tuple(k[0] for k in kernels)
     cfg["cnn_kernel_sizes"] = (kernels[0][2],)
@@ -232,7 +195,7 @@ def infer_tsfm(sd: Mapping[str, np.ndarray], overrides: Mapping[str, str]) -> di
         d_spec = shape("encoder.feature_extractor.spectral_norm.weight")[0]
         ratio = d_spec / d
         cfg["spectral_ratio"] = ratio if int(ratio * d) == d_spec else (d_spec + 0.5) / d
-    cfg["num_temporal_layers"] = R.count_indices(sd, _regex("encoder.transformer.transformer.layers.{i}."))
+    cfg["num_temporal_layers"] = R.count_indices(sd, key_regex("encoder.transformer.transformer.layers.{i}."))
     if cfg["num_temporal_layers"]:  # with no layers the width is unused: --set or the default
         cfg["dim_feedforward"] = shape("encoder.transformer.transformer.layers.0.feed_forward.fc1.weight")[0]
     cfg["max_positions"] = shape("encoder.positional_encoding.temporal_encoding.pe")[0]
@@ -244,7 +207,7 @@ def infer_tsfm(sd: Mapping[str, np.ndarray], overrides: Mapping[str, str]) -> di
     h = "semantic_head"
     cfg["d_model_fused"] = shape(f"{h}.cross_channel_fusion.input_proj.weight")[0]
     cfg["semantic_dim"] = shape(f"{h}.projection_head.mlp.4.weight")[0]
-    cfg["num_semantic_temporal_layers"] = R.count_indices(sd, _regex(f"{h}.temporal_attention.transformer.layers.{{i}}."))
+    cfg["num_semantic_temporal_layers"] = R.count_indices(sd, key_regex(f"{h}.temporal_attention.transformer.layers.{{i}}."))
     cfg["num_fusion_queries"] = shape(f"{h}.cross_channel_fusion.attention.queries")[0]
     cfg["num_pool_queries"] = shape(f"{h}.attention_pooling.attention.queries")[0]
     cfg["fusion_self_attention"] = f"{h}.cross_channel_fusion.attention.self_attn.in_proj_weight" in sd
@@ -259,7 +222,7 @@ def infer_tsfm(sd: Mapping[str, np.ndarray], overrides: Mapping[str, str]) -> di
     cfg["siglip"] = "criterion.loss_fn.logit_bias" in sd
     cfg["num_heads"] = DEFAULT_HEADS.get(d, 0)
     for key, value in overrides.items():
-        parsed = _coerce(key, value)
+        parsed = R.coerce_override(key, value, SIZE_FIELDS[key])
         unstored = key in NOT_IN_TENSORS or (key == "dim_feedforward" and not cfg["num_temporal_layers"])
         if not unstored and key in cfg and cfg[key] != parsed and key != "spectral_ratio":
             raise ValueError(f"--set {key}={value} contradicts the checkpoint, which gives {cfg[key]}")

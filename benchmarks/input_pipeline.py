@@ -3,6 +3,7 @@
   python benchmarks/input_pipeline.py --config=configs/evi_mae.py --batch=2 --workers 0 2     # one config
   python benchmarks/input_pipeline.py --config=configs/evi_mae.py:demo --batch=32
   python benchmarks/input_pipeline.py --all --workers 0 1 2                                   # every system
+  python benchmarks/input_pipeline.py --config=configs/evi_mae.py --profile=50                # where the time goes
 
 Builds the embedded synthetic dataset into --data_dir if needed, then times batches after a warm-up (worker start-up
 excluded) and prints samples/s per worker count. Per host core: samples per CPU-second of the whole process tree
@@ -43,7 +44,8 @@ def cpu_seconds(process) -> float:
     return total
 
 
-def time_loader(config, source, preprocess, *, batch: int, workers: int, batches: int, warmup: int) -> dict:
+def time_loader(config, source, preprocess, *, batch: int, workers: int, batches: int, warmup: int,
+                min_seconds: float) -> dict:
     import psutil
     from imujax import input_pipeline
     it = iter(input_pipeline.train_dataset(source, preprocess, global_batch=batch, seed=0, worker_count=workers,
@@ -54,14 +56,16 @@ def time_loader(config, source, preprocess, *, batch: int, workers: int, batches
     me = psutil.Process()
     # Workers keep transforming into their prefetch buffers between next() calls; CPU is read over the same window.
     cpu0, start = cpu_seconds(me), time.perf_counter()
-    for _ in range(batches):
+    timed = 0
+    while timed < batches or time.perf_counter() - start < min_seconds:  # fast transforms: long enough to measure
         next(it)
+        timed += 1
     wall, cpu = time.perf_counter() - start, cpu_seconds(me) - cpu0
     del it
     gc.collect()
-    samples = batches * batch
+    samples = timed * batch
     return dict(workers=workers, samples_per_s=samples / wall, cores_busy=cpu / wall,
-                samples_per_core_s=samples / cpu if cpu > 0 else math.nan, batches=batches)
+                samples_per_core_s=samples / cpu if cpu > 0 else math.nan, batches=timed)
 
 
 def cost_model_rates(path: str = os.path.join(REPO, "benchmarks", "tpu_aot.json")) -> dict[str, tuple[str, int, float]]:
@@ -105,7 +109,8 @@ def resolve(system: str, path: str):
     return demo, f"demo ({why})"
 
 
-def run_one(config, *, data_dir: str, batch: int, workers: list[int], batches: int, warmup: int) -> list[dict]:
+def run_one(config, *, data_dir: str, batch: int, workers: list[int], batches: int, warmup: int,
+            min_seconds: float) -> list[dict]:
     from imujax import input_pipeline, systems
     os.chdir(REPO)  # manual_dirs in configs are relative to the repository
     config.data.data_dir = data_dir
@@ -113,8 +118,33 @@ def run_one(config, *, data_dir: str, batch: int, workers: list[int], batches: i
     input_pipeline.ensure_built(config, data_dir)
     source = input_pipeline.open_train_source(config, data_dir)
     system = systems.make_system(config)
-    return [time_loader(config, source, system.preprocess, batch=batch, workers=w, batches=batches, warmup=warmup)
-            for w in workers]
+    return [time_loader(config, source, system.preprocess, batch=batch, workers=w, batches=batches, warmup=warmup,
+                        min_seconds=min_seconds) for w in workers]
+
+
+def profile_transform(config, *, data_dir: str, records: int) -> None:
+    """The system's transform alone, in this thread, over `records` records: cProfile's top functions by own time."""
+    import cProfile
+    import pstats
+
+    import numpy as np
+
+    from imujax import input_pipeline, systems
+    config.data.data_dir, config.data.auto_build = data_dir, True
+    input_pipeline.ensure_built(config, data_dir)
+    source = input_pipeline.open_train_source(config, data_dir)
+    transform = input_pipeline.CheckedTransform(systems.make_system(config).preprocess)
+    rng = np.random.default_rng(0)
+    transform(source[0], rng)  # warm-up: imports, caches
+    profiler = cProfile.Profile()
+    start = time.perf_counter()
+    profiler.enable()
+    for i in range(records):
+        transform(source[i % len(source)], rng)
+    profiler.disable()
+    print(f"{records} records read + transformed in one thread: {(time.perf_counter() - start) / records * 1e3:.2f} "
+          f"ms each (under cProfile)")
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(12)
 
 
 def main() -> None:
@@ -125,22 +155,29 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--min_seconds", type=float, default=0.0, help="time at least this long per worker count")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--data_dir", default="/tmp/imujax_bench_data")
+    parser.add_argument("--profile", type=int, default=0, help="profile the --config transform over this many records")
     args = parser.parse_args()
 
     from absl import flags
     flags.FLAGS.mark_as_parsed()  # grain worker processes read absl flags
     from benchmarks.train_step import load_config
     common = dict(data_dir=args.data_dir, batch=args.batch, workers=args.workers, batches=args.batches,
-                  warmup=args.warmup)
-    print(f"batch {args.batch}, {args.batches} batches timed after {args.warmup}, {os.cpu_count()} CPU cores")
+                  warmup=args.warmup, min_seconds=args.min_seconds)
+    print(f"batch {args.batch}, >= {args.batches} batches and >= {args.min_seconds:g} s timed after {args.warmup} "
+          f"warm-up batches, {os.cpu_count()} CPU cores")
+    if args.profile:
+        profile_transform(load_config(args.config), data_dir=args.data_dir, records=args.profile)
+        return
     if not args.all:
         print(args.config)
-        print("| grain workers | samples/s | cores busy | samples/s per core |")
-        print("|---|---|---|---|")
+        print("| grain workers | samples/s | cores busy | samples/s per core | batches timed |")
+        print("|---|---|---|---|---|")
         for r in run_one(load_config(args.config), **common):
-            print(f"| {r['workers']} | {r['samples_per_s']:.1f} | {r['cores_busy']:.2f} | {r['samples_per_core_s']:.1f} |")
+            print(f"| {r['workers']} | {r['samples_per_s']:.1f} | {r['cores_busy']:.2f} | {r['samples_per_core_s']:.1f} "
+                  f"| {r['batches']} |")
         return
 
     from benchmarks.tpu_aot import SYSTEMS

@@ -93,7 +93,7 @@ def test_best_checkpoint_follows_a_metric_that_goes_down_then_up_and_survives_re
     _feed(reference, [4, 5], config)
     assert (reference.best_step, reference.best_value) == (4, 0.6)     # back up past it: step 4
     assert reference.manager.all_steps() == [4]                        # only the best is kept
-    restored = reference.restore(4, _state(0))
+    restored = checkpointing.restore_state(os.path.join(reference.directory, "4"))  # the one restore path
     assert set(restored) == {"step", "params", "other"}                # eval weights only, no optimiser state
     np.testing.assert_array_equal(restored["params"]["w"], [4, 4, 4])
     assert reference.saved_metrics(4)["value"] == 0.6 and reference.saved_metrics(4)["step"] == 4
@@ -117,7 +117,7 @@ def test_best_checkpoint_follows_a_metric_that_goes_down_then_up_and_survives_re
     assert resumed.best_step == 1                                      # 0.2 does not beat the restored 0.5
     _feed(resumed, [4, 5], config)
     assert resumed.record() == reference.record() and resumed.manager.all_steps() == [4]
-    np.testing.assert_array_equal(resumed.restore(4, _state(0))["params"]["w"], [4, 4, 4])
+    np.testing.assert_array_equal(checkpointing.restore_state(os.path.join(directory, "4"))["params"]["w"], [4, 4, 4])
 
     # A regular checkpoint saved by a SIGTERM stop before its eval: the eval is pending on resume.
     pending = dict(resumed.record(), eval_step=4)

@@ -68,7 +68,8 @@ def embed_split(system, embed, state, config, workdir: str, split: str, mesh) ->
     """{features [N, D], labels, groups, recordings, ids} of every record of one split."""
     e = config.eval
     if jax.process_count() > 1:
-        raise NotImplementedError("--mode=probe runs on one process (its record tags stay on the host)")
+        raise ValueError("--mode=probe runs on one process (its record tags stay on the host): start it without a "
+                         "multi-process launcher")
     source = input_pipeline.open_source(config, workdir, split)
     feature = e.get("probe_feature", "fused")
     batch_size = e.batch_size or config.batch_size

@@ -1,6 +1,18 @@
 """Defaults shared by every system's config: data loading, optimiser, mesh, checkpoints, logging, evaluation."""
 
+import os
+
 import ml_collections
+
+# The folder holding the raw downloads of real datasets, one subfolder per dataset (e.g. $IMUJAX_DATA_DIR/hapt).
+DATA_DIR_VARIABLE = "IMUJAX_DATA_DIR"
+
+
+def raw_data_dir(dataset: str) -> str:
+    """$IMUJAX_DATA_DIR/<dataset>, or '' when the variable is unset: a run that must build the dataset then stops with
+    an error naming --config.data.manual_dirs.<dataset> (imujax.input_pipeline.ensure_built)."""
+    root = os.environ.get(DATA_DIR_VARIABLE, "")
+    return os.path.join(root, dataset) if root else ""
 
 
 def base_config() -> ml_collections.ConfigDict:

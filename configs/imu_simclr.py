@@ -8,7 +8,7 @@ encoder. See benchmarks/HISTORY.md "Real data" for what was tried and README "Re
   python -m imujax.main --config=configs/imu_simclr.py:transfer:hapt --workdir=runs/simclr_transfer_hapt
 
 Real sets: hapt, dsads, motionsense, built from their original downloads (config.data.manual_dirs.<set>, default
-../shared/data/<set>) with the builders' `xsub` configs (50 Hz, 2 s windows, 1 s stride).
+$IMUJAX_DATA_DIR/<set>) with the builders' `xsub` configs (50 Hz, 2 s windows, 1 s stride).
 """
 
 import ml_collections
@@ -33,7 +33,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data.update(dict(imu_channel_groups=CHANNEL_GROUPS, imu_rate_hz=50, imu_length=100, auto_build=True,
                             worker_count=0, mixture_temperature=0.5))
     for name in REAL_SETS:
-        config.data.manual_dirs[name] = f"../shared/data/{name}"
+        config.data.manual_dirs[name] = common.raw_data_dir(name)
     config.optimizer.update(dict(name="adamw", learning_rate=2e-3, weight_decay=1e-4, schedule="cosine",
                                  warmup_steps=20))
     config.batch_size = 128

@@ -9,10 +9,9 @@ Upstream trains on 6 datasets (uci_har, hhar, mhealth, pamap2, wisdm, unimib_sha
 drawn with p ∝ n^0.5: here config.data.mixture (TFDS names, imujax.mixture), config.data.mixture_temperature and
 config.data.per_dataset.<dataset> (channel names, description, rate, patch seconds). The demo mixes the embedded
 synthetic dataset with the real sp_sw_har sample (subjects s01-s03 of GeoTecINIT/sp-sw-har-dataset, built on first use
-from config.data.manual_dirs.sp_sw_har); metrics.jsonl then has loss/<dataset>, mae/<dataset>, samples/<dataset>.
+from config.data.manual_dirs.sp_sw_har, default $IMUJAX_DATA_DIR/sp_sw_har); metrics.jsonl then has loss/<dataset>,
+mae/<dataset>, samples/<dataset>.
 """
-
-import os
 
 import ml_collections
 
@@ -25,9 +24,6 @@ SYNTHETIC_CHANNELS = tuple(f"{slot}/{sensor}_{axis}" for slot in ("left_arm", "r
 SP_SW_HAR_CHANNELS = tuple(f"{device}/{sensor}_{axis}" for device in ("phone", "watch")
                            for sensor in ("acc", "gyro") for axis in "xyz")
 SP_SW_HAR_CLASSES = ("SEATED", "STANDING_UP", "WALKING", "TURNING", "SITTING_DOWN")
-# the real sample pack next to the repository (subjects s01-s03 of GeoTecINIT/sp-sw-har-dataset DATA/)
-SP_SW_HAR_SAMPLE = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",
-                                                 "data", "sp_sw_har"))
 
 
 def sp_sw_har_settings(**changes) -> ml_collections.ConfigDict:
@@ -91,7 +87,8 @@ def _demo(config: ml_collections.ConfigDict) -> None:
                             rotation_prob=0.8, dataset_description="Synthetic body-worn IMU recording.",
                             mixture=("synthetic_egomotion/default", "sp_sw_har/default"), mixture_temperature=0.5))
     config.data.per_dataset.sp_sw_har = sp_sw_har_settings(patch_seconds=0.4)
-    config.data.manual_dirs.sp_sw_har = SP_SW_HAR_SAMPLE
+    # the real sample pack (subjects s01-s03 of GeoTecINIT/sp-sw-har-dataset DATA/)
+    config.data.manual_dirs.sp_sw_har = common.raw_data_dir("sp_sw_har")
     config.optimizer.update(dict(learning_rate=1e-3, warmup_steps=20))
     config.batch_size = 16
     config.num_epochs = 0

@@ -60,7 +60,8 @@ def ensure_built(config: ml_collections.ConfigDict, workdir: str) -> None:
         else:
             raise ValueError(f"config.data.auto_build is set but {dataset!r} is not an embedded dataset "
                              f"(embedded: {sorted(EMBEDDED_BUILDERS)}) and config.data.manual_dirs has no "
-                             f"{dataset!r} entry")
+                             f"{dataset!r} entry: pass --config.data.manual_dirs.{dataset}=DIR (its raw download), or "
+                             f"set IMUJAX_DATA_DIR to the folder holding {dataset}/")
 
 
 def _build_from_manual_dir(dataset: str, builder_config: str | None, directory: str, manual_dir: str) -> None:
@@ -92,7 +93,10 @@ def open_source(config: ml_collections.ConfigDict, workdir: str, split: str, nam
         package = EMBEDDED_BUILDERS.get(dataset, f"data_builders.{dataset}").replace(".", "/")
         flags = f"{package} --data_dir={directory}" + (f" --config={builder_config}" if builder_config else "")
         manual_dir = dict(config.data.get("manual_dirs") or {}).get(dataset)
-        flags += f" --manual_dir={os.path.abspath(manual_dir)}" if manual_dir else ""
+        if manual_dir:
+            flags += f" --manual_dir={os.path.abspath(manual_dir)}"
+        elif dataset not in EMBEDDED_BUILDERS:
+            flags += " --manual_dir=DIR"  # the raw download (config.data.manual_dirs.<dataset> or IMUJAX_DATA_DIR)
         raise DatasetNotBuiltError(
             f"dataset {name!r} (split {split!r}) is not built in {directory} ({type(e).__name__}: {e}).\n"
             f"Build it first with:\n  tfds build {flags}\n"

@@ -173,12 +173,12 @@ def _evi_mae(config, facts: DatasetFacts, workdir: str) -> None:
     # the clip: every frame of the window (stride 1), a whole number of tubelets, at most the configured length
     d.frame_stride = 1
     m.num_frames = max(m.tubelet, min(m.num_frames, facts.video_frames // m.tubelet * m.tubelet))
-    key = f"evi_mae_spectrogram {facts.name} {d.train_split} channels={','.join(d.imu_channels)} n_fft={d.n_fft} " \
-          f"win={d.win_length} hop={d.hop_length} time={m.imu_time} freq={m.imu_freq}"
+    key = f"stretched_db_spectrogram {facts.name} {d.train_split} channels={','.join(d.imu_channels)} " \
+          f"n_fft={d.n_fft} win={d.win_length} hop={d.hop_length} time={m.imu_time} freq={m.imu_freq}"
 
     def measure(recs):
         from imujax.transforms import imu as imu_tf
-        values = np.concatenate([imu_tf.evi_mae_spectrogram(
+        values = np.concatenate([imu_tf.stretched_db_spectrogram(
             records.select_channels(r, d.imu_channels), mean=0.0, std=1.0, target_length=m.imu_time,
             n_bins=m.imu_freq, n_fft=d.n_fft, win_length=d.win_length, hop_length=d.hop_length).ravel()
             for r in recs])

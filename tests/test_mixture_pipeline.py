@@ -187,7 +187,11 @@ def test_train_step_reports_per_dataset_loss_and_counts():
 
 
 # -- end to end: tiny Stage-1 run on synthetic/tiny + the real sp_sw_har sample ----------------------------------------
-@pytest.mark.skipif(not os.path.isdir(tsfm_stage1.SP_SW_HAR_SAMPLE), reason="shared/data/sp_sw_har not present")
+# The real sample pack beside the repository (the config's default is $IMUJAX_DATA_DIR/sp_sw_har).
+SP_SW_HAR_SAMPLE = os.path.join(run_helpers.REPO, "..", "shared", "data", "sp_sw_har")
+
+
+@pytest.mark.skipif(not os.path.isdir(SP_SW_HAR_SAMPLE), reason="shared/data/sp_sw_har not present")
 def test_stage1_mixture_run_logs_per_dataset_metrics_and_resumes(tmp_path, tiny_data_dir):
     data_dir = tmp_path / "data"
     data_dir.mkdir()
@@ -199,7 +203,8 @@ def test_stage1_mixture_run_logs_per_dataset_metrics_and_resumes(tmp_path, tiny_
         return [sys.executable, "-m", "imujax.main", "--config=configs/tsfm_stage1.py:demo", f"--workdir={workdir}",
                 "--config.data.name=synthetic_egomotion/tiny",
                 "--config.data.mixture=('synthetic_egomotion/tiny','sp_sw_har/default')",
-                f"--config.data.data_dir={data_dir}", "--config.batch_size=8", f"--config.total_steps={total_steps}",
+                f"--config.data.data_dir={data_dir}", f"--config.data.manual_dirs.sp_sw_har={SP_SW_HAR_SAMPLE}",
+                "--config.batch_size=8", f"--config.total_steps={total_steps}",
                 "--config.checkpoint.every_steps=2", "--config.log_every_steps=1", "--config.eval.linear_probe=False",
                 "--config.figures=False", "--config.text.embedder=hashed", "--config.text.hashed_width=24",
                 "--config.model.sbert_dim=24", "--config.model.dropout=0.0",

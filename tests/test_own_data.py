@@ -57,7 +57,7 @@ def test_own_configs_read_the_built_dataset(built, tmp_path):
     assert (evi.model.imu_channels, evi.model.imu_parts, evi.model.num_frames) == (6, 2, 8)
     stats = json.load(open(os.path.join(own_data.read_facts(evi, str(tmp_path)).directory, own_data.STATS_FILE)))
     (key, value), = stats.items()
-    assert "evi_mae_spectrogram" in key and value["std"] > 0 and evi.data.imu_mean == value["mean"]
+    assert "stretched_db_spectrogram" in key and value["std"] > 0 and evi.data.imu_mean == value["mean"]
     tsfm = own_data.resolve(_config("tsfm_stage1", built), str(tmp_path))
     assert tsfm.data.channel_names == own_data_fixture.CHANNELS and tsfm.data.sampling_rate_hz == 50
     assert tsfm.data.mixture == () and tsfm.data.max_patches == 4  # 2 s windows of 0.5 s patches

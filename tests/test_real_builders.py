@@ -19,7 +19,7 @@ from data_builders.imu_video_folder import imu_video_folder_dataset_builder as f
 from data_builders.imu_video_folder import manifest as manifest_lib
 from data_builders.revalexo import parsing as revalexo_parsing
 from data_builders.revalexo import revalexo_dataset_builder as revalexo
-from imujax.transforms import revalexo as revalexo_tf
+from imujax.transforms import channel_layouts
 
 
 def write_mp4(path, seconds: float, fps: int = 10, size=(48, 64)):
@@ -119,12 +119,12 @@ def test_revalexo_windows_labels_channels_and_frames(revalexo_built):
             assert frame_index_mod16(frame) == round(10 * (start + j / 5)) % 16
     assert np.isnan(recs[0]["imu"][5, 0])  # missing value kept as NaN (filled with 0 by the transform)
     # EVI-MAE slots: pretraining mapping = left_foot, right_foot, left_upper_leg, right_upper_leg acc by header name
-    slots = revalexo_tf.to_evi_mae_slots(recs[1], "pretrain")
+    slots = channel_layouts.to_evi_mae_slots(recs[1], "pretrain")
     header = HEADER[1:]
     cols = [header.index(f"acc_{s}_{a}") for s in ("Left_Foot", "Right_Foot", "Left_Upper_Leg", "Right_Upper_Leg")
             for a in "xyz"]
     np.testing.assert_allclose(slots, csv_rows[60:180, 1:][:, cols], rtol=1e-6)
-    contrastive = revalexo_tf.contrastive_channels(recs[0])
+    contrastive = channel_layouts.contrastive_channels(recs[0])
     assert contrastive.shape == (120, 42) and contrastive[5, 0] == 0.0
     both = builder.as_data_source(split="Subject01+Subject05")
     assert len(both) == 8

@@ -179,7 +179,7 @@ def reference_evi_power(imu: np.ndarray) -> np.ndarray:
 def test_evi_mae_spectrogram_matches_reference(rows):
     imu = np.random.default_rng(rows).normal(size=(rows, 12)) * 4.0 + 9.81
     mean, std = -69.8, 23.5
-    out = imu_t.evi_mae_spectrogram(imu, mean=mean, std=std)
+    out = imu_t.stretched_db_spectrogram(imu, mean=mean, std=std)
     assert out.shape == (12, 320, 128) and out.dtype == np.float32
     power = 10.0 ** ((out.astype(np.float64) * std + mean) / 10.0)
     ref = reference_evi_power(imu)
@@ -193,7 +193,7 @@ def test_evi_mae_spectrogram_matches_reference(rows):
 
 def test_evi_mae_spectrogram_drops_nyquist_bin_and_last_frame():
     imu = np.random.default_rng(5).normal(size=(320, 12)).astype(np.float32)
-    out = imu_t.evi_mae_spectrogram(imu, mean=0.0, std=1.0)
+    out = imu_t.stretched_db_spectrogram(imu, mean=0.0, std=1.0)
     # L = 320 -> new rate 100 == orig: no resampling; 321 frames, 129 bins -> keep [:320, :128].
     full = torch_power_spectrogram(imu.T - imu.T.mean(1, keepdims=True))
     assert full.shape == (12, 129, 321)
@@ -206,7 +206,7 @@ def test_evi_mae_spectrogram_drops_nyquist_bin_and_last_frame():
 
 def test_evi_mae_spectrogram_pads_short_outputs_with_zeros_before_normalising():
     rows = 330  # new = int(100*320/330) = 96 Hz -> ceil(316.8) = 317 samples -> 318 frames
-    out = imu_t.evi_mae_spectrogram(np.random.default_rng(0).normal(size=(rows, 12)), mean=-50.0, std=20.0)
+    out = imu_t.stretched_db_spectrogram(np.random.default_rng(0).normal(size=(rows, 12)), mean=-50.0, std=20.0)
     assert out.shape == (12, 320, 128)
     np.testing.assert_array_equal(out[:, 318:], np.float32(50.0 / 20.0))
     assert np.all(out[:, 317] != np.float32(2.5))
@@ -214,15 +214,15 @@ def test_evi_mae_spectrogram_pads_short_outputs_with_zeros_before_normalising():
 
 def test_evi_mae_spectrogram_bad_input():
     with pytest.raises(ValueError, match=r"\[T, C\]"):
-        imu_t.evi_mae_spectrogram(np.zeros(100), mean=0.0, std=1.0)
+        imu_t.stretched_db_spectrogram(np.zeros(100), mean=0.0, std=1.0)
     with pytest.raises(ValueError, match="no rows"):
-        imu_t.evi_mae_spectrogram(np.zeros((0, 12)), mean=0.0, std=1.0)
+        imu_t.stretched_db_spectrogram(np.zeros((0, 12)), mean=0.0, std=1.0)
 
 
 def test_evi_mae_imu_noise_is_seeded_and_bounded():
     x = np.zeros((12, 320, 128), np.float32)
-    a = imu_t.evi_mae_imu_noise(x, np.random.default_rng(3))
-    b = imu_t.evi_mae_imu_noise(x, np.random.default_rng(3))
+    a = imu_t.uniform_noise(x, np.random.default_rng(3))
+    b = imu_t.uniform_noise(x, np.random.default_rng(3))
     np.testing.assert_array_equal(a, b)
     u = np.random.default_rng(3).random() / 10  # the per-sample amplitude is the first draw
     assert a.dtype == np.float32 and a.min() >= 0 and a.max() < u
@@ -239,14 +239,14 @@ def test_imu_slice_for_frames():
 
 def test_evi_mae_spectrogram_speed():
     imu = np.random.default_rng(0).normal(size=(120, 12)).astype(np.float32)
-    imu_t.evi_mae_spectrogram(imu, mean=0.0, std=1.0)
+    imu_t.stretched_db_spectrogram(imu, mean=0.0, std=1.0)
     best = math.inf
     for _ in range(5):
         start = time.perf_counter()
         for _ in range(10):
-            imu_t.evi_mae_spectrogram(imu, mean=0.0, std=1.0)
+            imu_t.stretched_db_spectrogram(imu, mean=0.0, std=1.0)
         best = min(best, (time.perf_counter() - start) / 10)
-    print(f"evi_mae_spectrogram: {best * 1e3:.2f} ms/sample")
+    print(f"stretched_db_spectrogram: {best * 1e3:.2f} ms/sample")
     assert best < 0.05  # generous bound for a loaded 2-core CI box; the target is < 5 ms
 
 
@@ -256,7 +256,7 @@ def test_evi_mae_spectrogram_speed():
 def test_revalexo_spectrogram_matches_torch_reference():
     imu = np.random.default_rng(7).normal(size=(120, 12)).astype(np.float32) * 5.0
     mean, std = -1.223483, 7.991705
-    out = imu_t.revalexo_spectrogram(imu)
+    out = imu_t.resized_log_spectrogram(imu)
     assert out.shape == (12, 128, 320) and out.dtype == np.float32
 
     signal = torch.from_numpy(imu.T.copy())[:, None]  # [12, 1, 120]
@@ -398,7 +398,7 @@ def test_training_batch_video_layout_matches_the_upstream_clip():
     from imujax.systems.evi_mae import System
     from imujax import patch_layout as patches
 
-    clip, _ = video_t.evi_mae_clip(_frames(40, 48, 64, seed=4), train=True, rng=np.random.default_rng(1),
+    clip, _ = video_t.strided_crop_clip(_frames(40, 48, 64, seed=4), train=True, rng=np.random.default_rng(1),
                                    img_size=32)
     vectors = patches.video_patches_from_frames(clip, 2, 16)
     assert vectors.dtype == np.uint8 and vectors.shape == (8 * 2 * 2, 2 * 16 * 16 * 3)
@@ -411,13 +411,13 @@ def test_training_batch_video_layout_matches_the_upstream_clip():
 
 def test_evi_mae_clip_shapes_determinism_and_encoded_input():
     clip = _frames(80, 48, 64, seed=3)
-    video, ids = video_t.evi_mae_clip(clip, train=True, rng=np.random.default_rng(0), img_size=32)
+    video, ids = video_t.strided_crop_clip(clip, train=True, rng=np.random.default_rng(0), img_size=32)
     assert video.shape == (16, 32, 32, 3)
     assert len(ids) == 16 and np.all(np.diff(ids) == 4)
-    again, ids2 = video_t.evi_mae_clip(clip, train=True, rng=np.random.default_rng(0), img_size=32)
+    again, ids2 = video_t.strided_crop_clip(clip, train=True, rng=np.random.default_rng(0), img_size=32)
     np.testing.assert_array_equal(video, again)
     np.testing.assert_array_equal(ids, ids2)
-    eval_video, eval_ids = video_t.evi_mae_clip(clip, train=False, rng=None, img_size=32)
+    eval_video, eval_ids = video_t.strided_crop_clip(clip, train=False, rng=None, img_size=32)
     np.testing.assert_array_equal(eval_ids, 8 + 4 * np.arange(16))
     expected = video_t.resize_frames(clip[eval_ids][:, :, 8:56], 32)
     np.testing.assert_allclose(video_t.normalize(eval_video), video_t.normalize(expected))
@@ -426,7 +426,7 @@ def test_evi_mae_clip_shapes_determinism_and_encoded_input():
         buffer = io.BytesIO()
         Image.fromarray(frame).save(buffer, format="PNG")
         encoded.append(buffer.getvalue())
-    from_bytes, _ = video_t.evi_mae_clip(encoded, train=False, rng=None, img_size=32)
+    from_bytes, _ = video_t.strided_crop_clip(encoded, train=False, rng=None, img_size=32)
     np.testing.assert_array_equal(from_bytes, eval_video)
     with pytest.raises(ValueError, match="rng"):
-        video_t.evi_mae_clip(clip, train=True, rng=None)
+        video_t.strided_crop_clip(clip, train=True, rng=None)

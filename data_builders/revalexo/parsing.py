@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-from imujax.transforms import revalexo as revalexo_tf
+from imujax.transforms import channel_layouts
 
 BACKGROUND = "Background"
 NO_TRANSITION = "no_transition"
@@ -140,7 +140,7 @@ def read_imu_csv(path: str) -> tuple[np.ndarray, list[str]]:
         if not header:
             raise RevalExoError(f"{path}: empty file, expected a header row")
         header = [h.strip() for h in header]
-        keep = [(i, revalexo_tf.channel_name_from_header(h)) for i, h in enumerate(header)]
+        keep = [(i, channel_layouts.channel_name_from_header(h)) for i, h in enumerate(header)]
         keep = [(i, n) for i, n in keep if n is not None]
         if not keep:
             raise RevalExoError(f"{path}: no sensor columns like 'acc_Pelvis_x' in header {header}")

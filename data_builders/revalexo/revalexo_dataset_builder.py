@@ -3,7 +3,7 @@
 Each clip of the released `trimmed.zip` (see parsing.py) is cut into `window_s` windows every `stride_s` (upstream
 evaluation grid: starts 0, 0.25, ... up to min(max_start_s, floor((duration - window - 1) / stride) * stride);
 clips shorter than `min_clip_s` are dropped). A record holds every IMU column of the csv (raw units, NaN kept;
-`imujax.transforms.revalexo` selects and maps channels), the labels at window end + each horizon, the per-horizon
+`imujax.transforms.channel_layouts` selects and maps channels), the labels at window end + each horizon, the per-horizon
 transition flags, the subject (one split per subject, for LOSO) and `video_fps` frames of the window.
 """
 

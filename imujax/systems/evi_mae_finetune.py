@@ -4,7 +4,7 @@
 - "evimaeft": released EVI-MAE fine-tuning (`EVIMAEFT`, ``multimodal`` mode). Input transform as pretraining
   (`imujax.transforms.spectrogram_clip`), with the dataset's fine-tune statistics.
 - "revalexo_fusion": RevalExo `EVI_MAE_Fusion` (`imujax.models.evi_mae_fusion`), multi-horizon locomotion labels
-  (records of the `revalexo` builder). IMU: the 12 slot channels of `imujax.transforms.revalexo`
+  (records of the `revalexo` builder). IMU: the 12 slot channels of `imujax.transforms.channel_layouts`
   (`config.data.slot_mapping`), RevalExo spectrogram in (freq, time) layout; video: 16 frames by linspace over the
   window, ImageNet-normalised, short side scaled, random-resized crop (scale 0.8-1) + flip in training, centre crop
   in eval. Loss: label-smoothed CE per horizon, mean over horizons (revalexo train/utils/training_utils.py).
@@ -37,7 +37,7 @@ from imujax.eval import classification
 from imujax.models.evi_mae import EVIMAEFT, EVIMAESizes
 from imujax.models.evi_mae_fusion import EVIMAEFusion
 from imujax.transforms import imu as imu_tf
-from imujax.transforms import records, revalexo, spectrogram_clip
+from imujax.transforms import channel_layouts, records, spectrogram_clip
 from imujax.transforms import video as video_tf
 
 
@@ -117,8 +117,8 @@ class System(systems.System):
 
     def _revalexo_preprocess(self, record: dict, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
         d, s, f = self.config.data, self.sizes, self.config.finetune
-        imu = revalexo.to_evi_mae_slots(record, d.slot_mapping)
-        spec = imu_tf.revalexo_spectrogram(imu, mean=d.imu_mean, std=d.imu_std, signal_length=d.signal_length,
+        imu = channel_layouts.to_evi_mae_slots(record, d.slot_mapping)
+        spec = imu_tf.resized_log_spectrogram(imu, mean=d.imu_mean, std=d.imu_std, signal_length=d.signal_length,
                                            target_height=s.imu_freq, target_length=s.imu_time, n_fft=d.n_fft,
                                            win_length=d.win_length, hop_length=d.hop_length)
         frames = records.frames(record)

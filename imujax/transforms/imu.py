@@ -192,7 +192,7 @@ def imu_slice_for_frames(n_rows: int, frame_ids: Sequence[int], n_video_frames: 
     return start, end
 
 
-def evi_mae_spectrogram(
+def stretched_db_spectrogram(
     imu: np.ndarray,
     *,
     mean: float,
@@ -215,19 +215,19 @@ def evi_mae_spectrogram(
     """
     imu = np.asarray(imu)
     if imu.ndim != 2:
-        raise ValueError(f"evi_mae_spectrogram: expected imu of shape [T, C], got {imu.shape}")
+        raise ValueError(f"stretched_db_spectrogram: expected imu of shape [T, C], got {imu.shape}")
     if imu.shape[0] == 0:
-        raise ValueError("evi_mae_spectrogram: imu window has no rows")
+        raise ValueError("stretched_db_spectrogram: imu window has no rows")
     if n_bins > n_fft // 2 + 1:
         raise ValueError(
-            f"evi_mae_spectrogram: n_bins {n_bins} exceeds the {n_fft // 2 + 1} bins of n_fft {n_fft}"
+            f"stretched_db_spectrogram: n_bins {n_bins} exceeds the {n_fft // 2 + 1} bins of n_fft {n_fft}"
         )
     waves = imu.astype(np.float32).T  # [C, T]
     waves = waves - waves.mean(axis=-1, keepdims=True, dtype=np.float32)
     new_rate = int(nominal_rate * (target_length / waves.shape[-1]))  # upstream: int(100 * (320 / L))
     if new_rate <= 0:
         raise ValueError(
-            f"evi_mae_spectrogram: {waves.shape[-1]} rows give a resampling rate of {new_rate}; "
+            f"stretched_db_spectrogram: {waves.shape[-1]} rows give a resampling rate of {new_rate}; "
             f"windows longer than {nominal_rate * target_length} rows are not supported"
         )
     waves = sinc_resample(waves, nominal_rate, new_rate, lowpass_filter_width, rolloff)
@@ -237,7 +237,7 @@ def evi_mae_spectrogram(
     return ((fbank - np.float32(mean)) / np.float32(std)).astype(np.float32, copy=False)
 
 
-def evi_mae_imu_noise(x: np.ndarray, rng: np.random.Generator, scale: float = 0.1) -> np.ndarray:
+def uniform_noise(x: np.ndarray, rng: np.random.Generator, scale: float = 0.1) -> np.ndarray:
     """Training noise: x + U[0,1)^shape * u * scale with one u ~ U[0,1) per sample (upstream `_imu2fbank`)."""
     amplitude = rng.random() * scale
     return (x + rng.random(x.shape, dtype=np.float32) * np.float32(amplitude)).astype(np.float32)
@@ -246,7 +246,7 @@ def evi_mae_imu_noise(x: np.ndarray, rng: np.random.Generator, scale: float = 0.
 # -- RevalExo fine-tuning input (train/transforms/imu_transforms.py) ---------------------------
 
 
-def revalexo_spectrogram(
+def resized_log_spectrogram(
     imu: np.ndarray,
     *,
     mean: float = -1.223483,
@@ -267,9 +267,9 @@ def revalexo_spectrogram(
     """
     imu = np.asarray(imu)
     if imu.ndim != 2:
-        raise ValueError(f"revalexo_spectrogram: expected imu of shape [T, C], got {imu.shape}")
+        raise ValueError(f"resized_log_spectrogram: expected imu of shape [T, C], got {imu.shape}")
     if imu.shape[0] == 0:
-        raise ValueError("revalexo_spectrogram: imu window has no rows")
+        raise ValueError("resized_log_spectrogram: imu window has no rows")
     waves = resize.linear_resize(imu.astype(np.float32).T, signal_length, axis=-1)  # [C, signal_length]
     spec = power_spectrogram(waves, n_fft, win_length, hop_length)  # [C, F, frames]
     spec = np.log(spec + np.float32(log_eps))

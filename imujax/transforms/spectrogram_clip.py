@@ -25,14 +25,14 @@ def spectrogram_clip_patches(record: dict, data, sizes, rng: np.random.Generator
     imu = records.select_channels(record, d.imu_channels)
     frames = records.frames(record)
     train = rng is not None
-    clip, frame_ids = video_tf.evi_mae_clip(frames, train=train, rng=rng, num_frames=s.num_frames,
+    clip, frame_ids = video_tf.strided_crop_clip(frames, train=train, rng=rng, num_frames=s.num_frames,
                                             stride=d.frame_stride, img_size=s.img_size)
     start, end = imu_tf.imu_slice_for_frames(len(imu), frame_ids, len(frames))
-    spec = imu_tf.evi_mae_spectrogram(
+    spec = imu_tf.stretched_db_spectrogram(
         imu[start:max(end, start + 2)], mean=d.imu_mean, std=d.imu_std, target_length=s.imu_time,
         n_bins=s.imu_freq, n_fft=d.n_fft, win_length=d.win_length, hop_length=d.hop_length)
     if train and d.imu_noise:
-        spec = imu_tf.evi_mae_imu_noise(spec, rng)
+        spec = imu_tf.uniform_noise(spec, rng)
     return {"imu": np.ascontiguousarray(patch_layout.imu_patches(spec, s.patch)),
             "video": np.ascontiguousarray(patch_layout.video_patches_from_frames(clip, s.tubelet, s.patch)),
             "label": np.int32(record.get("label", -1))}  # -1: unlabelled

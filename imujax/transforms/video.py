@@ -266,7 +266,7 @@ def to_channels_first(frames: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(einops.rearrange(frames, "f h w c -> c f h w"))
 
 
-def evi_mae_clip(
+def strided_crop_clip(
     frames: np.ndarray | Sequence[bytes],
     *,
     train: bool,
@@ -284,11 +284,11 @@ def evi_mae_clip(
     crop), both deterministic. The frame ids feed `imu.imu_slice_for_frames`.
     """
     if train and rng is None:
-        raise ValueError("evi_mae_clip: train=True needs an rng")
+        raise ValueError("strided_crop_clip: train=True needs an rng")
     num_available = len(frames)
     ids = sample_frame_indices(num_available, num_frames, stride, rng if train else None)
     if isinstance(frames, np.ndarray):
-        clip = _check_frames(frames, "evi_mae_clip")[ids]
+        clip = _check_frames(frames, "strided_crop_clip")[ids]
     else:
         clip = decode_frames(frames, ids)
     if train:

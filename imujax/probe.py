@@ -27,9 +27,8 @@ import re
 import jax
 import ml_collections
 import numpy as np
-from PIL import Image
 
-from imujax import checkpointing, input_pipeline, sharding, systems, train
+from imujax import checkpointing, input_pipeline, run_metrics, sharding, systems, train
 from imujax.eval import plots, probes
 from imujax.transforms import records
 
@@ -231,23 +230,20 @@ def _write(report: dict, config, workdir: str) -> None:
         return
     with open(os.path.join(workdir, "probe.json"), "w") as f:
         json.dump(report, f, indent=1)
-    from tensorboardX import SummaryWriter
-    writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
+    writer = run_metrics.open_writer(workdir)
     figures = os.path.join(workdir, "figures")
     os.makedirs(figures, exist_ok=True)
     try:
         for tag, encoder in report["encoders"].items():
             for kind, result in ((k, v) for k, v in encoder.items() if isinstance(v, dict) and "mean" in v):
                 mean = result["mean"]
-                for metric in ("accuracy", "macro_f1"):
-                    writer.add_scalar(f"probe/{tag}/{kind}/{metric}", mean[metric], 0)
+                writer.write_scalars(0, {f"probe/{tag}/{kind}/{metric}": mean[metric]
+                                         for metric in ("accuracy", "macro_f1")})
                 print(f"probe {tag} {kind}: accuracy={mean['accuracy']:.4f} macro_f1={mean['macro_f1']:.4f} "
                       f"({len(result['folds'])} fold(s), {encoder['source']})", flush=True)
                 png = plots.plot_confusion(np.asarray(mean["confusion"]),
                                            os.path.join(figures, f"probe_confusion_{tag}_{kind}.png"),
                                            class_names=report.get("class_names"), title=f"{tag} {kind} probe")
-                with Image.open(png) as im:
-                    writer.add_image(f"probe/{tag}/{kind}/confusion", np.asarray(im.convert("RGB")), 0,
-                                     dataformats="HWC")
+                run_metrics.write_png(writer, 0, f"probe/{tag}/{kind}/confusion", png)
     finally:
         writer.close()

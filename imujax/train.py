@@ -223,7 +223,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, stop: _StopRequest) 
         evaluator = evaluate.Evaluator(system, graphdef, config, workdir, mesh, source=validation_source,
                                        prefix="eval" if validation_source is None else "val")
         best = _best_checkpointer(system, config, workdir, selection, restored_step, evaluator.prefix)
-        writer = run_metrics.MetricWriter(workdir, total_steps)
+        writer = run_metrics.open_writer(workdir)
+        progress = run_metrics.Progress(total_steps, config.batch_size, config.log_every_steps)
         learning = alarms.for_system(system, config)
         step = int(state["step"])
         final: dict[str, float] = {}
@@ -246,6 +247,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, stop: _StopRequest) 
                     runtime.release_free_memory()
                     compiled = True
                 step += 1
+                progress.tick(step)
                 stopping = stop.agreed(step)  # read once: a signal arriving now is handled at the next boundary
                 saving = step % config.checkpoint.every_steps == 0 or step == total_steps or stopping
                 if step % config.log_every_steps == 0 or step == total_steps or saving:
@@ -253,9 +255,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str, stop: _StopRequest) 
                     _check_finite(scalars, step, batch_ids, ckpt)  # before any save: keep the last good checkpoint
                 if step % config.log_every_steps == 0 or step == total_steps:
                     scalars["lr"] = float(schedule(step - 1))
-                    scalars.update(writer.progress(step, scalars, config.batch_size))
+                    scalars.update(progress.line(step, scalars))
                     scalars.update(learning.update(step, scalars))  # terms stuck at their trivial value
-                    writer.write(step, scalars)
+                    writer.write_scalars(step, scalars)
                 # Eval before the save, whose selection record then includes this step's eval.
                 if not stopping and _eval_due(config, step, total_steps, steps_per_epoch):
                     final = _evaluate(evaluator, best, writer, state, config, workdir, step)
@@ -266,7 +268,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, stop: _StopRequest) 
                     logging.warning("stopping at step %d after SIGTERM; resume with the same command", step)
                     break
             if step == total_steps and config.figures:
-                figures.write_run_figures(system, graphdef, state, config, workdir, step, mesh)
+                figures.write_run_figures(system, graphdef, state, config, workdir, step, mesh, writer)
         finally:
             ckpt.wait()
             ckpt.close()
@@ -302,12 +304,12 @@ def _evaluate(evaluator, best, writer, state, config, workdir: str, step: int) -
     final = evaluator(state)
     if best is not None:
         final = dict(final, **best.update(step, final, state, config))
-    writer.write(step, final)
+    writer.write_scalars(step, final)
     if final and jax.process_index() == 0:
         print("eval " + " ".join(f"{k}={v:.4f}" for k, v in final.items()), flush=True)
     result = evaluator.last_classification
     if config.figures and result is not None and jax.process_index() == 0:
-        figures.write_confusion_figures(result.confusions, workdir, step, writer=writer)
+        figures.write_confusion_figures(result.confusions, workdir, step, writer)
     return final
 
 
@@ -430,4 +432,8 @@ def _write_eval_outputs(workdir: str, source: str, step: int, results: dict, res
         classification.save_predictions(os.path.join(workdir, f"eval_{source}_predictions.npz"), result,
                                          step=np.int64(step))
         if config.figures:
-            figures.write_confusion_figures(result.confusions, workdir, step, prefix=f"confusion_{source}")
+            writer = run_metrics.open_writer(workdir)
+            try:
+                figures.write_confusion_figures(result.confusions, workdir, step, writer, prefix=f"confusion_{source}")
+            finally:
+                writer.close()

@@ -60,12 +60,13 @@ def test_loss_steps_embed_and_reconstruct(system, tmp_path):
     model.eval()
     emb = nnx.jit(lambda m, b: system.embed(m, b))(model, batch)
     assert emb["fused"].shape == (4, 32)
-    pics = nnx.jit(lambda m, b, k: system.reconstruct(m, b, k))(model, batch, jax.random.key(0))
-    assert pics["recon"].shape == pics["inputs"].shape == (4, 3, 32, 32)
-    visible = np.asarray(pics["masked"]) != 0
-    np.testing.assert_allclose(np.asarray(pics["recon"])[visible], np.asarray(batch["spec"])[visible], atol=1e-6)
-    image = reconstruction.write_reconstruction_grid(str(tmp_path / "r.png"), **{k: np.asarray(v)
-                                                                                  for k, v in pics.items()})
+    pics = nnx.jit(system.pictures)(model, batch, jax.random.key(0))["reconstruction_spectrogram"]
+    assert pics.kind == reconstruction.SPECTROGRAM
+    assert pics.recon.shape == pics.inputs.shape == (4, 3, 32, 32)
+    visible = np.asarray(pics.masked) != 0
+    np.testing.assert_allclose(np.asarray(pics.recon)[visible], np.asarray(batch["spec"])[visible], atol=1e-6)
+    image = reconstruction.write_reconstruction_grid(str(tmp_path / "r.png"), np.asarray(pics.inputs),
+                                                     np.asarray(pics.masked), np.asarray(pics.recon))
     assert image.shape[0] == 4 * (64 + 2)
 
 

@@ -8,8 +8,8 @@ import pytest
 import scipy.optimize
 from PIL import Image
 
-from imujax import patch_layout
-from imujax.eval import metrics, plots, probes
+from imujax import figures, patch_layout, run_metrics
+from imujax.eval import metrics, plots, probes, reconstruction
 
 # -- metrics ----------------------------------------------------------------------------------------------------------
 
@@ -135,10 +135,14 @@ def test_patch_layout_inverses_match_model_targets():
     video = rng.normal(size=(1, 3, 4, 32, 32)).astype(np.float32)
     patches = patch_layout.video_patches(video, 2, 16)[0]
     np.testing.assert_array_equal(patch_layout.video_from_patches(patches, 4, 32, 2, 16), video[0])
-    # norm-pix inverse: normalising a target patch and denormalising gives it back
-    t = rng.normal(size=(5, 48))
+    # norm-pix inverse: normalising a target patch and pasting it back as a removed patch's prediction gives it back
+    t = rng.normal(size=(5, 48)).astype(np.float32)
     norm = (t - t.mean(-1, keepdims=True)) / np.sqrt(t.var(-1, ddof=1, keepdims=True) + 1e-6)
-    np.testing.assert_allclose(plots.denormalize_patches(norm, t), t, atol=1e-9)
+    mask = np.array([1, 0, 1, 0, 1])
+    masked, recon = reconstruction.paste_patches(norm, t, mask, norm_pix=True)
+    np.testing.assert_allclose(np.asarray(recon), t, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(masked)[mask == 1], 0)
+    np.testing.assert_array_equal(np.asarray(masked)[mask == 0], t[mask == 0])
 
 
 def test_figures_are_written(tmp_path):
@@ -150,21 +154,25 @@ def test_figures_are_written(tmp_path):
     written = [plots.plot_curves(str(jsonl), str(tmp_path / "curves.png")),
                plots.plot_confusion(np.array([[3, 1], [0, 4]]), str(tmp_path / "cm.png"), ["a", "b"])]
     rng = np.random.default_rng(1)
-    imu = rng.normal(size=(12, 64, 32))
-    mask = np.zeros(8)
-    mask[::2] = 1
-    written.append(plots.plot_imu_reconstruction(imu, rng.normal(size=(8, 16 * 16 * 12)), mask,
-                                                 str(tmp_path / "imu.png"), patch=16))
-    video = rng.normal(size=(3, 4, 32, 32))
-    written.append(plots.plot_video_reconstruction(video, rng.normal(size=(8, 2 * 16 * 16 * 3)), mask,
-                                                   str(tmp_path / "video.png"), tubelet=2, patch=16))
+    clip = rng.random(size=(3, 4, 32, 32))
+    written.append(plots.plot_video_reconstruction(clip, clip * 0.5, clip, str(tmp_path / "video.png")))
     for path in written:
         with Image.open(path) as im:
             assert im.format == "PNG" and im.size[0] > 50
-    plots.png_to_tensorboard(str(tmp_path), "figures/curves", written[0], 100)
+    writer = run_metrics.open_writer(str(tmp_path))
+    run_metrics.write_png(writer, 100, "figures/curves", written[0])
+    writer.close()
     assert os.listdir(tmp_path / "tensorboard")
-    with pytest.raises(ValueError, match="mask must have 8 entries"):
-        plots.plot_imu_reconstruction(imu, rng.normal(size=(8, 3072)), np.zeros(5), str(tmp_path / "x.png"), 16)
+    with pytest.raises(ValueError, match=r"three clips \[3, T, H, W\]"):
+        plots.plot_video_reconstruction(clip, clip[:, :2], clip, str(tmp_path / "x.png"))
+    # a system's pictures are drawn by their kind
+    spec = rng.normal(size=(2, 3, 16, 24)).astype(np.float32)
+    for picture in (reconstruction.Reconstruction(spec, spec * 0, spec, reconstruction.SPECTROGRAM),
+                    reconstruction.Reconstruction(clip[None], clip[None] * 0.5, clip[None], reconstruction.VIDEO)):
+        with Image.open(figures.draw(picture, str(tmp_path / f"{picture.kind}.png"))) as im:
+            assert im.format == "PNG"
+    with pytest.raises(ValueError, match="no drawing for picture kind 'audio'"):
+        figures.draw(reconstruction.Reconstruction(spec, spec, spec, "audio"), str(tmp_path / "z.png"))
     with pytest.raises(ValueError, match="line 1"):
         bad = tmp_path / "bad.jsonl"
         bad.write_text("not json\n")

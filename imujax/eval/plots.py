@@ -1,10 +1,5 @@
-"""PNG figures for a run with matplotlib: loss/metric curves, confusion matrices, MAE reconstructions.
-
-MAE reconstructions: the EVI-MAE decoder predicts per-token patch vectors in the layout of
-`imujax.patch_layout` (`imu_patches` / `video_patches`; `imu_from_patches` and `video_from_patches` invert
-them), and with norm-pix training the prediction is mapped back to input units with each target patch's own mean and
-standard deviation (the usual MAE visualisation).
-"""
+"""PNG figures for a run with matplotlib: loss/metric curves, confusion matrices, video reconstructions (the
+arrays of an `imujax.eval.reconstruction.Reconstruction` of kind VIDEO; spectrograms are drawn by that module)."""
 
 from __future__ import annotations
 
@@ -14,9 +9,6 @@ import os
 from typing import Sequence
 
 import numpy as np
-from PIL import Image
-
-from imujax import patch_layout
 
 
 def _pyplot():
@@ -118,24 +110,16 @@ def plot_confusion(cm: np.ndarray, out_png: str, class_names: Sequence[str] | No
     return _save(fig, out_png)
 
 
-# -- MAE reconstructions --------------------------------------------------------------------------------------------
+# -- video reconstructions -------------------------------------------------------------------------------------------
 
 
-def denormalize_patches(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Norm-pix predictions back to input units with each target patch's mean and unbiased variance."""
-    target = np.asarray(target, np.float64)
-    mean = target.mean(axis=-1, keepdims=True)
-    var = target.var(axis=-1, ddof=1, keepdims=True)
-    return np.asarray(pred, np.float64) * np.sqrt(var + 1e-6) + mean
-
-
-def _image_grid(rows: list[list[np.ndarray]], row_titles: Sequence[str], **imshow) -> "matplotlib.figure.Figure":
-    """Rows of equally sized images (2-D with a colour map, or RGB) in one figure, a title per row."""
+def _image_grid(rows: list[list[np.ndarray]], row_titles: Sequence[str]):
+    """Rows of equally sized RGB images in one figure, a title per row."""
     cols = max(len(r) for r in rows)
     fig, axes = _pyplot().subplots(len(rows), cols, figsize=(2.2 * cols, 2.2 * len(rows)), squeeze=False)
     for ax_row, row, title in zip(axes, rows, row_titles):
         for ax, image in zip(ax_row, row):
-            ax.imshow(image, **imshow)
+            ax.imshow(image)
         for ax in ax_row:
             ax.set_xticks([])
             ax.set_yticks([])
@@ -143,65 +127,16 @@ def _image_grid(rows: list[list[np.ndarray]], row_titles: Sequence[str], **imsho
     return fig
 
 
-def plot_imu_reconstruction(imu: np.ndarray, pred: np.ndarray, mask: np.ndarray, out_png: str, patch: int,
-                            norm_pix: bool = True, channels_shown: Sequence[int] = (0, 3, 6, 9)) -> str:
-    """imu [C, time, freq] input spectrogram; pred [L_a, C*p*p] decoder output; mask [L_a] (1 = masked).
-
-    Rows: input / masked input (masked patches grey) / reconstruction (visible patches from the input, masked
-    patches from the prediction), one column per shown channel; spectrograms drawn with frequency upwards."""
-    imu = np.asarray(imu, np.float64)
-    c, time, freq = imu.shape
-    target = patch_layout.imu_patches(imu, patch)
-    recon = denormalize_patches(pred, target) if norm_pix else np.asarray(pred, np.float64)
-    mask = np.asarray(mask).astype(bool)
-    if mask.shape != (len(target),):
-        raise ValueError(f"mask must have {len(target)} entries (one per IMU token), got shape {mask.shape}")
-    pasted = np.where(mask[:, None], recon, target)
-    masked = np.where(mask[:, None], np.nan, target)
-    images = [imu, patch_layout.imu_from_patches(masked, c, time, freq, patch),
-              patch_layout.imu_from_patches(pasted, c, time, freq, patch)]
-    lo, hi = np.nanmin(imu), np.nanmax(imu)
-    channels_shown = [k for k in channels_shown if k < c] or [0]
-    rows = [[img[k].T for k in channels_shown] for img in images]  # [freq, time]: frequency upwards with origin lower
-    titles = [f"{name}  (channels {list(channels_shown)}, time ->, freq ^)"
-              for name in ("input", "masked", "reconstruction")]
-    cmap = _pyplot().get_cmap("viridis").with_extremes(bad="grey")  # masked patches (NaN) grey
-    return _save(_image_grid(rows, titles, cmap=cmap, vmin=lo, vmax=hi, origin="lower", aspect="auto"), out_png)
-
-
-def plot_video_reconstruction(video: np.ndarray, pred: np.ndarray, mask: np.ndarray, out_png: str, tubelet: int,
-                              patch: int, mean: Sequence[float] = (0.485, 0.456, 0.406),
-                              std: Sequence[float] = (0.229, 0.224, 0.225), norm_pix: bool = True,
+def plot_video_reconstruction(video: np.ndarray, masked: np.ndarray, recon: np.ndarray, out_png: str,
                               max_frames: int = 8) -> str:
-    """video [3, T, S, S] normalised clip; pred [L_v, tubelet*p*p*3]; mask [L_v]. Rows: input / masked / recon."""
-    video = np.asarray(video, np.float64)
-    _, frames, size, _ = video.shape
-    target = patch_layout.video_patches(video, tubelet, patch)
-    recon = denormalize_patches(pred, target) if norm_pix else np.asarray(pred, np.float64)
-    mask = np.asarray(mask).astype(bool)
-    if mask.shape != (len(target),):
-        raise ValueError(f"mask must have {len(target)} entries (one per video token), got shape {mask.shape}")
-    grey = np.zeros_like(target)  # 0 in normalised units = the dataset mean colour
-    clips = [video] + [patch_layout.video_from_patches(np.where(mask[:, None], fill, target), frames, size, tubelet,
-                                                       patch) for fill in (grey, recon)]
-    m, s = np.asarray(mean).reshape(3, 1, 1, 1), np.asarray(std).reshape(3, 1, 1, 1)
+    """Three clips [3, T, H, W], RGB in [0, 1]: rows input / masked / reconstruction, columns up to max_frames frames
+    spread over the clip."""
+    clips = [np.asarray(c, np.float64) for c in (video, masked, recon)]
+    if not clips[0].shape == clips[1].shape == clips[2].shape or clips[0].ndim != 4 or clips[0].shape[0] != 3:
+        raise ValueError(f"video reconstruction: three clips [3, T, H, W] of one shape expected, got "
+                         f"{[c.shape for c in clips]}")
+    frames = clips[0].shape[1]
     shown = np.linspace(0, frames - 1, min(max_frames, frames)).round().astype(int)
-    rows = [[np.clip(clip * s + m, 0, 1)[:, t].transpose(1, 2, 0) for t in shown] for clip in clips]
+    rows = [[np.clip(clip[:, t], 0, 1).transpose(1, 2, 0) for t in shown] for clip in clips]
     titles = [f"{name} (frames {shown.tolist()})" for name in ("input", "masked", "reconstruction")]
     return _save(_image_grid(rows, titles), out_png)
-
-
-# -- TensorBoard ------------------------------------------------------------------------------------------------------
-
-
-def png_to_tensorboard(workdir: str, tag: str, png_path: str, step: int) -> None:
-    """Adds a written PNG as an image summary under workdir/tensorboard (tensorboardX, no TensorFlow)."""
-    from tensorboardX import SummaryWriter
-
-    with Image.open(png_path) as im:
-        array = np.asarray(im.convert("RGB"))
-    writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
-    try:
-        writer.add_image(tag, array, int(step), dataformats="HWC")
-    finally:
-        writer.close()

@@ -1,18 +1,51 @@
-"""MAE reconstruction pictures: PNG grids of spectrograms (rows = examples; columns = input / masked / reconstruction).
+"""MAE reconstruction pictures: the arrays a system's `pictures` hook returns, and the PNG grid of spectrograms.
 
-Pillow writes the grid, coloured with matplotlib's viridis. Every example row shares one colour scale (its input's
-1st-99th percentile), so the three panels are comparable; multi-channel inputs [N, C, H, W] show each channel as its
-own panel group, left to right. Images are drawn with the lowest frequency at the bottom (row 0 of the array is the
-top of the picture unless ``flip``).
+A `Reconstruction` holds input / masked input / reconstruction images of a batch and says what they are (`kind`), so
+`imujax.figures` draws them without knowing the system. `paste_patches` builds the masked input and the
+reconstruction from a masked autoencoder's patch predictions (norm-pix predictions de-normalised with each target
+patch's own mean and standard deviation, the usual MAE visualisation).
+
+The spectrogram grid (rows = examples; columns = input / masked / reconstruction) is coloured with matplotlib's
+viridis and written with Pillow. Every example row shares one colour scale (its input's 1st-99th percentile), so the
+three panels are comparable; multi-channel inputs [N, C, H, W] show each channel as its own panel group, left to
+right. Images are drawn with the lowest frequency at the bottom (row 0 of the array is the top of the picture unless
+``flip``).
 """
 
 from __future__ import annotations
 
 import os
 
+import jax
+import jax.numpy as jnp
 import matplotlib
 import numpy as np
+from flax import struct
 from PIL import Image
+
+SPECTROGRAM = "spectrogram"  # [N, C, H(freq), W(time)], any units; drawn by `write_reconstruction_grid`
+VIDEO = "video"  # [N, 3, T, H, W] RGB in [0, 1]; drawn by `imujax.eval.plots.plot_video_reconstruction`
+
+
+@struct.dataclass
+class Reconstruction:
+    """One figure: three image batches of the same shape, and what they are (SPECTROGRAM or VIDEO)."""
+    inputs: jax.Array
+    masked: jax.Array
+    recon: jax.Array
+    kind: str = struct.field(pytree_node=False, default=SPECTROGRAM)
+
+
+def paste_patches(pred, target, mask, norm_pix: bool):
+    """Patch vectors [..., L, D] -> (masked input: removed patches 0, reconstruction: visible patches from the target,
+    removed ones from the prediction, de-normalised with the target patch's mean and unbiased variance under norm-pix).
+    mask [..., L]: 1 = removed."""
+    pred = pred.astype(jnp.float32)
+    if norm_pix:
+        mean = target.mean(axis=-1, keepdims=True)
+        pred = pred * jnp.sqrt(target.var(axis=-1, keepdims=True, ddof=1) + 1e-6) + mean
+    removed = mask[..., None].astype(jnp.float32)
+    return target * (1 - removed), target * (1 - removed) + pred * removed
 
 
 def colormap(values: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ no other system: shared pieces live in models/, transforms/, objectives/ or eval
 
 from __future__ import annotations
 
+import abc
 import importlib
 import pkgutil
 from typing import Any, Callable, ClassVar
@@ -19,11 +20,11 @@ from flax import nnx
 Batch = dict[str, jax.Array]
 
 
-class System:
+class System(abc.ABC):
     """The contract between a system and the loop, the evaluator and the figures, declared once.
 
-    Required: `make_model`, `preprocess`, `loss`, `embed`. Optional hooks are attributes that are None here; a system
-    provides one by defining the method of that name (with the signature in its annotation below).
+    Required: the abstract methods below (a subclass missing one cannot be built). Optional hooks are attributes that
+    are None here; a system provides one by defining the method of that name (with the signature in its annotation).
     """
 
     config: ml_collections.ConfigDict
@@ -33,10 +34,9 @@ class System:
     classification_spec: ClassVar[Callable[[], Any] | None] = None
     # (graphdef, state, eval source) -> {name: float}: the system's own evaluation protocol, logged under eval/.
     evaluate: ClassVar[Callable[[nnx.GraphDef, dict, Any], dict[str, float]] | None] = None
-    # (eval-mode model, batch, key) -> arrays for the end-of-run figures, drawn by `draw_pictures`.
-    pictures: ClassVar[Callable[[nnx.Module, Batch, jax.Array], Batch] | None] = None
-    # (those arrays as numpy, output folder) -> PNG paths written.
-    draw_pictures: ClassVar[Callable[[dict[str, np.ndarray], str], list[str]] | None] = None
+    # (eval-mode model, batch, key) -> {figure name: imujax.eval.reconstruction.Reconstruction}: arrays for the
+    # end-of-run figures (jitted by imujax.figures, which draws each as its kind says).
+    pictures: ClassVar[Callable[[nnx.Module, Batch, jax.Array], dict[str, Any]] | None] = None
     # (train-state params, converted name, converted config, converted state) -> params: place a converted
     # checkpoint inside a larger model (e.g. an IMU encoder inside a contrastive model).
     init_from_converted: ClassVar[Callable[[nnx.State, str, dict, nnx.State], nnx.State] | None] = None
@@ -44,23 +44,21 @@ class System:
     trivial_values: ClassVar[Callable[[int], dict[str, tuple[float, str]]] | None] = None
 
     # -- required ---------------------------------------------------------------------------------------------------
+    @abc.abstractmethod
     def make_model(self, rngs: nnx.Rngs) -> nnx.Module:
-        raise NotImplementedError
+        """The model, built from self.config."""
 
+    @abc.abstractmethod
     def preprocess(self, record: dict, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
         """One decoded record -> one example; rng None is the deterministic evaluation transform."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def loss(self, model: nnx.Module, batch: Batch, rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         """(scalar loss, metrics) of one training batch; the step's key makes masking and dropout reproducible."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def embed(self, model: nnx.Module, batch: Batch) -> dict[str, jax.Array]:
         """Eval-mode features: 'imu' / 'video' for retrieval, 'fused' for probes, logits for classification."""
-        raise NotImplementedError
-
-
-REQUIRED = ("make_model", "preprocess", "loss", "embed")
 
 
 def available() -> list[str]:
@@ -71,8 +69,8 @@ def make_system(config: ml_collections.ConfigDict) -> System:
     if config.system not in available():
         raise ValueError(f"config.system={config.system!r} is not a known system (known: {available()})")
     cls = importlib.import_module(f"{__name__}.{config.system}").System
-    missing = [name for name in REQUIRED if getattr(cls, name) is getattr(System, name, None)]
-    if not issubclass(cls, System) or missing:
+    if not issubclass(cls, System) or cls.__abstractmethods__:
         raise TypeError(f"imujax/systems/{config.system}.py: System must subclass imujax.systems.System and define "
-                        f"{', '.join(REQUIRED)} (missing: {missing or 'the base class'})")
+                        f"{', '.join(sorted(System.__abstractmethods__))} (missing: "
+                        f"{sorted(getattr(cls, '__abstractmethods__', ())) or 'the base class'})")
     return cls(config)

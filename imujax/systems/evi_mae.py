@@ -7,8 +7,6 @@ the released recipe being 1.0 / 0.01 / 10 with tau 0.05 (mf-zhang/IMU-Video-MAE@
 
 from __future__ import annotations
 
-import os
-
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -16,10 +14,11 @@ import numpy as np
 from flax import nnx
 
 from imujax import alarms, patch_layout, systems
-from imujax.eval import plots
+from imujax.eval import reconstruction
 from imujax.models.evi_mae import EVIMAE, EVIMAESizes
 from imujax.objectives import graph, infonce, mae
 from imujax.transforms import spectrogram_clip
+from imujax.transforms import video as video_tf
 
 
 class System(systems.System):
@@ -78,29 +77,31 @@ class System(systems.System):
                 "fused": model.encode_multimodal(imu, video)}
 
     # -- pictures ---------------------------------------------------------------------------------------------------
-    def pictures(self, model: EVIMAE, batch: dict[str, jax.Array], rng: jax.Array) -> dict[str, jax.Array]:
-        """One masked forward on an eval batch: inputs, masks and decoder outputs for reconstruction figures."""
-        c = self.config.loss
+    PICTURED_CHANNELS = (0, 3, 6, 9)  # the x axis of each body part's accelerometer
 
-        @nnx.jit
-        def forward(model, batch, key):
-            imu, video = self.model_inputs(batch)
-            masks = model.draw_masks(key, imu.shape[0])
-            out = model(imu, video, masks=masks, imu_mask_ratio=c.imu_mask_ratio, video_mask_ratio=c.video_mask_ratio)
-            return {"imu": imu, "video": video, "pred_imu": out["pred_imu"],
-                    "mask_imu": out["mask_imu"], "pred_video": out["pred_video"], "mask_video": out["mask_video"]}
+    def pictures(self, model: EVIMAE, batch: dict[str, jax.Array], rng: jax.Array):
+        """One masked forward on an eval batch: the IMU spectrogram and the video reconstruction figures."""
+        c, s = self.config.loss, self.sizes
+        imu, video = self.model_inputs(batch)
+        masks = model.draw_masks(rng, imu.shape[0])
+        out = model(imu, video, masks=masks, imu_mask_ratio=c.imu_mask_ratio, video_mask_ratio=c.video_mask_ratio)
+        imu, video = out["target_imu"], out["target_video"]  # patch vectors, whichever form the batch had
 
-        return forward(model, batch, rng)
+        def spectrograms(patches):  # [B, L_a, C*p*p] -> [B, shown channels, freq, time]
+            images = patch_layout.imu_from_patches(patches, s.imu_channels, s.imu_time, s.imu_freq, s.patch)
+            shown = [k for k in self.PICTURED_CHANNELS if k < s.imu_channels]
+            return jnp.swapaxes(images[:, shown], -1, -2)
 
-    def draw_pictures(self, arrays: dict[str, np.ndarray], out_dir: str) -> list[str]:
-        """Reconstructions of the first example of the batch."""
-        s, norm_pix = self.sizes, self.config.loss.norm_pix_loss
-        arrays = {k: v[0] for k, v in arrays.items()}
-        imu = patch_layout.imu_from_patches(arrays["imu"], s.imu_channels, s.imu_time, s.imu_freq, s.patch)
-        video = patch_layout.video_from_patches(arrays["video"], s.num_frames, s.img_size, s.tubelet, s.patch)
-        return [
-            plots.plot_imu_reconstruction(imu, arrays["pred_imu"], arrays["mask_imu"],
-                                          os.path.join(out_dir, "reconstruction_imu.png"), s.patch, norm_pix),
-            plots.plot_video_reconstruction(video, arrays["pred_video"], arrays["mask_video"],
-                                            os.path.join(out_dir, "reconstruction_video.png"), s.tubelet, s.patch,
-                                            norm_pix=norm_pix)]
+        def clips(patches):  # [B, L_v, kt*p*p*3] normalised -> [B, 3, T, S, S] RGB in [0, 1]
+            rgb = patch_layout.video_from_patches(patches, s.num_frames, s.img_size, s.tubelet, s.patch)
+            mean = jnp.asarray(video_tf.IMAGENET_MEAN).reshape(3, 1, 1, 1)
+            std = jnp.asarray(video_tf.IMAGENET_STD).reshape(3, 1, 1, 1)
+            return jnp.clip(rgb * std + mean, 0, 1)
+
+        imu_masked, imu_recon = reconstruction.paste_patches(out["pred_imu"], imu, out["mask_imu"], c.norm_pix_loss)
+        video_masked, video_recon = reconstruction.paste_patches(out["pred_video"], video, out["mask_video"],
+                                                                 c.norm_pix_loss)
+        return {"reconstruction_imu": reconstruction.Reconstruction(
+                    spectrograms(imu), spectrograms(imu_masked), spectrograms(imu_recon), reconstruction.SPECTROGRAM),
+                "reconstruction_video": reconstruction.Reconstruction(
+                    clips(video), clips(video_masked), clips(video_recon), reconstruction.VIDEO)}

@@ -8,8 +8,6 @@ Eval embedding ``fused``: mean of the unmasked encoder tokens (HIMU's ``extract_
 
 from __future__ import annotations
 
-import os
-
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -83,27 +81,12 @@ class System(systems.System):
     def embed(self, model: AudioMAE, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         return {"fused": model.encode_unmasked(batch["spec"]).mean(axis=1)}
 
-    def reconstruct(self, model: AudioMAE, batch: dict[str, jax.Array], rng: jax.Array) -> dict[str, jax.Array]:
-        """Pictures for ``eval.reconstruction``: input, masked input (removed patches 0) and the reconstruction
-        (predictions de-normalised with each target patch's mean/std under norm-pix, visible patches pasted in)."""
+    def pictures(self, model: AudioMAE, batch: dict[str, jax.Array], rng: jax.Array):
+        """The spectrogram reconstruction figure: input, masked input (removed patches 0) and the reconstruction."""
         out = self._forward(model, batch, rng, dropout=False)
         s = self.sizes
-        target = patchify(batch["spec"], s.patch)
-        pred = out["pred"].astype(jnp.float32)
-        if self.config.loss.norm_pix_loss:
-            mean = target.mean(axis=-1, keepdims=True)
-            std = jnp.sqrt(target.var(axis=-1, keepdims=True, ddof=1) + 1e-6)
-            pred = pred * std + mean
-        removed = out["mask"][..., None]
-        masked = unpatchify(target * (1 - removed), s.patch, s.grid, s.in_chans)
-        recon = unpatchify(target * (1 - removed) + pred * removed, s.patch, s.grid, s.in_chans)
-        return {"inputs": batch["spec"], "masked": masked, "recon": recon}
-
-    # -- pictures (called by imujax.figures at the end of a run) -----------------------------------------------------
-    def pictures(self, model: AudioMAE, batch: dict[str, jax.Array], rng: jax.Array) -> dict[str, jax.Array]:
-        return nnx.jit(self.reconstruct)(model, batch, rng)
-
-    def draw_pictures(self, arrays: dict[str, np.ndarray], out_dir: str) -> list[str]:
-        path = os.path.join(out_dir, "reconstruction_spectrogram.png")
-        reconstruction.write_reconstruction_grid(path, arrays["inputs"], arrays["masked"], arrays["recon"])
-        return [path]
+        masked, recon = reconstruction.paste_patches(out["pred"], patchify(batch["spec"], s.patch), out["mask"],
+                                                     self.config.loss.norm_pix_loss)
+        return {"reconstruction_spectrogram": reconstruction.Reconstruction(
+            batch["spec"], unpatchify(masked, s.patch, s.grid, s.in_chans),
+            unpatchify(recon, s.patch, s.grid, s.in_chans), reconstruction.SPECTROGRAM)}

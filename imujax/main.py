@@ -14,9 +14,7 @@ with exit status 0; inside the loop it saves a checkpoint first (`imujax.train`)
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
-import os
 import signal
 import sys
 
@@ -95,35 +93,40 @@ def _overridden(argv: list[str]) -> list[str]:
     return [a[len("--config."):].split("=", 1)[0] for a in argv if a.startswith("--config.")]
 
 
-def check_overrides(argv: list[str]) -> None:
-    """Reject ``--config.a.b=v`` overrides that name no existing key, listing the keys that do exist there."""
-    path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
-    overrides = [a[len("--config."):].split("=", 1)[0] for a in argv if a.startswith("--config.")]
-    if path is None or not overrides:
-        return
-    file, _, variant = path.partition(":")
-    spec = importlib.util.spec_from_file_location("_imujax_config", file)
-    if spec is None or not os.path.exists(file):
-        raise app.UsageError(f"--config: no config file at {file!r}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config(variant or None)
-    for dotted in overrides:
-        node = config
-        for depth, key in enumerate(dotted.split(".")):
-            if not isinstance(node, ml_collections.ConfigDict) or key not in node:
-                where = ".".join(dotted.split(".")[:depth]) or "config"
-                known = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
-                raise app.UsageError(f"unknown config key {dotted!r} (from --config.{dotted}=...): {where!r} has "
-                                     f"no key {key!r}; known keys: {', '.join(known)}")
-            node = node[key]
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, plus what ml_collections lacks: it refuses an override of a key the config does not have
+    (``--config.model.imu_dimension=3``), but with a bare AttributeError traceback; here that becomes a usage error
+    naming the override and listing the keys that do exist there."""
+    try:
+        return app.parse_flags_with_usage(argv)
+    except (AttributeError, KeyError) as e:
+        config_arg = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+        if config_arg is None:
+            raise
+        config = flags.FLAGS["config"].parser.parse(config_arg)  # ml_collections' own loader of the config file
+        for dotted in _overridden(argv):
+            unknown = _unknown_key(config, dotted)
+            if unknown:
+                raise app.UsageError(unknown) from e
+        raise
+
+
+def _unknown_key(config: ml_collections.ConfigDict, dotted: str) -> str | None:
+    node = config
+    for depth, key in enumerate(dotted.split(".")):
+        if not isinstance(node, ml_collections.ConfigDict) or key not in node:
+            where = ".".join(dotted.split(".")[:depth]) or "config"
+            known = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+            return (f"unknown config key {dotted!r} (from --config.{dotted}=...): {where!r} has no key {key!r}; "
+                    f"known keys: {', '.join(known)}")
+        node = node[key]
+    return None
 
 
 def run() -> None:
     signal.signal(signal.SIGTERM, _SIGTERM)
     try:
-        check_overrides(sys.argv[1:])
-        app.run(main)
+        app.run(main, flags_parser=parse_flags)
     except SystemExit:
         raise
     except (app.UsageError, config_checks.ConfigError, workdir_lock.WorkdirLockedError) as e:

@@ -63,7 +63,7 @@ class _ScalarsAndImages(metric_writers.MetricWriter):
 
 
 class JsonlWriter(_ScalarsAndImages):
-    """Scalars as one JSON object {"step": N, name: value, ...} per write, appended to a file (`eval.plots` reads it)."""
+    """Scalars as one JSON object {"step": N, name: value, ...} per write, appended to a file (eval.plots reads it)."""
 
     def __init__(self, path: str):
         self.path = path

@@ -110,21 +110,9 @@ def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, devices: Sequence[
                          devices=devices)
 
 
-def abstract_mesh(num_devices: int, data: int = -1, fsdp: int = 1, tensor: int = 1, *,
-                  fsdp_inner: int | None = None) -> AbstractMesh:
-    """The device-free twin of ``make_mesh``: shardings and shard shapes for a mesh this machine does not have."""
-    shape = mesh_shape(num_devices, data, fsdp, tensor, fsdp_inner)
-    return AbstractMesh(tuple(shape.values()), MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES))
-
-
 def mesh_axes(mesh: Mesh | AbstractMesh, axes: Sequence[str]) -> tuple[str, ...]:
     """The axes of ``axes`` that ``mesh`` has (meshes built by hand may lack e.g. 'fsdp_inner')."""
     return tuple(a for a in axes if a in mesh.axis_names)
-
-
-def fsdp_size(mesh: Mesh | AbstractMesh) -> int:
-    """How many ways FSDP shards a weight: 'fsdp' x 'fsdp_inner'."""
-    return math.prod(mesh.shape[a] for a in mesh_axes(mesh, FSDP_AXES))
 
 
 def _spec_entry(axes: Sequence[str]):

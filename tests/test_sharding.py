@@ -10,6 +10,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from configs import evi_mae as evi_mae_config
 from imujax import sharding, systems, train
+from tests import mesh_helpers
 
 
 def shard_size(mesh, names, shape):
@@ -17,12 +18,12 @@ def shard_size(mesh, names, shape):
 
 
 def test_fsdp_256_is_two_axes_whose_product_is_256():
-    mesh = sharding.abstract_mesh(256, data=1, fsdp=256)
+    mesh = mesh_helpers.abstract_mesh(256, data=1, fsdp=256)
     assert dict(mesh.shape) == {"data": 1, "fsdp": 64, "fsdp_inner": 4, "tensor": 1}
-    assert sharding.fsdp_size(mesh) == 256 and sharding.batch_divisor(mesh) == 256
+    assert mesh.shape["fsdp"] * mesh.shape["fsdp_inner"] == 256 and sharding.batch_divisor(mesh) == 256
     # Up to 64 devices FSDP stays one axis (the inner one has size 1 and never appears in a spec).
-    assert dict(sharding.abstract_mesh(64, data=1, fsdp=64).shape)["fsdp_inner"] == 1
-    assert dict(sharding.abstract_mesh(512, data=2, fsdp=-1).shape) == {"data": 2, "fsdp": 64, "fsdp_inner": 4,
+    assert dict(mesh_helpers.abstract_mesh(64, data=1, fsdp=64).shape)["fsdp_inner"] == 1
+    assert dict(mesh_helpers.abstract_mesh(512, data=2, fsdp=-1).shape) == {"data": 2, "fsdp": 64, "fsdp_inner": 4,
                                                                         "tensor": 1}
 
 
@@ -31,18 +32,18 @@ def test_fsdp_256_is_two_axes_whose_product_is_256():
                                           (("embed", "heads"), (192, 576)),    # decoder qkv
                                           (("embed", "mlp"), (384, 192))])
 def test_weight_no_dimension_of_which_256_divides_is_sharded_256_ways(names, shape):
-    mesh = sharding.abstract_mesh(256, data=1, fsdp=256)
+    mesh = mesh_helpers.abstract_mesh(256, data=1, fsdp=256)
     spec = sharding.logical_to_spec(names, shape, mesh)
     assert sorted(a for a in spec if a) == ["fsdp", "fsdp_inner"], spec
     assert shard_size(mesh, names, shape) == math.prod(shape) // 256
     # On 64 devices the same weight keeps its one-dimensional FSDP layout.
-    mesh64 = sharding.abstract_mesh(64, data=1, fsdp=64)
+    mesh64 = mesh_helpers.abstract_mesh(64, data=1, fsdp=64)
     assert shard_size(mesh64, names, shape) == math.prod(shape) // 64
     assert sum(a is not None for a in sharding.logical_to_spec(names, shape, mesh64)) == 1
 
 
 def test_dimension_divisible_by_whole_fsdp_keeps_one_dimensional_layout():
-    mesh = sharding.abstract_mesh(256, data=1, fsdp=256)
+    mesh = mesh_helpers.abstract_mesh(256, data=1, fsdp=256)
     assert sharding.logical_to_spec(("embed", "mlp"), (768, 3072), mesh) == P(("fsdp", "fsdp_inner"), None)
     assert sharding.logical_to_spec(("embed", "mlp"), (384, 1536), mesh) == P(None, ("fsdp", "fsdp_inner"))
     assert sharding.logical_to_spec(("embed",), (384,), mesh) == P("fsdp")  # in part: 64 of 256 ways
@@ -51,7 +52,7 @@ def test_dimension_divisible_by_whole_fsdp_keeps_one_dimensional_layout():
 
 def test_layer_axis_of_stacked_params_is_never_sharded():
     """A `LayerStack` weight shards like one layer's; the spill-over never lands on the layer axis."""
-    mesh = sharding.abstract_mesh(256, data=1, fsdp=256)
+    mesh = mesh_helpers.abstract_mesh(256, data=1, fsdp=256)
     one_layer = sharding.logical_to_spec(("embed", "heads"), (384, 1152), mesh)
     assert sharding.logical_to_spec(("layers", "embed", "heads"), (12, 384, 1152), mesh) == P(None, *one_layer)
     # 384 takes 64 of the 256 ways; the other 4 ('fsdp_inner') would fit only the 12 layers.
@@ -65,7 +66,7 @@ def test_full_size_evi_mae_state_on_256_devices():
     tx = train.make_optimizer(config.optimizer, train.make_schedule(config.optimizer, 10, 100))
     init, _ = train._init_fn(systems.make_system(config), config, tx)
     abstract = jax.eval_shape(init)
-    mesh = sharding.abstract_mesh(256, data=1, fsdp=256)
+    mesh = mesh_helpers.abstract_mesh(256, data=1, fsdp=256)
     shardings = sharding.state_shardings(abstract, mesh)
     is_var = lambda x: isinstance(x, nnx.Variable)  # noqa: E731
     total = per_device = 0

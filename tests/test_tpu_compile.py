@@ -11,6 +11,7 @@ from flax import nnx
 
 from configs import evi_mae as evi_mae_config
 from imujax import sharding, systems, train
+from tests import mesh_helpers
 from benchmarks import tpu_aot
 from imujax.models import rnn_imu
 
@@ -92,7 +93,7 @@ def test_compiled_memory_is_the_sharded_state_plus_bounded_activations(compiled_
                                   lambda rngs: rnn_imu.TorchGRU(32, 512, rngs=rngs)])      # PRIMUS / IMU2CLIP
 def test_recurrent_weights_are_fsdp_sharded_on_a_256_chip_pod(make):
     # benchmarks/tpu_aot.py found DeepConvLSTM's [2688, 4096] LSTM input weight replicated on every chip (42 MiB).
-    mesh = sharding.abstract_mesh(256, data=1, fsdp=256)
+    mesh = mesh_helpers.abstract_mesh(256, data=1, fsdp=256)
     model = nnx.eval_shape(lambda: make(nnx.Rngs(0)))
     for path, leaf in nnx.to_flat_state(nnx.state(model, nnx.Param)):
         spec = sharding.logical_to_spec(leaf.get_metadata()["out_sharding"], leaf.shape, mesh)

@@ -6,8 +6,25 @@ import dataclasses
 import tensorflow_datasets as tfds
 
 
+class _Clips:
+    """What both configs share: clip lengths in samples and frames, and one way to refuse invalid fields."""
+
+    def _refuse_invalid(self, checks: dict[str, bool]) -> None:
+        bad = [field for field, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"{type(self).__name__} {self.name!r}: invalid value for {bad}: {self}")
+
+    @property
+    def num_imu_samples(self) -> int:
+        return int(round(self.clip_seconds * self.imu_rate_hz))
+
+    @property
+    def num_frames(self) -> int:
+        return int(round(self.clip_seconds * self.video_fps))
+
+
 @dataclasses.dataclass(eq=False)
-class EgomotionConfig(tfds.core.BuilderConfig):
+class EgomotionConfig(_Clips, tfds.core.BuilderConfig):
     """Size and sampling of the simulated recordings.
 
     Subjects 0 .. num_subjects - num_test_subjects - 1 form the train split, the rest the test split,
@@ -35,17 +52,7 @@ class EgomotionConfig(tfds.core.BuilderConfig):
                 "frame_size": self.frame_size >= 8,
                 "num_shards": self.num_shards >= 1,
         }
-        bad = [field for field, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"EgomotionConfig {self.name!r}: invalid value for {bad}: {self}")
-
-    @property
-    def num_imu_samples(self) -> int:
-        return int(round(self.clip_seconds * self.imu_rate_hz))
-
-    @property
-    def num_frames(self) -> int:
-        return int(round(self.clip_seconds * self.video_fps))
+        self._refuse_invalid(checks)
 
     @property
     def train_subjects(self) -> range:
@@ -72,7 +79,7 @@ TINY = EgomotionConfig(
 
 
 @dataclasses.dataclass(eq=False)
-class MotionCorpusConfig(tfds.core.BuilderConfig):
+class MotionCorpusConfig(_Clips, tfds.core.BuilderConfig):
     """The articulated motion corpus (`corpus.py`): many activities, IMUs at chosen placements, text per clip.
 
     Clips are generated in chunks of `chunk_size` that depend only on (seed, split, chunk index); train and test
@@ -105,17 +112,7 @@ class MotionCorpusConfig(tfds.core.BuilderConfig):
                 "frame_size": self.frame_size >= 8, "depth": not self.depth or self.video_fps > 0,
                 "chunk_size": self.chunk_size >= 1, "num_shards": self.num_shards >= 1,
         }
-        bad = [field for field, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"MotionCorpusConfig {self.name!r}: invalid value for {bad}: {self}")
-
-    @property
-    def num_imu_samples(self) -> int:
-        return int(round(self.clip_seconds * self.imu_rate_hz))
-
-    @property
-    def num_frames(self) -> int:
-        return int(round(self.clip_seconds * self.video_fps))
+        self._refuse_invalid(checks)
 
     @property
     def error_model(self):

@@ -52,21 +52,24 @@ class Mp4Track:
         return self.duration_ticks / float(self.timescale)
 
 
+def _box_header(head: bytes | memoryview, pos: int, end: int, where: str) -> tuple[bytes, int, int]:
+    """(kind, size, header length) from the first (up to 16) bytes of the box at byte ``pos`` of a parent ending at
+    byte ``end`` (size 0: the box runs to the end of its parent)."""
+    if len(head) < 8:
+        raise Mp4Error(f"{where}: truncated box header at byte {pos} ({len(head)} bytes left, need 8)")
+    size, kind = struct.unpack_from(">I4s", head, 0)
+    if size == 1:
+        if len(head) < 16:
+            raise Mp4Error(f"{where}: truncated 64-bit box size at byte {pos}")
+        return kind, struct.unpack_from(">Q", head, 8)[0], 16
+    return kind, (end - pos if size == 0 else size), 8
+
+
 def iter_boxes(data: bytes | memoryview, start: int, end: int, where: str) -> Iterator[Box]:
     """Yields the boxes laid end to end in data[start:end]; `where` names the file and parent in errors."""
     pos = start
     while pos < end:
-        if end - pos < 8:
-            raise Mp4Error(f"{where}: truncated box header at byte {pos} ({end - pos} bytes left, need 8)")
-        size, kind = struct.unpack_from(">I4s", data, pos)
-        header = 8
-        if size == 1:
-            if end - pos < 16:
-                raise Mp4Error(f"{where}: truncated 64-bit box size at byte {pos}")
-            (size,) = struct.unpack_from(">Q", data, pos + 8)
-            header = 16
-        elif size == 0:  # box runs to the end of its parent
-            size = end - pos
+        kind, size, header = _box_header(memoryview(data)[pos:min(pos + 16, end)], pos, end, where)
         if size < header or pos + size > end:
             raise Mp4Error(
                 f"{where}: box {kind!r} at byte {pos} declares size {size}, "
@@ -80,18 +83,7 @@ def _iter_top_level(f: BinaryIO, file_size: int, where: str) -> Iterator[Box]:
     pos = 0
     while pos < file_size:
         f.seek(pos)
-        header = f.read(16)
-        if len(header) < 8:
-            raise Mp4Error(f"{where}: truncated top-level box header at byte {pos}")
-        size, kind = struct.unpack_from(">I4s", header, 0)
-        head = 8
-        if size == 1:
-            if len(header) < 16:
-                raise Mp4Error(f"{where}: truncated 64-bit box size at byte {pos}")
-            (size,) = struct.unpack_from(">Q", header, 8)
-            head = 16
-        elif size == 0:
-            size = file_size - pos
+        kind, size, head = _box_header(f.read(16), pos, file_size, where)
         if size < head or pos + size > file_size:
             raise Mp4Error(
                 f"{where}: top-level box {kind!r} at byte {pos} declares size {size} "

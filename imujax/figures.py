@@ -25,9 +25,7 @@ def draw(picture: reconstruction.Reconstruction, out_png: str) -> str:
     """One picture (numpy arrays) as a PNG, drawn as its kind asks."""
     inputs, masked, recon = (np.asarray(a)[:MAX_EXAMPLES] for a in (picture.inputs, picture.masked, picture.recon))
     if picture.kind == reconstruction.SPECTROGRAM:
-        scale = max(1, min(4, 128 // max(inputs.shape[-2:])))  # small spectrograms enlarged, large ones 1:1
-        reconstruction.write_reconstruction_grid(out_png, inputs, masked, recon, max_rows=MAX_EXAMPLES, scale=scale)
-        return out_png
+        return plots.plot_spectrogram_reconstruction(inputs, masked, recon, out_png, max_examples=MAX_EXAMPLES)
     if picture.kind == reconstruction.VIDEO:
         return plots.plot_video_reconstruction(inputs[0], masked[0], recon[0], out_png)
     raise ValueError(f"no drawing for picture kind {picture.kind!r} (known: {reconstruction.SPECTROGRAM!r}, "

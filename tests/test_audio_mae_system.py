@@ -7,8 +7,10 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from PIL import Image
 
 from configs import himu_mae as himu_config
+from imujax import figures
 from imujax.eval import reconstruction
 from imujax.systems.himu_mae import System
 
@@ -65,9 +67,9 @@ def test_loss_steps_embed_and_reconstruct(system, tmp_path):
     assert pics.recon.shape == pics.inputs.shape == (4, 3, 32, 32)
     visible = np.asarray(pics.masked) != 0
     np.testing.assert_allclose(np.asarray(pics.recon)[visible], np.asarray(batch["spec"])[visible], atol=1e-6)
-    image = reconstruction.write_reconstruction_grid(str(tmp_path / "r.png"), np.asarray(pics.inputs),
-                                                     np.asarray(pics.masked), np.asarray(pics.recon))
-    assert image.shape[0] == 4 * (64 + 2)
+    path = figures.draw(jax.device_get(pics), str(tmp_path / "r.png"))
+    with Image.open(path) as im:
+        assert im.size == (3 * 3 * 220, 4 * 220)  # 3 channels x (input, masked, reconstruction), 4 examples
 
 
 def test_fusion_heads():

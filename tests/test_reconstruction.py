@@ -1,4 +1,4 @@
-"""Reconstruction PNG grids: layout, colour scale and the file round trip through Pillow."""
+"""Spectrogram reconstruction figures (matplotlib): layout, frequency axis upwards and named shape errors."""
 
 from __future__ import annotations
 
@@ -6,36 +6,31 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imujax.eval import reconstruction
+from imujax.eval import plots
 
 
-def test_grid_layout_and_png(tmp_path):
+def test_one_row_per_example_and_three_panels_per_channel(tmp_path):
     rng = np.random.default_rng(0)
-    inputs = rng.normal(size=(3, 2, 8, 10)).astype(np.float32)
+    inputs = rng.normal(size=(6, 2, 8, 10)).astype(np.float32)
     masked = inputs * (rng.random(inputs.shape) > 0.5)
-    path = tmp_path / "sub" / "recon.png"
-    image = reconstruction.write_reconstruction_grid(str(path), inputs, masked, inputs.copy(), scale=2, gap=1)
-    assert image.shape == (3 * (16 + 1), 2 * 3 * (20 + 1), 3)
-    back = np.asarray(Image.open(path))
-    np.testing.assert_array_equal(back, image)
-    # A perfect reconstruction draws exactly the input panel (columns 0 and 2 of each channel group).
-    np.testing.assert_array_equal(image[:16, 0:20], image[:16, 2 * 21:2 * 21 + 20])
-    assert not np.array_equal(image[:16, 0:20], image[:16, 21:41])
+    path = plots.plot_spectrogram_reconstruction(inputs, masked, inputs.copy(), str(tmp_path / "sub" / "r.png"),
+                                                 max_examples=3)
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.size == (6 * 220, 3 * 220)  # 2 channels x 3 panels, 3 of the 6 examples
 
 
-def test_colormap_is_monotone_in_brightness():
-    rgb = reconstruction.colormap(np.linspace(0, 1, 50)).astype(float)
-    luminance = rgb @ [0.2126, 0.7152, 0.0722]
-    assert np.all(np.diff(luminance) >= -1e-9) and luminance[-1] > luminance[0] + 150
+def test_lowest_frequency_is_drawn_at_the_bottom(tmp_path):
+    x = np.zeros((1, 1, 4, 3), np.float32)
+    x[0, 0, 0] = 1.0  # the lowest frequency bin, bright
+    path = plots.plot_spectrogram_reconstruction(x, x, x, str(tmp_path / "f.png"))
+    with Image.open(path) as im:
+        rgb = np.asarray(im.convert("RGB"), np.float64)
+    column = rgb[:, rgb.shape[1] // 6] @ [0.2126, 0.7152, 0.0722]  # through the middle of the input panel
+    h = len(column)
+    assert column[int(0.8 * h)] > column[int(0.35 * h)] + 100  # viridis yellow below, purple above
 
 
-def test_flip_puts_row_zero_at_the_bottom():
-    x = np.zeros((1, 4, 3), np.float32)
-    x[0, 0] = 1.0  # the lowest frequency bin
-    img = reconstruction.reconstruction_grid(x, x, x, scale=1, gap=0)
-    assert img[-1, 0].sum() > img[0, 0].sum()
-
-
-def test_shape_mismatch_is_named():
-    with pytest.raises(ValueError, match="shapes differ"):
-        reconstruction.reconstruction_grid(np.zeros((1, 4, 4)), np.zeros((1, 4, 5)), np.zeros((1, 4, 4)))
+def test_shape_mismatch_is_named(tmp_path):
+    with pytest.raises(ValueError, match=r"three batches \[N, C, H, W\] of one shape"):
+        plots.plot_spectrogram_reconstruction(np.zeros((1, 1, 4, 4)), np.zeros((1, 1, 4, 5)), np.zeros((1, 1, 4, 4)),
+                                              str(tmp_path / "x.png"))

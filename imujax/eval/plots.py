@@ -1,5 +1,5 @@
-"""PNG figures for a run with matplotlib: loss/metric curves, confusion matrices, video reconstructions (the
-arrays of an `imujax.eval.reconstruction.Reconstruction` of kind VIDEO; spectrograms are drawn by that module)."""
+"""PNG figures for a run with matplotlib: loss/metric curves, confusion matrices, and MAE reconstructions (the arrays
+of an `imujax.eval.reconstruction.Reconstruction`: spectrograms or video clips)."""
 
 from __future__ import annotations
 
@@ -110,21 +110,40 @@ def plot_confusion(cm: np.ndarray, out_png: str, class_names: Sequence[str] | No
     return _save(fig, out_png)
 
 
-# -- video reconstructions -------------------------------------------------------------------------------------------
+# -- MAE reconstructions ---------------------------------------------------------------------------------------------
 
 
-def _image_grid(rows: list[list[np.ndarray]], row_titles: Sequence[str]):
-    """Rows of equally sized RGB images in one figure, a title per row."""
+def _image_grid(rows: list[list[np.ndarray]], row_titles: Sequence[str], row_styles: Sequence[dict] | None = None):
+    """Rows of equally sized images in one figure, a title per row; row_styles[i]: imshow arguments of row i."""
     cols = max(len(r) for r in rows)
     fig, axes = _pyplot().subplots(len(rows), cols, figsize=(2.2 * cols, 2.2 * len(rows)), squeeze=False)
-    for ax_row, row, title in zip(axes, rows, row_titles):
+    for i, (ax_row, row, title) in enumerate(zip(axes, rows, row_titles)):
         for ax, image in zip(ax_row, row):
-            ax.imshow(image)
+            ax.imshow(image, **(row_styles[i] if row_styles else {}))
         for ax in ax_row:
             ax.set_xticks([])
             ax.set_yticks([])
         ax_row[0].set_title(title, fontsize=8, loc="left")
     return fig
+
+
+def plot_spectrogram_reconstruction(inputs: np.ndarray, masked: np.ndarray, recon: np.ndarray, out_png: str,
+                                    max_examples: int = 4) -> str:
+    """Three batches [N, C, H(freq), W(time)] of one shape: a row per example (at most max_examples), for each channel
+    the input, masked input and reconstruction side by side, with the example's input colour scale (1st-99th
+    percentile) on all of them and the lowest frequency at the bottom."""
+    panels = [np.asarray(x, np.float64) for x in (inputs, masked, recon)]
+    if not panels[0].shape == panels[1].shape == panels[2].shape or panels[0].ndim != 4:
+        raise ValueError(f"spectrogram reconstruction: three batches [N, C, H, W] of one shape expected, got "
+                         f"{[p.shape for p in panels]}")
+    n, channels = panels[0].shape[:2]
+    rows, styles = [], []
+    for i in range(min(n, max_examples)):
+        rows.append([p[i, c] for c in range(channels) for p in panels])
+        lo, hi = np.percentile(panels[0][i], [1, 99])
+        styles.append(dict(cmap="viridis", vmin=lo, vmax=max(hi, lo + 1e-6), origin="lower", aspect="auto"))
+    titles = [f"example {i}: input | masked | reconstruction per channel (time ->, freq ^)" for i in range(len(rows))]
+    return _save(_image_grid(rows, titles, styles), out_png)
 
 
 def plot_video_reconstruction(video: np.ndarray, masked: np.ndarray, recon: np.ndarray, out_png: str,

@@ -52,30 +52,32 @@ class Mp4Track:
         return self.duration_ticks / float(self.timescale)
 
 
-def _box_header(head: bytes | memoryview, pos: int, end: int, where: str) -> tuple[bytes, int, int]:
-    """(kind, size, header length) from the first (up to 16) bytes of the box at byte ``pos`` of a parent ending at
-    byte ``end`` (size 0: the box runs to the end of its parent)."""
+def _read_box(head: bytes | memoryview, pos: int, end: int, where: str, outside: str) -> Box:
+    """The box whose first (up to 16) bytes are ``head``, at byte ``pos`` of a parent ending at byte ``end`` (size 0:
+    the box runs to the end of its parent); ``outside`` describes that parent in the error of a box that overruns it."""
     if len(head) < 8:
         raise Mp4Error(f"{where}: truncated box header at byte {pos} ({len(head)} bytes left, need 8)")
     size, kind = struct.unpack_from(">I4s", head, 0)
+    header = 8
     if size == 1:
         if len(head) < 16:
             raise Mp4Error(f"{where}: truncated 64-bit box size at byte {pos}")
-        return kind, struct.unpack_from(">Q", head, 8)[0], 16
-    return kind, (end - pos if size == 0 else size), 8
+        (size,), header = struct.unpack_from(">Q", head, 8), 16
+    elif size == 0:
+        size = end - pos
+    if size < header or pos + size > end:
+        raise Mp4Error(f"{where}: box {kind!r} at byte {pos} declares size {size}, which does not fit in {outside}")
+    return Box(kind, pos, pos + header, pos + size)
 
 
 def iter_boxes(data: bytes | memoryview, start: int, end: int, where: str) -> Iterator[Box]:
     """Yields the boxes laid end to end in data[start:end]; `where` names the file and parent in errors."""
     pos = start
     while pos < end:
-        kind, size, header = _box_header(memoryview(data)[pos:min(pos + 16, end)], pos, end, where)
-        if size < header or pos + size > end:
-            raise Mp4Error(
-                f"{where}: box {kind!r} at byte {pos} declares size {size}, "
-                f"which does not fit in its parent (bytes {start}..{end})")
-        yield Box(kind, pos, pos + header, pos + size)
-        pos += size
+        box = _read_box(memoryview(data)[pos:min(pos + 16, end)], pos, end, where,
+                        f"its parent (bytes {start}..{end})")
+        yield box
+        pos = box.end
 
 
 def _iter_top_level(f: BinaryIO, file_size: int, where: str) -> Iterator[Box]:
@@ -83,13 +85,10 @@ def _iter_top_level(f: BinaryIO, file_size: int, where: str) -> Iterator[Box]:
     pos = 0
     while pos < file_size:
         f.seek(pos)
-        kind, size, head = _box_header(f.read(16), pos, file_size, where)
-        if size < head or pos + size > file_size:
-            raise Mp4Error(
-                f"{where}: top-level box {kind!r} at byte {pos} declares size {size} "
-                f"but the file has {file_size} bytes (truncated or not an MP4)")
-        yield Box(kind, pos, pos + head, pos + size)
-        pos += size
+        box = _read_box(f.read(16), pos, file_size, where,
+                        f"the file's {file_size} bytes (truncated or not an MP4)")
+        yield box
+        pos = box.end
 
 
 def _child(data: bytes, parent: Box, kind: bytes, where: str) -> Box | None:

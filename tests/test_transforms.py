@@ -176,7 +176,7 @@ def reference_evi_power(imu: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("rows", [120, 150, 400])
-def test_evi_mae_spectrogram_matches_reference(rows):
+def test_stretched_db_spectrogram_matches_reference(rows):
     imu = np.random.default_rng(rows).normal(size=(rows, 12)) * 4.0 + 9.81
     mean, std = -69.8, 23.5
     out = imu_t.stretched_db_spectrogram(imu, mean=mean, std=std)
@@ -191,7 +191,7 @@ def test_evi_mae_spectrogram_matches_reference(rows):
     assert np.abs(out - ref_db)[strong].max() < 1e-4
 
 
-def test_evi_mae_spectrogram_drops_nyquist_bin_and_last_frame():
+def test_stretched_db_spectrogram_drops_nyquist_bin_and_last_frame():
     imu = np.random.default_rng(5).normal(size=(320, 12)).astype(np.float32)
     out = imu_t.stretched_db_spectrogram(imu, mean=0.0, std=1.0)
     # L = 320 -> new rate 100 == orig: no resampling; 321 frames, 129 bins -> keep [:320, :128].
@@ -204,7 +204,7 @@ def test_evi_mae_spectrogram_drops_nyquist_bin_and_last_frame():
     assert not np.allclose(full[:, 128, :320], kept[:, :, 127], rtol=1e-2)
 
 
-def test_evi_mae_spectrogram_pads_short_outputs_with_zeros_before_normalising():
+def test_stretched_db_spectrogram_pads_short_outputs_with_zeros_before_normalising():
     rows = 330  # new = int(100*320/330) = 96 Hz -> ceil(316.8) = 317 samples -> 318 frames
     out = imu_t.stretched_db_spectrogram(np.random.default_rng(0).normal(size=(rows, 12)), mean=-50.0, std=20.0)
     assert out.shape == (12, 320, 128)
@@ -212,14 +212,14 @@ def test_evi_mae_spectrogram_pads_short_outputs_with_zeros_before_normalising():
     assert np.all(out[:, 317] != np.float32(2.5))
 
 
-def test_evi_mae_spectrogram_bad_input():
+def test_stretched_db_spectrogram_bad_input():
     with pytest.raises(ValueError, match=r"\[T, C\]"):
         imu_t.stretched_db_spectrogram(np.zeros(100), mean=0.0, std=1.0)
     with pytest.raises(ValueError, match="no rows"):
         imu_t.stretched_db_spectrogram(np.zeros((0, 12)), mean=0.0, std=1.0)
 
 
-def test_evi_mae_imu_noise_is_seeded_and_bounded():
+def test_uniform_noise_is_seeded_and_bounded():
     x = np.zeros((12, 320, 128), np.float32)
     a = imu_t.uniform_noise(x, np.random.default_rng(3))
     b = imu_t.uniform_noise(x, np.random.default_rng(3))
@@ -237,7 +237,7 @@ def test_imu_slice_for_frames():
         imu_t.imu_slice_for_frames(100, [], 10)
 
 
-def test_evi_mae_spectrogram_speed():
+def test_stretched_db_spectrogram_speed():
     imu = np.random.default_rng(0).normal(size=(120, 12)).astype(np.float32)
     imu_t.stretched_db_spectrogram(imu, mean=0.0, std=1.0)
     best = math.inf
@@ -253,7 +253,7 @@ def test_evi_mae_spectrogram_speed():
 # -- RevalExo spectrogram -------------------------------------------------------------------------
 
 
-def test_revalexo_spectrogram_matches_torch_reference():
+def test_resized_log_spectrogram_matches_torch_reference():
     imu = np.random.default_rng(7).normal(size=(120, 12)).astype(np.float32) * 5.0
     mean, std = -1.223483, 7.991705
     out = imu_t.resized_log_spectrogram(imu)
@@ -409,7 +409,7 @@ def test_training_batch_video_layout_matches_the_upstream_clip():
                                   upstream)
 
 
-def test_evi_mae_clip_shapes_determinism_and_encoded_input():
+def test_strided_crop_clip_shapes_determinism_and_encoded_input():
     clip = _frames(80, 48, 64, seed=3)
     video, ids = video_t.strided_crop_clip(clip, train=True, rng=np.random.default_rng(0), img_size=32)
     assert video.shape == (16, 32, 32, 3)

@@ -2,7 +2,6 @@
 
 import io
 import math
-import time
 from fractions import Fraction
 
 import numpy as np
@@ -235,19 +234,6 @@ def test_imu_slice_for_frames():
     assert imu_t.imu_slice_for_frames(719, [0, 60], 720) == (0, 59)
     with pytest.raises(ValueError, match="empty"):
         imu_t.imu_slice_for_frames(100, [], 10)
-
-
-def test_stretched_db_spectrogram_speed():
-    imu = np.random.default_rng(0).normal(size=(120, 12)).astype(np.float32)
-    imu_t.stretched_db_spectrogram(imu, mean=0.0, std=1.0)
-    best = math.inf
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(10):
-            imu_t.stretched_db_spectrogram(imu, mean=0.0, std=1.0)
-        best = min(best, (time.perf_counter() - start) / 10)
-    print(f"stretched_db_spectrogram: {best * 1e3:.2f} ms/sample")
-    assert best < 0.05  # generous bound for a loaded 2-core CI box; the target is < 5 ms
 
 
 # -- RevalExo spectrogram -------------------------------------------------------------------------

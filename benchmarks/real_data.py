@@ -17,15 +17,15 @@ train / 5-6 test, DSADS p1-p6 / p7-p8, MotionSense subjects 1-7 / 8-10, sp_sw_ha
      (`configs/imu_simclr.py:transfer:<set>`: the set under test is never seen, labels never used)
   f  fine-tuning encoder + linear head on the training subjects, from (e) (recipe `lpft`: the head starts as the
      logistic probe on the frozen encoder, then both train at a small learning rate after a warm-up) and from
-     scratch (recipe `plain`), same steps; each picks its learning rate from a small grid on a validation split of the training
-     subjects (`configs/imu_simclr.py` FINETUNE), then trains on all training subjects
+     scratch (recipe `plain`), same steps; each picks its learning rate from a small grid on a validation split of
+     the training subjects (`configs/imu_simclr.py` FINETUNE), then trains on all training subjects
 
 Every method sees the same input: the acc + gyro channels of every sensor of the set (DSADS: 5 units, no
 magnetometer). The encoder takes one 6-channel sensor; a multi-sensor window's embedding is the concatenation of its
 sensors' embeddings. Pretraining (d, e) runs through the project's loop (`python -m imujax.main`); the rest is done
-here. Metrics: accuracy and macro-F1 on the test subjects, per window (HAPT, DSADS, sp_sw_har: their protocols classify
-windows/segments) or one prediction per recording (MotionSense trials: majority vote of the window predictions).
-Writes <workdir>/real_data.json and prints the table.
+here. Metrics: accuracy and macro-F1 on the test subjects, per window (HAPT, DSADS, sp_sw_har: their protocols
+classify windows/segments) or one prediction per recording (MotionSense trials: majority vote of the window
+predictions). Writes <workdir>/real_data.json and prints the table.
 """
 
 from __future__ import annotations
@@ -347,7 +347,8 @@ def run_set(name: str, args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", default="runs/real_data")
-    parser.add_argument("--raw_root", default="../shared/data", help="folder holding hapt/ dsads/ motionsense/ sp_sw_har/")
+    parser.add_argument("--raw_root", default="../shared/data",
+                        help="folder holding hapt/ dsads/ motionsense/ sp_sw_har/")
     parser.add_argument("--sets", default=",".join(imu_simclr.REAL_SETS))
     parser.add_argument("--steps", type=int, default=100, help="pretraining steps per encoder (batch 128)")
     parser.add_argument("--ft_steps", type=int, default=150, help="fine-tuning steps (batch 64)")

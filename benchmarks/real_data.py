@@ -3,9 +3,9 @@
   python benchmarks/real_data.py --workdir=runs/real_data            # whole table (README "Real labelled data")
   python benchmarks/real_data.py --sets=hapt --steps=100              # a quick look at one set
 
-Per real set (hapt, dsads, motionsense; original downloads under --raw_root, built with the builders' `xsub` configs:
-cross-subject, 50 Hz, 2 s windows, 1 s stride; HAPT users 1-4 train / 5-6 test, DSADS p1-p6 / p7-p8, MotionSense
-subjects 1-7 / 8-10):
+Per real set (hapt, dsads, motionsense, sp_sw_har; original downloads under --raw_root, built with the builders'
+cross-subject configs, `configs/imu_simclr.py` SPLIT_CONFIG: 2 s windows, 1 s stride, read at 50 Hz; HAPT users 1-4
+train / 5-6 test, DSADS p1-p6 / p7-p8, MotionSense subjects 1-7 / 8-10, sp_sw_har s01-s02 / s03 (`holdout`)):
 
   a  hand-crafted: per-channel statistics (mean, std, min/max, percentiles, energy, 4 spectral bands), within-sensor
      axis correlations and magnitude statistics; standardised; logistic regression, C by grouped CV on the training
@@ -15,14 +15,17 @@ subjects 1-7 / 8-10):
   d  the same probe on the encoder pretrained on this set's training subjects (`configs/imu_simclr.py:own:<set>`)
   e  the same probe on the encoder pretrained on every OTHER real set (all subjects) + synthetic data
      (`configs/imu_simclr.py:transfer:<set>`: the set under test is never seen, labels never used)
-  f  fine-tuning encoder + linear head on the training subjects, from (e) and from scratch (same steps)
+  f  fine-tuning encoder + linear head on the training subjects, from (e) (recipe `lpft`: the head starts as the
+     logistic probe on the frozen encoder, then both train at a small learning rate after a warm-up) and from
+     scratch (recipe `plain`), same steps; each picks its learning rate from a small grid on a validation split of
+     the training subjects (`configs/imu_simclr.py` FINETUNE), then trains on all training subjects
 
 Every method sees the same input: the acc + gyro channels of every sensor of the set (DSADS: 5 units, no
 magnetometer). The encoder takes one 6-channel sensor; a multi-sensor window's embedding is the concatenation of its
 sensors' embeddings. Pretraining (d, e) runs through the project's loop (`python -m imujax.main`); the rest is done
-here. Metrics: accuracy and macro-F1 on the test subjects, per window (HAPT, DSADS: their protocols classify
-windows/segments) or one prediction per recording (MotionSense trials: majority vote of the window predictions).
-Writes <workdir>/real_data.json and prints the table.
+here. Metrics: accuracy and macro-F1 on the test subjects, per window (HAPT, DSADS, sp_sw_har: their protocols
+classify windows/segments) or one prediction per recording (MotionSense trials: majority vote of the window
+predictions). Writes <workdir>/real_data.json and prints the table.
 """
 
 from __future__ import annotations
@@ -43,7 +46,9 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import ml_collections  # noqa: E402
 import optax  # noqa: E402
 import orbax.checkpoint as ocp  # noqa: E402
 from flax import nnx  # noqa: E402
@@ -53,14 +58,15 @@ from configs import imu_simclr  # noqa: E402
 from imujax import systems  # noqa: E402
 from imujax.eval import probes  # noqa: E402
 
-PER_RECORDING = {"hapt": False, "dsads": False, "motionsense": True}
+PER_RECORDING = {"hapt": False, "dsads": False, "motionsense": True, "sp_sw_har": False}
 CONFIG = "configs/imu_simclr.py"
 
 
 # -- data ---------------------------------------------------------------------------------------------------------------
 def build(name: str, raw_root: str, data_dir: str) -> None:
     import tensorflow_datasets as tfds
-    builder = importlib.import_module(f"data_builders.{name}").Builder(config="xsub", data_dir=data_dir,
+    builder = importlib.import_module(f"data_builders.{name}").Builder(config=imu_simclr.SPLIT_CONFIG[name],
+                                                                      data_dir=data_dir,
                                                                       file_format="array_record")
     if not builder.is_prepared():
         builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
@@ -70,7 +76,7 @@ def build(name: str, raw_root: str, data_dir: str) -> None:
 def load_split(name: str, split: str, data_dir: str, system) -> dict[str, np.ndarray]:
     """Unit-scaled sensor windows [N, S, 6, T] (S sensors of the set), labels, subjects, recording ids."""
     import tensorflow_datasets as tfds
-    source = tfds.data_source(f"{name}/xsub", data_dir=data_dir, split=split, download=False)
+    source = tfds.data_source(imu_simclr.tfds_name(name), data_dir=data_dir, split=split, download=False)
     first = source[0]
     names = {c.decode() for c in first["channels"]}
     groups = [g for g in system.groups if set(g) <= names]
@@ -80,7 +86,8 @@ def load_split(name: str, split: str, data_dir: str, system) -> dict[str, np.nda
         windows.append(np.stack([_window(system, record, g) for g in groups]))
         labels.append(int(record["label"]))
         subjects.append(int(record["subject"]))
-        sessions.append(record["session"].decode() if isinstance(record["session"], bytes) else record["session"])
+        session = record.get("session", record["id"])  # sp_sw_har: no recording field; scored per window anyway
+        sessions.append(session.decode() if isinstance(session, bytes) else session)
     return dict(x=np.stack(windows), y=np.array(labels), groups=np.array(subjects), session=np.array(sessions))
 
 
@@ -182,12 +189,50 @@ class Classifier(nnx.Module):
         return self.head(self.encoder(x.reshape(b * s, *x.shape[2:])).reshape(b, -1))
 
 
-def finetune(model, train: dict, test_x: np.ndarray, steps: int, seed: int = 0, batch: int = 64,
-             lr: float = 1e-3) -> np.ndarray:
-    """Encoder + linear head trained end to end with cross-entropy (AdamW, cosine); test predictions."""
+def finetune_optimizer(recipe, steps: int) -> optax.GradientTransformation:
+    """AdamW with the head at recipe.lr and the encoder at lr * encoder_lr_scale, both warmed up linearly over
+    warmup_fraction of the steps, then cosine-decayed to 0 (`configs/imu_simclr.py` FINETUNE)."""
+    warmup = int(round(recipe.warmup_fraction * steps))
+
+    def schedule(peak):
+        if not warmup:
+            return optax.cosine_decay_schedule(peak, max(steps, 1))
+        return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(steps, warmup + 1))
+
+    tx = {part: optax.adamw(schedule(recipe.lr * scale), weight_decay=recipe.weight_decay)
+          for part, scale in (("head", 1.0), ("encoder", recipe.encoder_lr_scale))}
+    labels = lambda params: jax.tree_util.tree_map_with_path(  # noqa: E731
+        lambda path, _: "head" if path[0].key == "head" else "encoder", params)
+    return optax.multi_transform(tx, labels)
+
+
+def probe_head(model, train: dict, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The LP of LP-FT: the logistic probe on the frozen encoder (standardised, C by grouped CV on the training
+    subjects, as rows c-e), folded into one linear layer's kernel [D, K] and bias [K]."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+    feats = embed(model, train["x"])
+    c = probes.logistic_probe(feats, train["y"], train["groups"], feats[:1], train["y"][:1], cs=(0.01, 0.1, 1.0, 10.0),
+                              folds=4, max_iter=500)["C"]
+    scaler = StandardScaler().fit(feats)
+    fit = LogisticRegression(C=c, max_iter=500).fit(scaler.transform(feats), train["y"])
+    kernel = np.zeros((feats.shape[1], num_classes), np.float32)
+    bias = np.full(num_classes, -10.0, np.float32)  # a class absent from these subjects: never predicted at first
+    kernel[:, fit.classes_] = (fit.coef_ / scaler.scale_).T
+    bias[fit.classes_] = fit.intercept_ - fit.coef_ @ (scaler.mean_ / scaler.scale_)
+    return kernel, bias
+
+
+def finetune(model, train: dict, test_x: np.ndarray, steps: int, recipe, seed: int = 0,
+             batch: int = 64) -> np.ndarray:
+    """Encoder + linear head (random, or the probe's with recipe.head_init="probe") trained end to end with
+    cross-entropy (`finetune_optimizer`); test predictions."""
     num_classes = int(train["y"].max()) + 1
     clf = Classifier(model, train["x"].shape[1], num_classes, rngs=nnx.Rngs(seed))
-    opt = nnx.Optimizer(clf, optax.adamw(optax.cosine_decay_schedule(lr, steps), weight_decay=1e-4), wrt=nnx.Param)
+    if recipe.head_init == "probe":
+        kernel, bias = probe_head(model, train, num_classes)
+        clf.head.kernel.value, clf.head.bias.value = jnp.asarray(kernel), jnp.asarray(bias)
+    opt = nnx.Optimizer(clf, finetune_optimizer(recipe, steps), wrt=nnx.Param)
 
     @nnx.jit
     def step(clf, opt, x, y):
@@ -204,6 +249,30 @@ def finetune(model, train: dict, test_x: np.ndarray, steps: int, seed: int = 0, 
     logits = np.concatenate([np.asarray(nnx.jit(lambda c, b: c(b))(clf, jnp.asarray(test_x[i:i + 256])))
                              for i in range(0, len(test_x), 256)])
     return logits.argmax(1)
+
+
+def subset(data: dict, keep: np.ndarray) -> dict:
+    return {k: v[keep] for k, v in data.items()}
+
+
+def finetune_selected(make_encoder, train: dict, test_x: np.ndarray, steps: int, recipe,
+                      per_recording: bool) -> tuple[np.ndarray, dict]:
+    """Fine-tune with the recipe's lr chosen from recipe.lrs on a validation split of the TRAINING subjects (the
+    last quarter of them, at least one), then on all training subjects; test predictions and the grid's scores."""
+    subjects = np.unique(train["groups"])
+    held = subjects[-max(1, len(subjects) // 4):]
+    val = np.isin(train["groups"], held)
+    fit, check = subset(train, ~val), subset(train, val)
+    grid = {}
+    for lr in recipe.lrs:
+        trial = ml_collections.ConfigDict(recipe.to_dict())
+        trial.lr = lr
+        grid[lr] = scores(finetune(make_encoder(), fit, check["x"], steps, trial), check, per_recording)["macro_f1"]
+    chosen = ml_collections.ConfigDict(recipe.to_dict())
+    chosen.lr = max(grid, key=grid.get)
+    info = {"recipe": recipe.name, "lr": chosen.lr, "val_subjects": held.tolist(),
+            "val_macro_f1": {str(k): round(v, 4) for k, v in grid.items()}}
+    return finetune(make_encoder(), train, test_x, steps, chosen), info
 
 
 def pretrain(variant: str, workdir: str, data_dir: str, raw_root: str, steps: int) -> float:
@@ -232,10 +301,12 @@ def run_set(name: str, args) -> dict:
     want = lambda row: row not in skip  # noqa: E731
 
     def record(key, fn):
-        if not want(key.split("_")[0]):
+        if not want(key.split("_")[0]) or key in skip:
             return
         start = time.time()
-        rows[key] = dict(scores(fn(), test, per_rec), seconds=round(time.time() - start, 1))
+        out = fn()
+        pred, info = out if isinstance(out, tuple) else (out, {})
+        rows[key] = dict(scores(pred, test, per_rec), seconds=round(time.time() - start, 1), **info)
         print(f"{name} {key}: {rows[key]}", flush=True)
 
     record("a_handcrafted", lambda: logistic(handcrafted(train["x"]), train["y"], train["groups"],
@@ -255,8 +326,11 @@ def run_set(name: str, args) -> dict:
         timed["pretrain_transfer_s"] = round(
             pretrain(f"transfer:{name}", transfer_dir, data_dir, args.raw_root, args.steps), 1)
     record("e_probe_transfer", lambda: probe(encoder(config, transfer_dir)))
-    record("f_finetune_transfer", lambda: finetune(encoder(config, transfer_dir), train, test["x"], args.ft_steps))
-    record("f_finetune_scratch", lambda: finetune(encoder(config, None), train, test["x"], args.ft_steps))
+    for key, source, recipe in (("f_finetune_transfer", transfer_dir, args.ft_recipe),
+                                ("f_finetune_scratch", None, args.ft_scratch_recipe)):
+        record(key, lambda source=source, recipe=recipe: finetune_selected(
+            lambda: encoder(config, source), train, test["x"], args.ft_steps, imu_simclr.finetune_config(recipe),
+            per_rec))
     if args.synthetic and want("g"):  # issue 26: the articulated synthetic corpus alone
         synthetic_dir = os.path.join(args.workdir, "synthetic")
         timed["pretrain_synthetic_s"] = round(pretrain("synthetic", synthetic_dir, data_dir, args.raw_root, args.steps), 1)
@@ -273,14 +347,19 @@ def run_set(name: str, args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", default="runs/real_data")
-    parser.add_argument("--raw_root", default="../shared/data", help="folder holding hapt/ dsads/ motionsense/")
+    parser.add_argument("--raw_root", default="../shared/data",
+                        help="folder holding hapt/ dsads/ motionsense/ sp_sw_har/")
     parser.add_argument("--sets", default=",".join(imu_simclr.REAL_SETS))
     parser.add_argument("--steps", type=int, default=100, help="pretraining steps per encoder (batch 128)")
     parser.add_argument("--ft_steps", type=int, default=150, help="fine-tuning steps (batch 64)")
+    parser.add_argument("--ft_recipe", default="lpft", help="fine-tune recipe from (e) (configs/imu_simclr.py "
+                        "FINETUNE); its lr is chosen on a validation split of the training subjects")
+    parser.add_argument("--ft_scratch_recipe", default="plain", help="fine-tune recipe from scratch (lr chosen "
+                        "the same way)")
     parser.add_argument("--synthetic", action="store_true", help="add rows g, h: pretraining on the synthetic "
                         "corpus (synthetic_egomotion/motion_realsets) alone and with the set's unlabelled data")
     parser.add_argument("--skip", default="", help="comma-separated rows to leave out, e.g. b,e,f (e, f: no transfer "
-                        "pretraining)")
+                        "pretraining) or whole keys, e.g. f_finetune_scratch")
     args = parser.parse_args()
     args.workdir, args.raw_root = os.path.abspath(args.workdir), os.path.abspath(args.raw_root)
     os.makedirs(args.workdir, exist_ok=True)

@@ -7,20 +7,32 @@ encoder. See benchmarks/HISTORY.md "Real data" for what was tried and README "Re
   # (e) transfer: every other real set (all subjects) + the synthetic data; the named set is never seen
   python -m imujax.main --config=configs/imu_simclr.py:transfer:hapt --workdir=runs/simclr_transfer_hapt
 
-Real sets: hapt, dsads, motionsense, built from their original downloads (config.data.manual_dirs.<set>, default
-$IMUJAX_DATA_DIR/<set>) with the builders' `xsub` configs (50 Hz, 2 s windows, 1 s stride).
+Fine-tuning (benchmarks/real_data.py row f) follows `finetune_config(name)`: `plain` (encoder and head at one
+learning rate from the first step) or `lpft` (LP-FT: the head starts as the logistic probe on the frozen encoder, then
+encoder and head train at a small learning rate after a warm-up).
+
+Real sets: hapt, dsads, motionsense, sp_sw_har, built from their original downloads (config.data.manual_dirs.<set>,
+default $IMUJAX_DATA_DIR/<set>) with the builders' cross-subject configs (SPLIT_CONFIG; 2 s windows, 1 s stride, read
+at 50 Hz).
 """
 
 import ml_collections
 
 from configs import common
 
-REAL_SETS = ("hapt", "dsads", "motionsense")
+REAL_SETS = ("hapt", "dsads", "motionsense", "sp_sw_har")
+# Each set's cross-subject builder config: HAPT users 1-4 / 5-6, DSADS p1-p6 / p7-p8, MotionSense 1-7 / 8-10;
+# sp_sw_har's `holdout` puts s03 (of the shipped s01-s03) in test.
+SPLIT_CONFIG = {"hapt": "xsub", "dsads": "xsub", "motionsense": "xsub", "sp_sw_har": "holdout"}
 SYNTHETIC = "synthetic_egomotion/default"
 SYNTHETIC_MOTION = "synthetic_egomotion/motion_realsets"  # the real sets' sensor units, 2 s clips at 50 Hz
 # 6-channel (acc xyz, gyro xyz) sensor groups; a record uses those it has (DSADS: 5 units, synthetic: 5 slots).
-_UNITS = ("waist", "pocket", "torso", "right_arm", "left_arm", "right_leg", "left_leg", "head")
+_UNITS = ("waist", "pocket", "torso", "right_arm", "left_arm", "right_leg", "left_leg", "head", "phone", "watch")
 CHANNEL_GROUPS = tuple(tuple(f"{unit}/{s}_{a}" for s in ("acc", "gyro") for a in "xyz") for unit in _UNITS)
+
+
+def tfds_name(real_set: str) -> str:
+    return f"{real_set}/{SPLIT_CONFIG[real_set]}"
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -53,13 +65,35 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         raise ValueError(f"configs/imu_simclr.py: unknown variant {arg!r} (known: own:<set>, transfer:<set>, "
                          f"synthetic_own:<set> for <set> in {REAL_SETS}, synthetic)")
     if kind == "own":  # the training subjects of the set under test
-        config.data.name = f"{target}/xsub"
+        config.data.name = tfds_name(target)
     elif kind == "synthetic_own":  # the training subjects of the set under test (unlabelled) + the synthetic corpus
-        config.data.mixture = (f"{target}/xsub", SYNTHETIC_MOTION)
-        config.data.name = f"{target}/xsub"
+        config.data.mixture = (tfds_name(target), SYNTHETIC_MOTION)
+        config.data.name = tfds_name(target)
     else:  # never the set under test; every subject of the others, and the synthetic data
-        others = [f"{s}/xsub" for s in REAL_SETS if s != target]
+        others = [tfds_name(s) for s in REAL_SETS if s != target]
         config.data.mixture = (*others, SYNTHETIC)
         config.data.name = others[0]
         config.data.train_split = "train+test"
     return config
+
+
+# Fine-tuning encoder + linear head on labelled windows (benchmarks/real_data.py, row f). `lr` is the head's peak
+# learning rate, the encoder's is lr * encoder_lr_scale; both warm up linearly over warmup_fraction of the steps,
+# then decay (cosine). `head_init`: "random", or "probe" (the logistic probe fitted on the frozen encoder's training
+# embeddings). `lrs` is the grid the benchmark picks `lr` from on a validation split of the training subjects
+# (never the test subjects).
+FINETUNE = {
+    "plain": dict(lr=3e-3, lrs=(1e-3, 3e-3, 1e-2), encoder_lr_scale=1.0, warmup_fraction=0.0, head_init="random",
+                  weight_decay=1e-4),
+    # LP-FT (Kumar et al. 2022, "Fine-tuning can distort pretrained features", arXiv:2202.10054): a random head's
+    # first gradients rewrite the pretrained features; starting from the linear probe's head and moving slowly
+    # keeps them.
+    "lpft": dict(lr=3e-4, lrs=(1e-4, 3e-4, 1e-3), encoder_lr_scale=1.0, warmup_fraction=0.1, head_init="probe",
+                 weight_decay=1e-4),
+}
+
+
+def finetune_config(name: str = "lpft") -> ml_collections.ConfigDict:
+    if name not in FINETUNE:
+        raise ValueError(f"configs/imu_simclr.py: unknown fine-tune recipe {name!r} (known: {sorted(FINETUNE)})")
+    return ml_collections.ConfigDict(dict(FINETUNE[name], name=name))

@@ -51,3 +51,10 @@ def test_system_picks_a_present_sensor_group_and_trains():
     loss, metrics = system.loss(model, jax.tree.map(np.asarray, batch), jax.random.key(0))
     assert np.isfinite(float(loss)) and abs(float(loss) - np.log(8)) < 1.5
     assert system.embed(model, {"imu": batch["imu"]})["fused"].shape == (8, 8)
+
+
+def test_sp_sw_har_is_a_real_set_with_its_own_cross_subject_config():
+    assert imu_simclr.get_config("own:sp_sw_har").data.name == "sp_sw_har/holdout"
+    mixture = imu_simclr.get_config("transfer:hapt").data.mixture
+    assert "sp_sw_har/holdout" in mixture and not any(m.startswith("hapt/") for m in mixture)
+    assert {"phone/acc_x", "watch/gyro_z"} <= {c for g in imu_simclr.CHANNEL_GROUPS for c in g}

@@ -1,0 +1,51 @@
+"""The real-data benchmark's fine-tune recipes (configs/imu_simclr.py FINETUNE, benchmarks/real_data.py row f)."""
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from benchmarks import real_data
+from configs import imu_simclr
+
+
+def _tiny_encoder():
+    config = imu_simclr.get_config("own:hapt")
+    config.model.update(widths=(4, 4), dim=4, proj_dim=4)
+    return real_data.encoder(config, None)
+
+
+def _data(n=24, sensors=2, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    x = rng.normal(size=(n, sensors, 6, 100)).astype(np.float32) * 0.1 + y[:, None, None, None]
+    return dict(x=x, y=y, groups=np.arange(n) % 4, session=np.array([f"s{i}" for i in range(n)]))
+
+
+def _encoder_params(model):
+    return [np.asarray(v) for v in jax.tree.leaves(nnx.state(model, nnx.Param))]
+
+
+def test_lpft_starts_from_the_logistic_probe_and_then_moves_the_encoder():
+    data = _data()
+    recipe = imu_simclr.finetune_config("lpft")
+    model = _tiny_encoder()
+    before = _encoder_params(model)
+    feats = real_data.embed(model, data["x"])
+    probe = real_data.logistic(feats, data["y"], data["groups"], feats, data["y"])
+    np.testing.assert_array_equal(real_data.finetune(model, data, data["x"], 0, recipe), probe)  # LP: the probe
+    real_data.finetune(model, data, data["x"][:4], 3, recipe)                                    # FT: encoder moves
+    assert any(not np.array_equal(a, b) for a, b in zip(before, _encoder_params(model)))
+    kernel, bias = real_data.probe_head(model, {k: v[data["y"] < 2] for k, v in data.items()}, 3)
+    assert kernel.shape == (8, 3) and np.all(kernel[:, 2] == 0) and bias[2] < bias[:2].min()  # absent class
+
+
+def test_learning_rate_is_chosen_on_a_validation_split_of_the_training_subjects():
+    recipe = imu_simclr.finetune_config("plain")
+    recipe.lrs = (1e-3, 1e-2)
+    data = _data()
+    pred, info = real_data.finetune_selected(_tiny_encoder, data, data["x"][:5], 2, recipe, per_recording=False)
+    assert pred.shape == (5,) and info["recipe"] == "plain" and info["lr"] in (1e-3, 1e-2)
+    assert info["val_subjects"] == [3] and set(info["val_macro_f1"]) == {"0.001", "0.01"}
+    with pytest.raises(ValueError, match="unknown fine-tune recipe"):
+        imu_simclr.finetune_config("nope")

@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from imujax.models.layers import gather_weight, torch_linear, torch_uniform
+from imujax.models.layers import constrain_batch, gather_weight, torch_linear, torch_uniform
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -357,7 +357,10 @@ def _mw2_forward(layers: nnx.List, x: jax.Array, in_channels: int, input_dim: in
             f"{model_name}: input length T={length} is not supported; the GRU needs exactly {input_dim} pooled time "
             f"bins, which requires {span} (minimum length {minimum}); got {_final_length(layers, length)} bins"
         )
-    h = einops.rearrange(x, "n c t -> n t c")
+    # Batch-sharded from the start: a caller's concatenation (PRIMUS's two views) loses the batch sharding, and XLA then
+    # sharded the GRU input projection over its contraction and all-reduced a [3H, global batch, S] activation
+    # (2.6 GiB per chip per step on 256 v5p chips, benchmarks/tpu_aot.py).
+    h = constrain_batch(einops.rearrange(x, "n c t -> n t c"))
     h = layers[0](h)
     h = layers[3](layers[2](layers[1](h)))
     h = layers[4](h)

@@ -15,6 +15,8 @@ chip. Mesh: FSDP over the chips of a slice, 'data' over slices (DCN), i.e. `conf
 (see `pod_mesh`). Figures per chip:
   params / opt / args / temp / out  bytes of the parameter and optimizer shards, and XLA's memory analysis
   fits          args + temp + out - aliased (donated) <= 80% of HBM (20% headroom)
+  compile s     wall seconds of lower + compile, and the CPU seconds of the process over the same span (all threads;
+                on a shared machine the wall time grows with the load, the CPU time much less)
   all-gather / reduce-scatter / all-reduce  bytes per step in the compiled HLO, loop bodies times their trip count
   flops         of one step per chip: XLA's cost analysis of the step lowered with every `lax.scan` unrolled (the
                 analysis counts a loop body once), divided by the chips
@@ -249,9 +251,11 @@ def measure(system_name: str, topology: str, per_chip_batch: int | None, dtype: 
     step = jax.jit(train.make_train_step(system, graphdef, tx, config.seed), donate_argnums=0,
                    out_shardings=(shardings, None))
     with jax.set_mesh(mesh):
-        start = time.time()
-        compiled = step.lower(state, batch).compile()
-        compile_s = time.time() - start
+        start, cpu_start = time.time(), time.process_time()
+        lowered = step.lower(state, batch)
+        lower_s = time.time() - start
+        compiled = lowered.compile()
+        compile_s, compile_cpu_s = time.time() - start, time.process_time() - cpu_start
     hlo = compiled.as_text()
     os.makedirs(HLO_DIR, exist_ok=True)
     with gzip.open(os.path.join(HLO_DIR, f"{system_name}@{topology}.hlo.gz"), "wt") as f:
@@ -284,6 +288,7 @@ def measure(system_name: str, topology: str, per_chip_batch: int | None, dtype: 
         "argument_bytes": mem.argument_size_in_bytes, "temp_bytes": mem.temp_size_in_bytes,
         "output_bytes": mem.output_size_in_bytes, "alias_bytes": mem.alias_size_in_bytes, "live_bytes": live,
         "hbm_gib": hbm_gib, "fits": live <= 0.8 * hbm_gib * GIB, "compile_s": compile_s,
+        "compile_cpu_s": compile_cpu_s, "lower_s": lower_s,
         "collective_bytes": collectives, "flops_per_chip": per_chip_flops, "compiled_flops": compiled_flops,
         "cost_model_s": step_s, "cost_model_raw_s": seconds,
         "mfu": per_chip_flops / (step_s * peak_tflops * 1e12) if step_s == step_s and step_s > 0 else float("nan"),
@@ -332,7 +337,7 @@ def _pct(x: float) -> str:
 
 def print_table(results: dict) -> None:
     print("| system | topology | mesh (data x fsdp) | batch/chip | dtype | params GiB | opt GiB | args GiB | temp GiB "
-          "| fits (80% HBM) | compile s | all-gather GiB | reduce-scatter GiB | all-reduce GiB | GFLOP/chip "
+          "| fits (80% HBM) | compile s wall (CPU) | all-gather GiB | reduce-scatter GiB | all-reduce GiB | GFLOP/chip "
           "| cost-model ms | MFU |")
     print("|" + "---|" * 17)
     order = {t: i for i, t in enumerate(TOPOLOGIES)}
@@ -344,10 +349,11 @@ def print_table(results: dict) -> None:
         mesh = f"{r['mesh']['data']} x {r['mesh']['fsdp'] * r['mesh']['fsdp_inner']}"
         dtype = {"bfloat16": "bf16", "float32": "fp32"}[r["compute_dtype"]]
         name = r["system"] + (f" ({r['note']})" if r.get("note") else "")
+        cpu = f" ({r['compile_cpu_s']:.0f})" if "compile_cpu_s" in r else ""
         print(f"| {name} | {r['topology']} | {mesh} | {r['per_chip_batch']} | {dtype} "
               f"| {_gib(r['params_bytes'])} | {_gib(r['opt_bytes'])} | {_gib(r['argument_bytes'])} "
               f"| {_gib(r['temp_bytes'])} | {'yes' if r['fits'] else 'NO'} ({r['live_bytes'] / GIB:.1f}/"
-              f"{r['hbm_gib']}) | {r['compile_s']:.0f} | {_gib(c['all-gather'])} | {_gib(c['reduce-scatter'])} "
+              f"{r['hbm_gib']}) | {r['compile_s']:.0f}{cpu} | {_gib(c['all-gather'])} | {_gib(c['reduce-scatter'])} "
               f"| {_gib(c['all-reduce'])} | {r['flops_per_chip'] / 1e9:.0f} | {_ms(r['cost_model_s'])} "
               f"| {_pct(r['mfu'])} |")
 

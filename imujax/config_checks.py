@@ -42,6 +42,51 @@ RULES = {
 }
 
 
+def _keeps(tokens: int, ratio, key: str, tokens_from: str) -> list[str]:
+    """MAE masking keeps int(tokens * (1 - ratio)) tokens (`models.masking.num_kept`); zero makes the loss NaN."""
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
+        return [f"config.{key}={ratio!r}: must be in [0, 1)"]
+    if int(tokens * (1 - ratio)) >= 1:
+        return []
+    most = 1 - 1 / tokens
+    return [f"config.{key}={ratio!r} keeps no token of the {tokens} that {tokens_from} give; lower it to at most "
+            f"{math.floor(most * 1e4) / 1e4} or make the input larger"]
+
+
+def _mask_problems(config) -> list[str]:
+    """Masked-autoencoder ratios that keep no visible token (checked against the config's own token counts)."""
+    system, model, loss = _get(config, "system"), _get(config, "model"), _get(config, "loss")
+    if model is None or loss is None:
+        return []
+    sizes = {k: v for k, v in model.items() if k != "dtype"}
+    try:
+        if system == "evi_mae":
+            from imujax.models.evi_mae import EVIMAESizes
+            s = EVIMAESizes(**sizes)
+            return (_keeps(s.imu_tokens, loss.get("imu_mask_ratio"), "loss.imu_mask_ratio",
+                           "model.imu_time x model.imu_freq / model.patch**2")
+                    + _keeps(s.video_tokens, loss.get("video_mask_ratio"), "loss.video_mask_ratio",
+                             "model.num_frames / model.tubelet x (model.img_size / model.patch)**2"))
+        if system == "himu_mae":  # Audio-MAE and HIMU-MAE
+            from imujax.models.audio_mae import AudioMAESizes
+            s = AudioMAESizes(**{k: tuple(v) if k in ("window", "shift") else v for k, v in sizes.items()})
+            rows, cols = s.grid
+            if loss.get("mask_2d"):
+                return (_keeps(rows, loss.get("mask_row_ratio"), "loss.mask_row_ratio",
+                               "the rows model.img_h / model.patch")
+                        + _keeps(cols, loss.get("mask_col_ratio"), "loss.mask_col_ratio",
+                                 "the columns model.img_w / model.patch"))
+            return _keeps(rows * cols, loss.get("mask_ratio"), "loss.mask_ratio",
+                          "model.img_h x model.img_w / model.patch**2")
+    except (TypeError, ValueError):  # sizes the model refuses: building it names the problem
+        return []
+    if system == "tsfm_stage1":  # masked patches are replaced, not removed: the ratio is a probability
+        ratio = loss.get("mask_ratio")
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio <= 1:
+            return [f"config.loss.mask_ratio={ratio!r}: must be in [0, 1]"]
+    return []
+
+
 def check(config: ml_collections.ConfigDict, mode: str = "train") -> None:
     problems = []
     for key, (ok, must) in RULES.items():
@@ -54,6 +99,8 @@ def check(config: ml_collections.ConfigDict, mode: str = "train") -> None:
             good = False
         if not good:
             problems.append(f"config.{key}={value!r}: must be {must}")
+    if mode == "train":
+        problems += _mask_problems(config)
     if mode == "train" and not problems and not _get(config, "total_steps") and not _get(config, "num_epochs"):
         problems.append("config.total_steps=0 and config.num_epochs=0: nothing to train")
     if problems:

@@ -63,6 +63,14 @@ def constrain_batch(x: jax.Array) -> jax.Array:
     return jax.lax.with_sharding_constraint(x, jax.sharding.PartitionSpec(axes, *([None] * (x.ndim - 1))))
 
 
+def compiling_for_cpu() -> bool:
+    """Whether the program being traced targets CPU: the active mesh's platform, else the default backend. An
+    ahead-of-time compile for TPU devices (benchmarks/tpu_aot.py) runs on a CPU host and must take the TPU code paths."""
+    mesh = jax.sharding.get_abstract_mesh()
+    device = None if mesh.empty else getattr(mesh, "abstract_device", None)
+    return (device.platform if device is not None else jax.default_backend()) == "cpu"
+
+
 def gather_weight(w: jax.Array) -> jax.Array:
     """A weight used at every step of a `lax.scan`, replicated once before the loop when a mesh is active (the FSDP
     all-gather). Left FSDP-sharded, XLA:TPU contracted the recurrent matmul over the sharded dimension and all-reduced
@@ -171,7 +179,7 @@ class Attention(nnx.Module):
         if self.qv_bias:
             k_bias = jnp.zeros_like(self.q_bias[...])
             qkv = qkv + jnp.concatenate([self.q_bias[...], k_bias, self.v_bias[...]]).astype(qkv.dtype)
-        if jax.default_backend() != "cpu":
+        if not compiling_for_cpu():
             q, k, v = einops.rearrange(qkv, "b n (three h d) -> three b n h d", three=3, h=self.num_heads)
             out = jax.nn.dot_product_attention(q, k, v, scale=self.head_dim ** -0.5)
             return self.proj(einops.rearrange(out, "b n h d -> b n (h d)"))

@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from imujax.models.layers import gather_weight, torch_linear, torch_uniform
+from imujax.models.layers import compiling_for_cpu, constrain_batch, gather_weight, torch_linear, torch_uniform
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -126,7 +126,7 @@ def cpu_pieces(units: int, rows_per_unit: int, min_rows: int) -> int:
     """How many equal pieces of `units` (each `rows_per_unit` matrix rows) a large op runs in: on CPU the most that
     keep >= `min_rows` rows each, elsewhere 1. XLA:CPU's matmul and convolution kernels, and the transposes around
     them, run faster on cache-sized pieces than on one [5120, 2688] or [2688 x T, 64] operand."""
-    if jax.default_backend() != "cpu":
+    if not compiling_for_cpu():
         return 1
     return max(p for p in range(1, units + 1) if units % p == 0 and (units // p * rows_per_unit >= min_rows or p == 1))
 
@@ -160,11 +160,13 @@ class TorchLSTM(nnx.Module):
         w_hh = getattr(self, f"weight_hh_l{layer}")[...]
         b_ih = getattr(self, f"bias_ih_l{layer}")[...]
         b_hh = getattr(self, f"bias_hh_l{layer}")[...]
-        return lstm_outputs(input_projection(x_time_major, w_ih) + b_ih, gather_weight(w_hh), b_hh)
+        # Both weights gathered once (the FSDP all-gather): left sharded over its input dimension, w_ih made XLA:TPU
+        # all-reduce the [T, global batch, 4H] projection instead (DeepConvLSTM: 80 MiB per chip at 8 v5p chips).
+        return lstm_outputs(input_projection(x_time_major, gather_weight(w_ih)) + b_ih, gather_weight(w_hh), b_hh)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """x: [B, T, I] -> outputs [B, T, H] of the last layer; zero initial states."""
-        y = jnp.swapaxes(x, 0, 1)
+        y = jnp.swapaxes(constrain_batch(x), 0, 1)
         for layer in range(self.num_layers):
             y = self._layer(layer, y)
         return jnp.swapaxes(y, 0, 1)
@@ -357,7 +359,10 @@ def _mw2_forward(layers: nnx.List, x: jax.Array, in_channels: int, input_dim: in
             f"{model_name}: input length T={length} is not supported; the GRU needs exactly {input_dim} pooled time "
             f"bins, which requires {span} (minimum length {minimum}); got {_final_length(layers, length)} bins"
         )
-    h = einops.rearrange(x, "n c t -> n t c")
+    # Batch-sharded from the start: a caller's concatenation (PRIMUS's two views) loses the batch sharding, and XLA then
+    # sharded the GRU input projection over its contraction and all-reduced a [3H, global batch, S] activation
+    # (2.6 GiB per chip per step on 256 v5p chips, benchmarks/tpu_aot.py).
+    h = constrain_batch(einops.rearrange(x, "n c t -> n t c"))
     h = layers[0](h)
     h = layers[3](layers[2](layers[1](h)))
     h = layers[4](h)
@@ -489,6 +494,7 @@ class DeepConvLSTM(nnx.Module):
             raise ValueError(f"DeepConvLSTM: expected input [B, T, {self.channels}] (time, channel), got {x.shape}")
         if x.shape[1] <= 4 * (self.conv1.kernel_size[0] - 1):
             raise ValueError(f"DeepConvLSTM: input length {x.shape[1]} is too short for the four convolutions")
+        x = constrain_batch(x)  # the convs' activations stay with their examples (XLA:TPU gathered them otherwise)
         groups = cpu_pieces(x.shape[0], self.channels, CONV_MIN_ROWS)
         h = jnp.concatenate([self._conv_stack(part) for part in jnp.split(x, groups)])
         features = self.lstm(h)[:, -1]
@@ -499,7 +505,7 @@ class DeepConvLSTM(nnx.Module):
         # The (k, 1) convs never mix IMU channels, so each runs as a 1-D conv over time with the IMU channel folded
         # into the batch: [B * C, T, K]. Same sums as the NHWC 2-D conv, but XLA:CPU runs the 1-D form (and above
         # all its kernel gradient) several times faster.
-        h = einops.rearrange(x, "b t c -> (b c) t 1")
+        h = constrain_batch(einops.rearrange(x, "b t c -> (b c) t 1"))
         for conv in (self.conv1, self.conv2, self.conv3, self.conv4):
             h = jax.nn.relu(_time_conv(conv, h))
         # torch permutes [B, K, T', C] -> [B, T', K, C] and flattens: feature index = k * C + c.

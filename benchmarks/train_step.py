@@ -1,4 +1,5 @@
-"""Train-step throughput of a system in JAX and, in the same run, of its PyTorch reference on identical shapes.
+"""Train-step throughput of a system in JAX and, in the same run, of the ORIGINAL upstream PyTorch code (or of this
+repository's PyTorch test reference) on the same row.
 
   python benchmarks/train_step.py --all [--steps=5] [--rounds=3] [--no_compile]  # the four issue-9 rows, one table
   python benchmarks/train_step.py --config=configs/primus.py [--batch=64]    # one system (any config variant)
@@ -15,6 +16,22 @@ Rows (full released sizes; `--config` picks the row of the config's system and u
 | deepconvlstm | configs/revalexo_contrastive.py | 64    | DeepConvLSTM [B, 120, 42] + projections + InfoNCE (mean) against |
 |              |                                 |       | 2048-d precomputed video features (`video_tower='features'`)    |
 | audio_mae    | configs/audio_mae.py            | 2     | Audio-MAE ViT-B MAE, 1x1024x128 fbank, mask 0.8, norm-pix       |
+
+The original (issue 25): with PERF_SRC set (the exported upstream sources; PERF_TIMM032 too for Audio-MAE),
+PERF_BENCH naming the upstream harness `bench_torch.py` and PERF_TORCH_PY the interpreter of its environment (torch
+2.13.0, timm 0.4.5; set up outside this repository as the harness's README says), every row also runs, as workers
+`upstream` and `upstream_compile`, the harness's own construction of the original model, loss, optimiser and inputs
+for that row (`evimae`, `primus`, `deepconvlstm`, `audiomae`) and its training step, eager and under `torch.compile`;
+the headline ratios are JAX / original. Nothing of upstream is imported into this repository: the worker runs this
+file under that interpreter and loads the harness from its path. The harness compiles Audio-MAE as
+`torch.compile(model)` but then calls `model.forward_encoder` / `forward_decoder` / `forward_loss`, which the compiled
+wrapper hands to the uncompiled module, so here those three methods are compiled instead. Differences between the rows:
+DeepConvLSTM's JAX row takes 2048-d video features through `feature_projector` (Linear 2048 -> 256, ReLU, dropout)
+before `visual_projection` and clips gradients at norm 1 (the config's), where the harness feeds 256-d features
+straight to `visual_projection` (~0.01% of the step's FLOPs); the JAX steps also compute the gradient norm (a logged
+metric) and Audio-MAE's JAX AdamW decays every parameter where upstream exempts biases and norms (same cost).
+`--reference` adds the test-reference workers (`tests/torch_reference`, below) to such a run; without PERF_SRC they
+are the torch side, as before.
 
 JAX runs the system's own train step (`train.make_train_step`: loss, grad, the config's optax optimizer, state
 donated); the PRIMUS row swaps in the encoder + InfoNCE loss. torch runs the modules of `tests/torch_reference/`

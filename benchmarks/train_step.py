@@ -1,4 +1,5 @@
-"""Train-step throughput of a system in JAX and, in the same run, of its PyTorch reference on identical shapes.
+"""Train-step throughput of a system in JAX and, in the same run, of the ORIGINAL upstream PyTorch code (or of this
+repository's PyTorch test reference) on the same row.
 
   python benchmarks/train_step.py --all [--steps=5] [--rounds=3] [--no_compile]  # the four issue-9 rows, one table
   python benchmarks/train_step.py --config=configs/primus.py [--batch=64]    # one system (any config variant)
@@ -15,6 +16,22 @@ Rows (full released sizes; `--config` picks the row of the config's system and u
 | deepconvlstm | configs/revalexo_contrastive.py | 64    | DeepConvLSTM [B, 120, 42] + projections + InfoNCE (mean) against |
 |              |                                 |       | 2048-d precomputed video features (`video_tower='features'`)    |
 | audio_mae    | configs/audio_mae.py            | 2     | Audio-MAE ViT-B MAE, 1x1024x128 fbank, mask 0.8, norm-pix       |
+
+The original (issue 25): with PERF_SRC set (the exported upstream sources; PERF_TIMM032 too for Audio-MAE),
+PERF_BENCH naming the upstream harness `bench_torch.py` and PERF_TORCH_PY the interpreter of its environment (torch
+2.13.0, timm 0.4.5; set up outside this repository as the harness's README says), every row also runs, as workers
+`upstream` and `upstream_compile`, the harness's own construction of the original model, loss, optimiser and inputs
+for that row (`evimae`, `primus`, `deepconvlstm`, `audiomae`) and its training step, eager and under `torch.compile`;
+the headline ratios are JAX / original. Nothing of upstream is imported into this repository: the worker runs this
+file under that interpreter and loads the harness from its path. The harness compiles Audio-MAE as
+`torch.compile(model)` but then calls `model.forward_encoder` / `forward_decoder` / `forward_loss`, which the compiled
+wrapper hands to the uncompiled module, so here those three methods are compiled instead. Differences between the rows:
+DeepConvLSTM's JAX row takes 2048-d video features through `feature_projector` (Linear 2048 -> 256, ReLU, dropout)
+before `visual_projection` and clips gradients at norm 1 (the config's), where the harness feeds 256-d features
+straight to `visual_projection` (~0.01% of the step's FLOPs); the JAX steps also compute the gradient norm (a logged
+metric) and Audio-MAE's JAX AdamW decays every parameter where upstream exempts biases and norms (same cost).
+`--reference` adds the test-reference workers (`tests/torch_reference`, below) to such a run; without PERF_SRC they
+are the torch side, as before.
 
 JAX runs the system's own train step (`train.make_train_step`: loss, grad, the config's optax optimizer, state
 donated); the PRIMUS row swaps in the encoder + InfoNCE loss. torch runs the modules of `tests/torch_reference/`
@@ -452,6 +469,66 @@ class TorchSession:
         return dict(self.info, rss_mib=peak_rss_mib(), loss=float(self.loss.detach()))
 
 
+UPSTREAM_CASE = {"evi_mae": "evimae", "primus": "primus", "deepconvlstm": "deepconvlstm", "audio_mae": "audiomae"}
+
+
+def load_upstream_bench(path: str):
+    """The upstream harness (`bench_torch.py`, kept outside this repository; its set-up exports the original sources
+    to $PERF_SRC), imported from its path."""
+    import importlib.util
+    if not path or not os.path.isfile(path):
+        raise FileNotFoundError(f"upstream harness {path!r} not found: set PERF_BENCH or --upstream_bench")
+    spec = importlib.util.spec_from_file_location("upstream_bench_torch", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class UpstreamSession:
+    """The ORIGINAL upstream model and training step of a row, as `bench_torch.py` builds it (its model construction,
+    loss, optimiser and inputs; eager or `torch.compile`), warmed up; same interface as the other sessions. Runs under
+    the upstream environment's interpreter, so it imports nothing from imujax."""
+
+    def __init__(self, row: str, batch_size: int, warmup: int, compile_model: bool, threads: int, harness: str):
+        import torch
+
+        bench = load_upstream_bench(harness)
+        torch.set_num_threads(threads)
+        case = UPSTREAM_CASE[row]
+        # bench_torch compiles Audio-MAE as torch.compile(model) but then calls model.forward_encoder / _decoder /
+        # _loss, which the compiled wrapper hands to the uncompiled module: compile those three methods instead.
+        compile_methods = compile_model and case == "audiomae"
+        args = argparse.Namespace(compile=compile_model and not compile_methods, T=None, lstm_units=None)
+        self.step_fn, _, model, self.meta = bench.BUILDERS[case](torch, batch_size, args)
+        if compile_methods:
+            for name in ("forward_encoder", "forward_decoder", "forward_loss"):
+                setattr(model, name, torch.compile(getattr(model, name)))
+        self.phases = bench.PHASES
+        start = time.perf_counter()
+        self.loss = self.step_fn()
+        first_s = time.perf_counter() - start
+        self.run(warmup - 1)
+        self.info = {"impl": "original torch.compile" if compile_model else "original eager",
+                     "compile_s": first_s if compile_model else float("nan"), "threads": torch.get_num_threads(),
+                     "params": int(self.meta.get("n_params", 0)), "model": self.meta.get("model", ""),
+                     "inputs": ", ".join(f"{k} {v}" for k, v in self.meta.get("inputs", {}).items() if k != "dtype"),
+                     "torch": torch.__version__}
+
+    def run(self, steps: int) -> list[float]:
+        times = []
+        del self.phases[:]
+        for _ in range(steps):
+            start = time.perf_counter()
+            self.loss = self.step_fn()  # returns float(loss): the step has finished
+            times.append(time.perf_counter() - start)
+        return times
+
+    def finish(self, count_flops: bool) -> dict:
+        phases = {name: statistics.median(p[i] for p in self.phases) for i, name in
+                  enumerate(("forward_loss_s", "backward_s", "optimizer_s"))} if self.phases else {}
+        return dict(self.info, rss_mib=peak_rss_mib(), loss=float(self.loss), **phases)
+
+
 def serve(session) -> None:
     """Worker loop on stdin/stdout, one JSON line per answer: 'run N' -> step times, 'finish [flops]' -> the report."""
     print(json.dumps({"ready": True}), flush=True)
@@ -475,9 +552,11 @@ class Worker:
     """One implementation's worker process, compiled and warmed up before the first timed block."""
 
     def __init__(self, row: str, config_spec: str, impl: str, batch: int, args):
-        cmd = [sys.executable, __file__, f"--worker={impl}", f"--bench={row}", f"--config={config_spec}",
+        python = args.torch_python if impl.startswith("upstream") else sys.executable
+        cmd = [python, __file__, f"--worker={impl}", f"--bench={row}", f"--config={config_spec}",
                f"--batch={batch}", f"--warmup={args.warmup}", f"--threads={args.threads}"]
         cmd += [f"--dtype={args.dtype}"] if args.dtype else []
+        cmd += [f"--upstream_bench={args.upstream_bench}"] if impl.startswith("upstream") else []
         self.row, self.impl = row, impl
         self.stderr = tempfile.TemporaryFile("w+")  # a file, not a pipe: a chatty worker cannot fill it and block
         print(f"[{row}] {impl}: starting", file=sys.stderr, flush=True)
@@ -517,8 +596,22 @@ def combine(times: dict[str, list[list[float]]], reports: dict[str, dict]) -> di
     return out
 
 
+def implementations(args, name: str, config_spec: str) -> list[str]:
+    """jax, then the original upstream step (eager, torch.compile) when its sources are set up and the row runs the
+    released sizes, else (or with --reference as well) the test reference (eager, torch.compile)."""
+    if args.jax_only:
+        return ["jax"]
+    use_upstream = bool(os.environ.get("PERF_SRC")) and not args.no_upstream and config_spec == BENCHES[name].config
+    impls = ["jax"]
+    if use_upstream:
+        impls += ["upstream"] + ([] if args.no_compile else ["upstream_compile"])
+    if args.reference or not use_upstream:
+        impls += ["torch"] + ([] if args.no_compile else ["torch_compile"])
+    return impls
+
+
 def run_row(name: str, config_spec: str, args) -> dict:
-    impls = ["jax"] + ([] if args.jax_only else ["torch"] + ([] if args.no_compile else ["torch_compile"]))
+    impls = implementations(args, name, config_spec)
     batch = args.batch or BENCHES[name].batch
 
     def left_out(impl: str, error: RuntimeError) -> None:
@@ -573,26 +666,40 @@ def _ratio(row: dict, worker: str) -> str:
     return median if len(ratios) == 1 else f"{median} ({_fmt(min(ratios))}-{_fmt(max(ratios))})"
 
 
+IMPL_LABEL = {"jax": "JAX", "upstream": "original eager", "upstream_compile": "original torch.compile",
+              "torch": "test-reference eager", "torch_compile": "test-reference torch.compile"}
+
+
 def print_table(rows: list[dict], threads: int) -> None:
     peak = max(row["jax"]["peak_gflops"] for row in rows)  # best of the per-row measurements
     rounds = max(row["jax"].get("rounds", 1) for row in rows)
+    others = [k for k in IMPL_LABEL if k != "jax" and any(k in row for row in rows)]
     print(f"{os.cpu_count()} CPU cores, fp32 matmul peak {peak:.0f} GFLOP/s (JAX, 2048^2, best of {2 * len(rows)} "
           f"measurements), torch {threads} threads; samples/s = batch / median step s (median over {rounds} "
           f"interleaved round(s)); ratios: median of the per-round ratios (range); MFU = GFLOP/s / peak")
-    print("| system | batch | inputs | JAX samples/s | torch eager | torch.compile | JAX / eager | JAX / compile | "
-          "compile s (JAX / torch.compile) | GFLOP/step | GFLOP/s | MFU | peak RSS MiB (JAX / eager / compile) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    head = ["system", "batch", "inputs (JAX)", "JAX samples/s"] + [f"{IMPL_LABEL[k]} samples/s" for k in others] + \
+        [f"JAX / {IMPL_LABEL[k]}" for k in others] + \
+        ["compile s (JAX" + "".join(f" / {IMPL_LABEL[k]}" for k in others if k.endswith("compile")) + ")",
+         "GFLOP/step", "GFLOP/s", "MFU", "peak RSS MiB (JAX" + "".join(f" / {IMPL_LABEL[k]}" for k in others) + ")"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
     for row in rows:
         b, jax_r = row["batch"], row["jax"]
-        rate = {k: b / row[k]["step_s"] if k in row else float("nan") for k in ("jax", "torch", "torch_compile")}
+        rate = lambda k: b / row[k]["step_s"] if k in row else float("nan")  # noqa: E731
         flops = jax_r["flops"] / 1e9
         gflops = flops / jax_r["step_s"]
-        rss = " / ".join(_fmt(row[k]["rss_mib"], ".0f") if k in row else "—" for k in ("jax", "torch", "torch_compile"))
-        compile_s = f"{jax_r['compile_s']:.1f} / {_fmt(row.get('torch_compile', {}).get('compile_s'), '.1f')}"
-        print(f"| {BENCHES[row['name']].label} (`{row['config']}`) | {b} | {jax_r['inputs']} | {_fmt(rate['jax'], '.3g')} | "
-              f"{_fmt(rate['torch'], '.3g')} | {_fmt(rate['torch_compile'], '.3g')} | "
-              f"{_ratio(row, 'torch')} | {_ratio(row, 'torch_compile')} | {compile_s} | "
-              f"{flops:.1f} | {gflops:.1f} | {gflops / peak:.1%} | {rss} |")
+        rss = " / ".join(_fmt(row[k]["rss_mib"], ".0f") if k in row else "—" for k in ["jax"] + others)
+        compile_s = " / ".join([f"{jax_r['compile_s']:.1f}"] + [_fmt(row.get(k, {}).get("compile_s"), ".1f")
+                                                                 for k in others if k.endswith("compile")])
+        cells = [f"{BENCHES[row['name']].label} (`{row['config']}`)", str(b), jax_r["inputs"], _fmt(rate("jax"), ".3g")]
+        cells += [_fmt(rate(k), ".3g") for k in others] + [_ratio(row, k) for k in others]
+        cells += [compile_s, f"{flops:.1f}", f"{gflops:.1f}", f"{gflops / peak:.1%}", rss]
+        print("| " + " | ".join(cells) + " |")
+    for row in rows:
+        for k in others:
+            if k.startswith("upstream") and k in row:
+                print(f"{row['name']} {IMPL_LABEL[k]}: {row[k].get('model', '')}; inputs {row[k].get('inputs', '')}")
+                break
 
 
 def main() -> None:
@@ -612,7 +719,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--dtype", default="", help="override config.model.dtype (JAX side)")
     parser.add_argument("--no_compile", action="store_true", help="skip torch.compile")
-    parser.add_argument("--jax_only", action="store_true", help="skip the torch reference")
+    parser.add_argument("--jax_only", action="store_true", help="skip every torch worker")
+    parser.add_argument("--no_upstream", action="store_true", help="skip the original upstream step even if PERF_SRC is set")
+    parser.add_argument("--reference", action="store_true",
+                        help="also time the test reference (tests/torch_reference) when the original is timed")
+    parser.add_argument("--upstream_bench", default=os.environ.get("PERF_BENCH", ""),
+                        help="path of the upstream harness bench_torch.py (default $PERF_BENCH)")
+    parser.add_argument("--torch_python", default=os.environ.get("PERF_TORCH_PY", sys.executable),
+                        help="interpreter of the upstream environment (default $PERF_TORCH_PY, else this one)")
     parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.warmup = max(args.warmup, 1)
@@ -624,6 +738,11 @@ def main() -> None:
             print(f"{b.name:14s} {b.config:34s} batch {b.batch:3d}  {b.label}")
         return
 
+    if args.worker.startswith("upstream"):  # under the upstream environment's interpreter: no imujax, no config
+        serve(UpstreamSession(args.bench, args.batch or BENCHES[args.bench].batch, args.warmup,
+                              compile_model=args.worker == "upstream_compile", threads=args.threads,
+                              harness=args.upstream_bench))
+        return
     if args.worker:
         if args.worker == "jax":  # run as `python -m imujax.main` does; torch runs as upstream's code would
             from imujax import runtime

@@ -10,16 +10,6 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import pytest  # noqa: E402
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """Work units for pytest-xdist's `--dist loadgroup` (pyproject's addopts): a module's tests run on one worker, so
-    its module-scoped compiles happen once; every test that reads the session's uninterrupted training run goes to one
-    worker, so that run is trained once. Runs before xdist turns the marks into node ids."""
-    for item in items:
-        group = "uninterrupted_run" if "uninterrupted_run" in item.fixturenames else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory):
     """The tiny synthetic egomotion dataset, built once per test session."""

@@ -425,7 +425,27 @@ def torch_optimizer(params, opt):
     raise ValueError(f"config.optimizer.name={opt.name!r}; expected adam or adamw")
 
 
-class TorchSession:
+class _TimedSteps:
+    """Step timing shared by the torch sessions; `step()` runs one training step and returns its loss."""
+
+    def warm_up(self, warmup: int) -> float:
+        """Runs `warmup` steps; returns the first one's seconds (under torch.compile, the compile)."""
+        start = time.perf_counter()
+        self.loss = self.step()
+        first_s = time.perf_counter() - start
+        self.run(warmup - 1)
+        return first_s
+
+    def run(self, steps: int) -> list[float]:
+        times = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            self.loss = self.step()
+            times.append(time.perf_counter() - start)
+        return times
+
+
+class TorchSession(_TimedSteps):
     """The torch reference's train step (eager or `torch.compile` of the loss), warmed up; same interface."""
 
     def __init__(self, bench: Bench, config, batch_size: int, warmup: int, compile_model: bool, threads: int):
@@ -439,10 +459,7 @@ class TorchSession:
         self.opt = torch_optimizer(self.params, config.optimizer)
         self.clip = config.optimizer.get("grad_clip_norm")
         self.fn = torch.compile(loss_fn) if compile_model else loss_fn
-        start = time.perf_counter()
-        self.loss = self.step()
-        first_s = time.perf_counter() - start
-        self.run(warmup - 1)
+        first_s = self.warm_up(warmup)
         self.info = {"impl": "torch.compile" if compile_model else "torch eager",
                      "compile_s": first_s if compile_model else float("nan"), "threads": torch.get_num_threads(),
                      "params": int(sum(p.numel() for p in self.params))}
@@ -456,14 +473,6 @@ class TorchSession:
             torch.nn.utils.clip_grad_norm_(self.params, self.clip)
         self.opt.step()
         return loss
-
-    def run(self, steps: int) -> list[float]:
-        times = []
-        for _ in range(steps):
-            start = time.perf_counter()
-            self.loss = self.step()
-            times.append(time.perf_counter() - start)
-        return times
 
     def finish(self, count_flops: bool) -> dict:
         return dict(self.info, rss_mib=peak_rss_mib(), loss=float(self.loss.detach()))
@@ -484,7 +493,7 @@ def load_upstream_bench(path: str):
     return module
 
 
-class UpstreamSession:
+class UpstreamSession(_TimedSteps):
     """The ORIGINAL upstream model and training step of a row, as `bench_torch.py` builds it (its model construction,
     loss, optimiser and inputs; eager or `torch.compile`), warmed up; same interface as the other sessions. Runs under
     the upstream environment's interpreter, so it imports nothing from imujax."""
@@ -504,24 +513,19 @@ class UpstreamSession:
             for name in ("forward_encoder", "forward_decoder", "forward_loss"):
                 setattr(model, name, torch.compile(getattr(model, name)))
         self.phases = bench.PHASES
-        start = time.perf_counter()
-        self.loss = self.step_fn()
-        first_s = time.perf_counter() - start
-        self.run(warmup - 1)
+        first_s = self.warm_up(warmup)
         self.info = {"impl": "original torch.compile" if compile_model else "original eager",
                      "compile_s": first_s if compile_model else float("nan"), "threads": torch.get_num_threads(),
                      "params": int(self.meta.get("n_params", 0)), "model": self.meta.get("model", ""),
                      "inputs": ", ".join(f"{k} {v}" for k, v in self.meta.get("inputs", {}).items() if k != "dtype"),
                      "torch": torch.__version__}
 
+    def step(self) -> float:
+        return self.step_fn()  # float(loss): the step has finished
+
     def run(self, steps: int) -> list[float]:
-        times = []
-        del self.phases[:]
-        for _ in range(steps):
-            start = time.perf_counter()
-            self.loss = self.step_fn()  # returns float(loss): the step has finished
-            times.append(time.perf_counter() - start)
-        return times
+        del self.phases[:]  # the harness's per-phase times, kept for the timed steps only
+        return super().run(steps)
 
     def finish(self, count_flops: bool) -> dict:
         phases = {name: statistics.median(p[i] for p in self.phases) for i, name in

@@ -43,10 +43,11 @@ RULES = {
 
 
 def _keeps(tokens: int, ratio, key: str, tokens_from: str) -> list[str]:
-    """MAE masking keeps int(tokens * (1 - ratio)) tokens (`models.masking.num_kept`); zero makes the loss NaN."""
+    """The problem if MAE masking at `ratio` keeps no token of `tokens` (none visible makes the loss NaN)."""
+    from imujax.models.masking import num_kept
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
         return [f"config.{key}={ratio!r}: must be in [0, 1)"]
-    if int(tokens * (1 - ratio)) >= 1:
+    if num_kept(tokens, ratio) >= 1:
         return []
     most = 1 - 1 / tokens
     return [f"config.{key}={ratio!r} keeps no token of the {tokens} that {tokens_from} give; lower it to at most "

@@ -31,6 +31,7 @@ predictions). Writes <workdir>/real_data.json and prints the table.
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import json
 import os
@@ -275,7 +276,28 @@ def finetune_selected(make_encoder, train: dict, test_x: np.ndarray, steps: int,
     return finetune(make_encoder(), train, test_x, steps, chosen), info
 
 
-def pretrain(variant: str, workdir: str, data_dir: str, raw_root: str, steps: int) -> float:
+def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]) -> ml_collections.ConfigDict:
+    """`key.path=value` settings (values as Python literals, else strings), as `--config.key.path=value` sets them
+    for the pretraining runs: the probe's random-init encoder (row c) must be built with the same model settings."""
+    for item in overrides:
+        path, _, text = item.partition("=")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        *parents, leaf = path.split(".")
+        node = config
+        for part in parents:
+            node = node[part]
+        if leaf not in node:  # as `--config.x=y` refuses it: a typo fails here, not after a pretraining run
+            raise KeyError(f"--override {item!r}: no key {leaf!r} in config.{'.'.join(parents) or '<root>'} "
+                           f"(known: {sorted(node.keys())})")
+        node[leaf] = value
+    return config
+
+
+def pretrain(variant: str, workdir: str, data_dir: str, raw_root: str, steps: int,
+             overrides: tuple[str, ...] = ()) -> float:
     """`python -m imujax.main` on one recipe variant (skipped when the run already finished); wall seconds."""
     if os.path.isdir(os.path.join(workdir, "checkpoints", str(steps))):
         return 0.0
@@ -284,6 +306,7 @@ def pretrain(variant: str, workdir: str, data_dir: str, raw_root: str, steps: in
            f"--config.data.data_dir={data_dir}", f"--config.total_steps={steps}",
            f"--config.checkpoint.every_steps={steps}"]
     cmd += [f"--config.data.manual_dirs.{s}={os.path.join(raw_root, s)}" for s in imu_simclr.REAL_SETS]
+    cmd += [f"--config.{item}" for item in overrides]
     subprocess.run(cmd, check=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return time.time() - start
 
@@ -292,7 +315,7 @@ def pretrain(variant: str, workdir: str, data_dir: str, raw_root: str, steps: in
 def run_set(name: str, args) -> dict:
     data_dir = os.path.join(args.workdir, "data")
     build(name, args.raw_root, data_dir)
-    config = imu_simclr.get_config(f"own:{name}")
+    config = apply_overrides(imu_simclr.get_config(f"own:{name}"), args.override)
     system = systems.make_system(config)
     train, test = (load_split(name, s, data_dir, system) for s in ("train", "test"))
     per_rec = PER_RECORDING[name]
@@ -319,12 +342,13 @@ def run_set(name: str, args) -> dict:
     record("c_probe_random", lambda: probe(encoder(config, None)))
     own_dir = os.path.join(args.workdir, f"own_{name}")
     if want("d"):
-        timed["pretrain_own_s"] = round(pretrain(f"own:{name}", own_dir, data_dir, args.raw_root, args.steps), 1)
+        timed["pretrain_own_s"] = round(
+            pretrain(f"own:{name}", own_dir, data_dir, args.raw_root, args.steps, args.override), 1)
     record("d_probe_own", lambda: probe(encoder(config, own_dir)))
     transfer_dir = os.path.join(args.workdir, f"transfer_{name}")
     if want("e") or want("f"):
         timed["pretrain_transfer_s"] = round(
-            pretrain(f"transfer:{name}", transfer_dir, data_dir, args.raw_root, args.steps), 1)
+            pretrain(f"transfer:{name}", transfer_dir, data_dir, args.raw_root, args.steps, args.override), 1)
     record("e_probe_transfer", lambda: probe(encoder(config, transfer_dir)))
     for key, source, recipe in (("f_finetune_transfer", transfer_dir, args.ft_recipe),
                                 ("f_finetune_scratch", None, args.ft_scratch_recipe)):
@@ -333,12 +357,13 @@ def run_set(name: str, args) -> dict:
             per_rec))
     if args.synthetic and want("g"):  # issue 26: the articulated synthetic corpus alone
         synthetic_dir = os.path.join(args.workdir, "synthetic")
-        timed["pretrain_synthetic_s"] = round(pretrain("synthetic", synthetic_dir, data_dir, args.raw_root, args.steps), 1)
+        timed["pretrain_synthetic_s"] = round(
+            pretrain("synthetic", synthetic_dir, data_dir, args.raw_root, args.steps, args.override), 1)
         record("g_probe_synthetic", lambda: probe(encoder(config, synthetic_dir)))
     if args.synthetic and want("h"):  # and with this set's unlabelled training data
         mixed_dir = os.path.join(args.workdir, f"synthetic_own_{name}")
         timed["pretrain_synthetic_own_s"] = round(
-            pretrain(f"synthetic_own:{name}", mixed_dir, data_dir, args.raw_root, args.steps), 1)
+            pretrain(f"synthetic_own:{name}", mixed_dir, data_dir, args.raw_root, args.steps, args.override), 1)
         record("h_probe_synthetic_own", lambda: probe(encoder(config, mixed_dir)))
     return dict(rows=rows, pretrain_seconds=timed, train_windows=len(train["y"]), test_windows=len(test["y"]),
                 per_recording=per_rec)
@@ -360,6 +385,9 @@ def main() -> None:
                         "corpus (synthetic_egomotion/motion_realsets) alone and with the set's unlabelled data")
     parser.add_argument("--skip", default="", help="comma-separated rows to leave out, e.g. b,e,f (e, f: no transfer "
                         "pretraining) or whole keys, e.g. f_finetune_scratch")
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config setting for every encoder (pretraining runs and the random-init probe), e.g. "
+                        "augment.max_stretch=1.0; repeatable")
     args = parser.parse_args()
     args.workdir, args.raw_root = os.path.abspath(args.workdir), os.path.abspath(args.raw_root)
     os.makedirs(args.workdir, exist_ok=True)

@@ -49,3 +49,12 @@ def test_learning_rate_is_chosen_on_a_validation_split_of_the_training_subjects(
     assert info["val_subjects"] == [3] and set(info["val_macro_f1"]) == {"0.001", "0.01"}
     with pytest.raises(ValueError, match="unknown fine-tune recipe"):
         imu_simclr.finetune_config("nope")
+
+
+def test_overrides_reach_the_random_init_encoder_and_refuse_unknown_keys():
+    config = real_data.apply_overrides(imu_simclr.get_config("own:dsads"),
+                                       ["model.widths=(8, 8)", "model.dim=8", "augment.max_stretch=1.0"])
+    assert tuple(config.model.widths) == (8, 8) and config.augment.max_stretch == 1.0
+    assert real_data.embed(real_data.encoder(config, None), _data(n=2)["x"]).shape == (2, 2 * 8)
+    with pytest.raises(KeyError):
+        real_data.apply_overrides(imu_simclr.get_config("own:dsads"), ["augment.max_strech=1.0"])

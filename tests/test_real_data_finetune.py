@@ -58,3 +58,10 @@ def test_overrides_reach_the_random_init_encoder_and_refuse_unknown_keys():
     assert real_data.embed(real_data.encoder(config, None), _data(n=2)["x"]).shape == (2, 2 * 8)
     with pytest.raises(KeyError):
         real_data.apply_overrides(imu_simclr.get_config("own:dsads"), ["augment.max_strech=1.0"])
+
+
+def test_scores_break_macro_f1_into_the_test_classes():
+    data = dict(y=np.array([0, 0, 1, 1, 2, 2]), session=np.array(list("abcdef")))
+    out = real_data.scores(np.array([0, 0, 1, 0, 2, 1]), data, per_recording=False)
+    assert out["f1_per_class"] == {0: 0.8, 1: 0.5, 2: 0.667}
+    assert out["macro_f1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3) and out["accuracy"] == pytest.approx(4 / 6)

@@ -170,6 +170,7 @@ class ViTBlock(nnx.Module):
 
     def __call__(self, x, key: jax.Array | None = None, keep_prob: jax.Array | None = None):
         k1, k2 = (None, None) if key is None or keep_prob is None else jax.random.split(key)
+        x = layers.constrain_batch(x)
         x = x + drop_path(self.attn(self.norm1(x)), keep_prob, k1)
         return x + drop_path(self.mlp(self.norm2(x)), keep_prob, k2)
 
@@ -254,6 +255,7 @@ class SwinBlock(nnx.Module):
         return x.reshape(b, -1, c)
 
     def __call__(self, x, key: jax.Array | None = None, shifted: bool | jax.Array = True):
+        x = layers.constrain_batch(x)
         x = x + self.norm1(self.window_attention(x, key, shifted))
         return x + self.norm2(self.mlp(x))
 

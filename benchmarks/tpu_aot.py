@@ -342,13 +342,13 @@ def print_table(results: dict) -> None:
     print("|" + "---|" * 17)
     order = {t: i for i, t in enumerate(TOPOLOGIES)}
     for r in sorted(results.values(), key=lambda r: (order[r["topology"]], list(SYSTEMS).index(r["system"]))):
+        name = r["system"] + (f" ({r['note']})" if r.get("note") else "")
         if "error" in r:
-            print(f"| {r['system']} | {r['topology']} | | | | | | | | error: {r['error'][:80]} | | | | | | | |")
+            print(f"| {name} | {r['topology']} | | | | | | | | error: {r['error'][:80]} | | | | | | | |")
             continue
         c = r["collective_bytes"] or dict.fromkeys(COLLECTIVES, float("nan"))
         mesh = f"{r['mesh']['data']} x {r['mesh']['fsdp'] * r['mesh']['fsdp_inner']}"
         dtype = {"bfloat16": "bf16", "float32": "fp32"}[r["compute_dtype"]]
-        name = r["system"] + (f" ({r['note']})" if r.get("note") else "")
         cpu = f" ({r['compile_cpu_s']:.0f})" if "compile_cpu_s" in r else ""
         print(f"| {name} | {r['topology']} | {mesh} | {r['per_chip_batch']} | {dtype} "
               f"| {_gib(r['params_bytes'])} | {_gib(r['opt_bytes'])} | {_gib(r['argument_bytes'])} "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -52,7 +53,7 @@ def spec_mae_keys(chans=1, tokens=512, video=0):
 def _check_full_size(spec: dict, sizes: am.AudioMAESizes, table_cfg: dict):
     table = audio_mae_rules.mae_table(table_cfg)
     model = nnx.eval_shape(lambda: am.AudioMAE(sizes, rngs=nnx.Rngs(0)))
-    target = conversion.flat_arrays(nnx.state(model))
+    target = conversion.bridge_arrays(model)  # stacked towers seen one layer at a time, as the rules name them
     seen = set()
     for key, shape in spec.items():
         found = table.find(key)
@@ -208,3 +209,46 @@ def test_2d_masking_keeps_natural_order():
         np.testing.assert_array_equal(np.asarray(kept[b, :, 0]) - 48 * b, want)
         assert float(mask[b].sum()) == 48 - 9
         np.testing.assert_array_equal(np.asarray(mask[b]).reshape(8, 6)[rows_kept][:, cols_kept], 0)
+
+
+# -- stacked towers --------------------------------------------------------------------------------------------------------
+def test_stacked_decoder_matches_blocks_run_one_by_one():
+    """The decoder's one scan with a per-layer shift flag gives what its layers give run one at a time with a static
+    shift (even: no roll and no mask at all; odd: rolled and masked), in train mode (meta dropout, per-layer keys)."""
+    sizes = am.AudioMAESizes(img_h=128, img_w=64, embed_dim=32, depth=1, num_heads=2, decoder_dim=32,
+                             decoder_depth=5, meta_hidden=16)
+    model = am.AudioMAE(sizes, rngs=nnx.Rngs(0))
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, sizes.num_tokens, 32)), jnp.float32)
+    key = jax.random.key(1)
+
+    @nnx.jit
+    def one_by_one(model, x):
+        for i, k in enumerate(jax.random.split(key, sizes.decoder_depth)):
+            x = model.decoder_blocks.layer(i)(x, k, shifted=i % 2 == 1)
+        return x
+
+    got = nnx.jit(lambda m, x: m.run_decoder_blocks(x, key))(model, x)
+    assert any(model.decoder_blocks.layer(1).shift)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(one_by_one(model, x)), atol=TOL, rtol=TOL)
+
+
+def test_converted_checkpoint_stores_stacked_towers(tmp_path):
+    """convert output: encoder and decoder params stacked [depth, ...] under blocks/block and decoder_blocks/block;
+    reloaded it gives the same outputs; an output of the per-block layout (format_version 2) is refused."""
+    sd = ref.state_dict_numpy(_torch_mae(AUDIO, seed=2))
+    converted = conversion.convert_state_dict("audio_mae", sd, dict(SETS, img_h="128", img_w="64"))
+    out_dir = tmp_path / "conv"
+    conversion.save_converted(str(out_dir), converted)
+    _, _, state = conversion.load_converted(str(out_dir))
+    pure = state.to_pure_dict()
+    assert set(pure["blocks"]) == {"block"} and set(pure["decoder_blocks"]) == {"block"}
+    assert pure["blocks"]["block"]["attn"]["qkv"]["kernel"].shape == (AUDIO.depth, 32, 96)
+    assert pure["decoder_blocks"]["block"]["attn"]["tau"].shape == (AUDIO.decoder_depth, 16)
+    _, _, model = conversion.load_converted_model(str(out_dir))
+    x = np.random.default_rng(0).normal(size=(2, 1, 128, 64)).astype(np.float32)
+    np.testing.assert_array_equal(conversion.run_forward("audio_mae", model, {"fbank": x})["enc_tokens"],
+                                  conversion.run_forward("audio_mae", converted.model, {"fbank": x})["enc_tokens"])
+    meta_path = out_dir / conversion.CONFIG_FILE
+    meta_path.write_text(meta_path.read_text().replace('"format_version": 3', '"format_version": 2'))
+    with pytest.raises(ValueError, match="format_version 2, this imujax reads 3 for audio_mae"):
+        conversion.load_converted(str(out_dir))

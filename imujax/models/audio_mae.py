@@ -54,6 +54,7 @@ class AudioMAESizes:
     meta_dropout: float = 0.1       # inside the relative-bias MLP (training only)
     pos_grid_swapped: bool = True   # Audio-MAE builds its tables on a (W/p, H/p) grid; HIMU-MAE on (H/p, W/p)
     video_dim: int = 0              # width of a clip feature concatenated to every encoder token (HIMU: 1536)
+    remat: bool = False             # blocks keep only weight-matmul outputs for backward (`layers.LayerStack`)
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -140,29 +141,38 @@ def shift_mask(grid: tuple[int, int], window: tuple[int, int], shift: tuple[int,
 
 
 # -- blocks -------------------------------------------------------------------------------------------------------------
-def drop_path(x, rate: float, key: jax.Array | None):
-    """Stochastic depth: drop a sample's whole residual branch, rescale the kept ones (timm DropPath)."""
-    if key is None or rate == 0.0:
+def drop_path(x, keep_prob: jax.Array | None, key: jax.Array | None):
+    """Stochastic depth: drop a sample's whole residual branch with probability 1 - ``keep_prob`` (a float32 scalar,
+    possibly traced: a `layers.LayerStack` scans each layer's own), rescale the kept ones (timm DropPath). A keep
+    probability of 1 keeps every sample unscaled (x / 1 == x)."""
+    if key is None or keep_prob is None:
         return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, (x.shape[0],) + (1,) * (x.ndim - 1))
-    return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
+    keep = jax.random.bernoulli(key, keep_prob, (x.shape[0],) + (1,) * (x.ndim - 1))
+    return jnp.where(keep, x / jnp.asarray(keep_prob).astype(x.dtype), 0.0).astype(x.dtype)
+
+
+def drop_path_keep_probs(rate: float, depth: int) -> np.ndarray:
+    """Per-layer keep probabilities [depth] of timm's linearly growing stochastic-depth rule (0 .. ``rate``),
+    formed in float64 and rounded to float32 once."""
+    return (1.0 - np.linspace(0, rate, depth)).astype(np.float32)
 
 
 class ViTBlock(nnx.Module):
-    """timm-0.3.2 pre-norm ``Block``: x += attn(norm1 x); x += mlp(norm2 x)."""
+    """timm-0.3.2 pre-norm ``Block``: x += attn(norm1 x); x += mlp(norm2 x). The stochastic-depth keep probability
+    comes per call (each layer of a `layers.LayerStack` has its own); None: no drop path."""
 
-    def __init__(self, dim: int, num_heads: int, *, mlp_ratio: float, eps: float, drop_path: float = 0.0,
-                 dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(self, dim: int, num_heads: int, *, mlp_ratio: float, eps: float, dtype=jnp.float32,
+                 rngs: nnx.Rngs):
         self.norm1 = LayerNorm(dim, eps=eps, dtype=dtype, rngs=rngs)
         self.attn = Attention(dim, num_heads, qkv_bias=True, dtype=dtype, rngs=rngs)
         self.norm2 = LayerNorm(dim, eps=eps, dtype=dtype, rngs=rngs)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), dtype=dtype, rngs=rngs)
-        self.drop_path = drop_path
 
-    def __call__(self, x, key: jax.Array | None = None):
-        k1, k2 = (None, None) if key is None or not self.drop_path else jax.random.split(key)
-        x = x + drop_path(self.attn(self.norm1(x)), self.drop_path, k1)
-        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path, k2)
+    def __call__(self, x, key: jax.Array | None = None, keep_prob: jax.Array | None = None):
+        k1, k2 = (None, None) if key is None or keep_prob is None else jax.random.split(key)
+        x = layers.constrain_batch(x)
+        x = x + drop_path(self.attn(self.norm1(x)), keep_prob, k1)
+        return x + drop_path(self.mlp(self.norm2(x)), keep_prob, k2)
 
 
 class MetaMlp(nnx.Module):
@@ -190,8 +200,8 @@ class WindowAttention(nnx.Module):
         self.meta_mlp = MetaMlp(meta_hidden, num_heads, dropout=meta_dropout, rngs=rngs)
         self.tau = nnx.Param(layers.partitioned(layers.ones, ("heads",))(rngs.params(), (num_heads,), jnp.float32))
 
-    def __call__(self, x, mask: np.ndarray | None, key: jax.Array | None = None):
-        """x [B*nW, L, C] (windows of one image consecutive), mask [nW, L, L] or None."""
+    def __call__(self, x, mask: jax.Array | np.ndarray | None, key: jax.Array | None = None):
+        """x [B*nW, L, C] (windows of one image consecutive), mask [nW, L, L] (all zero: unshifted) or None."""
         q, k, v = einops.rearrange(self.qkv(x), "n l (three h d) -> three n h l d", three=3, h=self.num_heads)
         q32, k32 = q.astype(jnp.float32), k.astype(jnp.float32)
         norms = jnp.linalg.norm(q32, axis=-1)[..., :, None] * jnp.linalg.norm(k32, axis=-1)[..., None, :]
@@ -209,7 +219,12 @@ class WindowAttention(nnx.Module):
 
 
 class SwinBlock(nnx.Module):
-    """Swin-V2-Cr block, post-norm: x += norm1(window_attn(x)); x += norm2(mlp(x))."""
+    """Swin-V2-Cr block, post-norm: x += norm1(window_attn(x)); x += norm2(mlp(x)).
+
+    ``shift`` is the roll this block applies when it shifts; whether it does comes per call (``shifted``, a bool
+    that a `layers.LayerStack` scans: upstream's blocks alternate unshifted / shifted, and one stacked block type
+    serves both). ``shifted=True`` (a Python bool) is the static shifted block. An unshifted call through a block
+    that can shift selects the unrolled tokens and adds an all-zero mask: the same values as no roll and no mask."""
 
     def __init__(self, dim: int, num_heads: int, grid: tuple[int, int], window: tuple[int, int],
                  shift: tuple[int, int], *, mlp_ratio: float, eps: float, meta_hidden: int, meta_dropout: float,
@@ -224,19 +239,24 @@ class SwinBlock(nnx.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio), dtype=dtype, rngs=rngs)
         self.norm2 = LayerNorm(dim, eps=eps, dtype=dtype, rngs=rngs)
 
-    def window_attention(self, x, key):
+    def window_attention(self, x, key, shifted):
         b, _, c = x.shape
         x = x.reshape(b, *self.grid, c)
-        if any(self.shift):
-            x = jnp.roll(x, (-self.shift[0], -self.shift[1]), axis=(1, 2))
-        out = self.attn(partition_windows(x, self.window), shift_mask(self.grid, self.window, self.shift), key)
+        mask = None
+        if any(self.shift) and shifted is not False:
+            def when_shifted(rolled, plain):
+                return rolled if shifted is True else jnp.where(shifted, rolled, plain)
+            x = when_shifted(jnp.roll(x, (-self.shift[0], -self.shift[1]), axis=(1, 2)), x)
+            mask = when_shifted(jnp.asarray(shift_mask(self.grid, self.window, self.shift)), jnp.float32(0.0))
+        out = self.attn(partition_windows(x, self.window), mask, key)
         x = merge_windows(out, self.window, self.grid)
-        if any(self.shift):
-            x = jnp.roll(x, self.shift, axis=(1, 2))
+        if mask is not None:
+            x = when_shifted(jnp.roll(x, self.shift, axis=(1, 2)), x)
         return x.reshape(b, -1, c)
 
-    def __call__(self, x, key: jax.Array | None = None):
-        x = x + self.norm1(self.window_attention(x, key))
+    def __call__(self, x, key: jax.Array | None = None, shifted: bool | jax.Array = True):
+        x = layers.constrain_batch(x)
+        x = x + self.norm1(self.window_attention(x, key, shifted))
         return x + self.norm2(self.mlp(x))
 
 
@@ -285,9 +305,9 @@ class AudioViTEncoder(nnx.Module):
         normal = nnx.initializers.normal(0.02)
         self.cls_token = nnx.Param(layers.partitioned(normal, (None, None, "embed"))(rngs.params(), (1, 1, s.embed_dim)))
         self.pos_embed = FixedTable(jnp.asarray(position_table(s, s.embed_dim)))
-        rates = np.linspace(0, drop_path, s.depth) if drop_path else np.zeros(s.depth)
-        self.blocks = nnx.List([ViTBlock(s.embed_dim, s.num_heads, mlp_ratio=s.mlp_ratio, eps=s.norm_eps,
-                                         drop_path=float(r), dtype=dtype, rngs=rngs) for r in rates])
+        self.drop_path = drop_path
+        self.blocks = layers.LayerStack(lambda r: ViTBlock(s.embed_dim, s.num_heads, mlp_ratio=s.mlp_ratio,
+                                                           eps=s.norm_eps, dtype=dtype, rngs=r), s.depth, rngs=rngs)
 
     def embed_patches(self, images):
         """[B, C, H, W] -> tokens [B, L, D] + pos (no cls), row-major over the (H/p, W/p) grid."""
@@ -303,9 +323,13 @@ class AudioViTEncoder(nnx.Module):
         return jnp.concatenate([jnp.broadcast_to(cls, (tokens.shape[0], 1, tokens.shape[-1])), tokens], axis=1)
 
     def run_blocks(self, x, key: jax.Array | None = None):
-        keys = [None] * len(self.blocks) if key is None else list(jax.random.split(key, len(self.blocks)))
-        for blk, k in zip(self.blocks, keys):
-            x = blk(x, k)
+        """The ViT blocks as one scan; with ``key`` and a drop-path rate, layer i drops its residual branches with
+        timm's linearly growing rate (each layer its own key of ``split(key, depth)``)."""
+        per_layer = {}
+        if key is not None and self.drop_path:
+            per_layer = {"key": jax.random.split(key, self.sizes.depth),
+                         "keep_prob": jnp.asarray(drop_path_keep_probs(self.drop_path, self.sizes.depth))}
+        (x,) = self.blocks((x,), per_layer=per_layer, remat=self.sizes.remat)
         return x
 
 
@@ -321,15 +345,15 @@ class AudioMAE(AudioViTEncoder):
         self.mask_token = nnx.Param(layers.partitioned(normal, (None, None, "embed"))(rngs.params(),
                                                                                      (1, 1, s.decoder_dim)))
         self.decoder_pos_embed = FixedTable(jnp.asarray(position_table(s, s.decoder_dim)))
-        if s.decoder_mode == 1:
-            self.decoder_blocks = nnx.List([
-                SwinBlock(s.decoder_dim, s.decoder_heads, s.grid, s.window, (0, 0) if i % 2 == 0 else s.shift,
-                          mlp_ratio=s.mlp_ratio, eps=s.norm_eps, meta_hidden=s.meta_hidden,
-                          meta_dropout=s.meta_dropout, dtype=dtype, rngs=rngs) for i in range(s.decoder_depth)])
+        if s.decoder_mode == 1:  # every block built able to shift; the odd ones do (a scanned flag, `run_decoder_blocks`)
+            self.decoder_blocks = layers.LayerStack(
+                lambda r: SwinBlock(s.decoder_dim, s.decoder_heads, s.grid, s.window, s.shift, mlp_ratio=s.mlp_ratio,
+                                    eps=s.norm_eps, meta_hidden=s.meta_hidden, meta_dropout=s.meta_dropout,
+                                    dtype=dtype, rngs=r), s.decoder_depth, rngs=rngs)
         elif s.decoder_mode == 0:
-            self.decoder_blocks = nnx.List([
-                ViTBlock(s.decoder_dim, s.decoder_heads, mlp_ratio=s.mlp_ratio, eps=s.norm_eps, dtype=dtype, rngs=rngs)
-                for _ in range(s.decoder_depth)])
+            self.decoder_blocks = layers.LayerStack(
+                lambda r: ViTBlock(s.decoder_dim, s.decoder_heads, mlp_ratio=s.mlp_ratio, eps=s.norm_eps, dtype=dtype,
+                                   rngs=r), s.decoder_depth, rngs=rngs)
         else:
             raise ValueError(f"decoder_mode must be 0 (global) or 1 (shifted windows), got {s.decoder_mode}")
         self.decoder_norm = LayerNorm(s.decoder_dim, eps=s.norm_eps, dtype=dtype, rngs=rngs)
@@ -371,11 +395,21 @@ class AudioMAE(AudioViTEncoder):
         x = jnp.concatenate([x[:, :1], tokens], axis=1) + self.decoder_pos_embed[...].astype(x.dtype)
         if s.decoder_mode == 1:
             x = x[:, 1:]  # the windowed decoder runs on the token grid only
-        keys = [None] * len(self.decoder_blocks) if key is None else list(jax.random.split(key, len(self.decoder_blocks)))
-        for blk, k in zip(self.decoder_blocks, keys):
-            x = blk(x, k)
+        x = self.run_decoder_blocks(x, key)
         pred = self.decoder_pred(self.decoder_norm(x))
         return pred if s.decoder_mode == 1 else pred[:, 1:]
+
+    def run_decoder_blocks(self, x, key: jax.Array | None = None):
+        """The decoder blocks as one scan. Shifted-window blocks alternate unshifted (even i) and shifted (odd i), a
+        per-layer flag; ``key`` feeds block i's meta-MLP dropout with ``split(key, depth)[i]``."""
+        s = self.sizes
+        per_layer = {}
+        if s.decoder_mode == 1:
+            if key is not None:
+                per_layer["key"] = jax.random.split(key, s.decoder_depth)
+            per_layer["shifted"] = jnp.asarray(np.arange(s.decoder_depth) % 2 == 1)
+        (x,) = self.decoder_blocks((x,), per_layer=per_layer, remat=s.remat)
+        return x
 
     def __call__(self, images, noise: dict[str, jax.Array], *, video=None, mask_ratio: float = 0.8,
                  mask_row_ratio: float = 0.6, mask_col_ratio: float = 0.5, key: jax.Array | None = None):

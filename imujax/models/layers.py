@@ -250,18 +250,23 @@ class LayerStack(nnx.Module):
 
         self.block = make(rngs)
 
-    def __call__(self, streams: tuple[jax.Array, ...], *args, remat: bool = False) -> tuple[jax.Array, ...]:
-        """``for layer in layers: x = layer(x, *args)`` for every x in ``streams``; the streams share one scan, so
-        one read of each layer's weights and one accumulation of its gradients serve them all."""
+    def __call__(self, streams: tuple[jax.Array, ...], *args, per_layer: dict | None = None,
+                 remat: bool = False) -> tuple[jax.Array, ...]:
+        """``for i, layer in enumerate(layers): x = layer(x, *args, **{k: v[i] for k, v in per_layer.items()})`` for
+        every x in ``streams``; the streams share one scan, so one read of each layer's weights and one accumulation
+        of its gradients serve them all. ``per_layer`` holds arrays with a leading [depth] axis that the scan slices
+        next to the weights (a layer's dropout key, stochastic-depth rate, whether it shifts its windows)."""
         graphdef, stacked = nnx.split(self.block)
+        per_layer = dict(per_layer or {})
 
-        def body(hs, layer_state):
+        def body(hs, xs):
+            layer_state, layer_kwargs = xs
             block = nnx.merge(graphdef, layer_state)
-            return tuple(block(h, *args) for h in hs), None
+            return tuple(block(h, *args, **layer_kwargs) for h in hs), None
 
         if remat:
             body = jax.checkpoint(body, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
-        return jax.lax.scan(body, tuple(streams), stacked)[0]
+        return jax.lax.scan(body, tuple(streams), (stacked, per_layer))[0]
 
     def layer(self, i: int) -> nnx.Module:
         """Layer ``i`` as a stand-alone block (a copy of its weights)."""

@@ -25,7 +25,9 @@ from imujax.models.layers import LayerStack
 
 CONFIG_FILE = "imujax_convert.json"
 PARAMS_DIR = "params"
-FORMAT_VERSION = 2  # 2: LayerStack params stored stacked ([depth, ...] under <stack>/block)
+FORMAT_VERSION = 3  # 2: LayerStack params stored stacked ([depth, ...] under <stack>/block); 3: Audio-MAE too
+# The oldest format_version whose parameter layout a family still has (families not named: 2).
+LAYOUT_SINCE = {"audio_mae": 3, "audio_mae_vit": 3, "himu_mae": 3}
 
 
 # -- NNX state <-> flat numpy ------------------------------------------------------------------------------------------
@@ -166,9 +168,12 @@ def read_meta(ckpt_dir: str) -> dict:
     for field in ("model", "config"):
         if field not in meta:
             raise ValueError(f"{meta_path}: field {field!r} is missing")
-    if meta.get("format_version") != FORMAT_VERSION:
+    oldest = LAYOUT_SINCE.get(meta["model"], 2)
+    if meta.get("format_version") not in range(oldest, FORMAT_VERSION + 1):
+        readable = " or ".join(map(str, range(oldest, FORMAT_VERSION + 1)))
         raise ValueError(f"{meta_path}: format_version {meta.get('format_version')!r}, this imujax reads "
-                         f"{FORMAT_VERSION} (the parameter layout changed); convert the torch checkpoint again")
+                         f"{readable} for {meta['model']} (the parameter layout changed); convert the torch "
+                         f"checkpoint again")
     return meta
 
 

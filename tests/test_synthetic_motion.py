@@ -171,6 +171,37 @@ def test_sports_and_gym_primitives_hold_the_dsads_units_as_the_real_recordings_d
     assert np.median(list(angles.values())) < 15.0
 
 
+def test_sp_sw_har_phone_orientations_and_watch_match_the_real_executions():
+    """sp_sw_har's Android phone sits in the front trouser pocket in the orientation executions_info.csv names (one
+    mount variant per clip in the corpus), its watch on the left wrist: seated and walking, the simulated mean
+    reading of each lies within 35 deg of the real executions' mean for that orientation (subjects s01-s03). Seated,
+    the phone lies on the front-outer side of the thigh and the watch faces up (hands on the lap)."""
+    import glob
+    from data_builders.sp_sw_har import parsing as sp
+    root = os.path.join(SHARED, "sp_sw_har")
+    orientation = sp.read_execution_orientations(root)
+    names = ("back", "back_inv", "front", "front_inv")  # the order of PLACEMENTS["phone"].variants
+    real = {}
+    for device in ("sp", "sw"):
+        for path in sorted(glob.glob(os.path.join(root, "s*", f"s*_{device}.csv"))):
+            recording = sp.read_device_csv(path)
+            key = "watch" if device == "sw" else orientation[os.path.basename(path)[:6]]
+            for label in ("SEATED", "WALKING"):
+                rows = recording.labels == sp.LABELS.index(label)
+                real.setdefault((key, label), []).append(recording.values[rows, :3].mean(0))
+    batch = _batch(["sit"] * 6 + ["walk"] * 6, seed=4)
+    t = np.ascontiguousarray(np.broadcast_to(np.arange(0.0, DURATION, 0.04), (12, int(DURATION / 0.04))))
+    angles = {}
+    for (key, label), means in real.items():
+        variants = {} if key == "watch" else {"phone": np.full(12, names.index(key))}
+        placement = "watch" if key == "watch" else "phone"
+        acc = corpus.ideal_imu(batch, t, {placement: se.DATASET_PLACEMENTS["sp_sw_har"][placement]}, variants)[placement][0]
+        simulated, measured = acc[:6].mean((0, 1)) if label == "SEATED" else acc[6:].mean((0, 1)), np.mean(means, 0)
+        cosine = simulated @ measured / np.linalg.norm(simulated) / np.linalg.norm(measured)
+        angles[(key, label)] = np.degrees(np.arccos(np.clip(cosine, -1, 1)))
+    assert {k for k, _ in angles} >= {"watch", "back", "back_inv"}
+    assert max(angles.values()) < 35.0, {k: round(a) for k, a in angles.items()}
+
 def test_elevator_rides_accelerate_the_body_vertically():
     """The car's vertical speed fades in and out with the held lead-in and lead-out: where it changes, a person
     standing still in the car feels g plus the car's acceleration (peak 0.2-2.5 m/s², as lifts do) at the waist, and

@@ -31,9 +31,10 @@ def _adverbs(activity: str, speed: float, amplitude: float) -> str:
     return " and ".join(words)
 
 
-def sample_clip(rng: np.random.Generator, person: Person, duration: float, activity: str | None = None) -> Clip:
-    """Draw the main primitive (uniform over ACTIVITIES unless given) and what comes before and after it."""
-    activity = activity or ACTIVITIES[rng.integers(len(ACTIVITIES))]
+def sample_clip(rng: np.random.Generator, person: Person, duration: float, activity: str | None = None,
+                pool: tuple[str, ...] = ACTIVITIES) -> Clip:
+    """Draw the main primitive (uniform over `pool` unless given) and what comes before and after it."""
+    activity = activity or pool[rng.integers(len(pool))]
     speed, amplitude = rng.uniform(0.8, 1.25), rng.uniform(0.7, 1.3)
     draw = primitives.SAMPLERS[activity](rng, person, speed)
     main = draw.segments

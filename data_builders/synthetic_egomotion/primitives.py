@@ -81,6 +81,7 @@ def sit(rng, person: Person, activity="sit", phrase="sits still") -> Segment:
     _both(seg, "knee_flex", PI / 2 + rng.uniform(-0.2, 0.2))
     _both(seg, "shoulder_flex", rng.uniform(0.2, 0.5))
     _both(seg, "elbow_flex", rng.uniform(0.6, 1.0))
+    _both(seg, "forearm_pro", -rng.uniform(0.6, 1.6))  # hands on the lap, about palms down (negative: pronation)
     seg.set("neck_flex", rng.uniform(0.0, 0.3))
     return seg
 

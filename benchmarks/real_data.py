@@ -20,9 +20,16 @@ train / 5-6 test, DSADS p1-p6 / p7-p8, MotionSense subjects 1-7 / 8-10, sp_sw_ha
      scratch (recipe `plain`), same steps; each picks its learning rate from a small grid on a validation split of
      the training subjects (`configs/imu_simclr.py` FINETUNE), then trains on all training subjects
 
+With --synthetic (issue 26, the articulated corpus `synthetic_egomotion/motion_realsets`, labels never used):
+  g  the probe on the encoder pretrained on the synthetic corpus only (`configs/imu_simclr.py:synthetic`; one
+     encoder for every set)
+  h  ... on the synthetic corpus and this set's training subjects in one mixture (`synthetic_own:<set>`)
+  i  ... on the synthetic corpus, then this set's training subjects (`own:<set>` initialised from g's encoder,
+     `--config.init_from=<workdir>/synthetic:latest`; same steps again)
+
 Every method sees the same input: the acc + gyro channels of every sensor of the set (DSADS: 5 units, no
 magnetometer). The encoder takes one 6-channel sensor; a multi-sensor window's embedding is the concatenation of its
-sensors' embeddings. Pretraining (d, e) runs through the project's loop (`python -m imujax.main`); the rest is done
+sensors' embeddings. Pretraining (d, e, g, h, i) runs through the project's loop (`python -m imujax.main`); the rest is done
 here. Metrics: accuracy and macro-F1 on the test subjects, per window (HAPT, DSADS, sp_sw_har: their protocols
 classify windows/segments) or one prediction per recording (MotionSense trials: majority vote of the window
 predictions). Writes <workdir>/real_data.json and prints the table.
@@ -300,8 +307,9 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]) -> 
 
 
 def pretrain(variant: str, workdir: str, data_dir: str, raw_root: str, steps: int,
-             overrides: tuple[str, ...] = ()) -> float:
-    """`python -m imujax.main` on one recipe variant (skipped when the run already finished); wall seconds."""
+             overrides: tuple[str, ...] = (), extra: tuple[str, ...] = ()) -> float:
+    """`python -m imujax.main` on one recipe variant (skipped when the run already finished), with the run's
+    `--override` settings and `extra` flags; wall seconds."""
     if os.path.isdir(os.path.join(workdir, "checkpoints", str(steps))):
         return 0.0
     start = time.time()
@@ -310,6 +318,7 @@ def pretrain(variant: str, workdir: str, data_dir: str, raw_root: str, steps: in
            f"--config.checkpoint.every_steps={steps}"]
     cmd += [f"--config.data.manual_dirs.{s}={os.path.join(raw_root, s)}" for s in imu_simclr.REAL_SETS]
     cmd += [f"--config.{item}" for item in overrides]
+    cmd += list(extra)
     subprocess.run(cmd, check=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return time.time() - start
 
@@ -368,6 +377,15 @@ def run_set(name: str, args) -> dict:
         timed["pretrain_synthetic_own_s"] = round(
             pretrain(f"synthetic_own:{name}", mixed_dir, data_dir, args.raw_root, args.steps, args.override), 1)
         record("h_probe_synthetic_own", lambda: probe(encoder(config, mixed_dir)))
+    if args.synthetic and want("i"):  # in sequence: the synthetic encoder (g), then this set's unlabelled data
+        synthetic_dir = os.path.join(args.workdir, "synthetic")
+        seconds = pretrain("synthetic", synthetic_dir, data_dir, args.raw_root, args.steps, args.override)
+        timed["pretrain_synthetic_s"] = round(timed.get("pretrain_synthetic_s", 0.0) + seconds, 1)
+        then_dir = os.path.join(args.workdir, f"synthetic_then_own_{name}")
+        timed["pretrain_synthetic_then_own_s"] = round(pretrain(
+            f"own:{name}", then_dir, data_dir, args.raw_root, args.steps, args.override,
+            extra=(f"--config.init_from={synthetic_dir}:latest",)), 1)
+        record("i_probe_synthetic_then_own", lambda: probe(encoder(config, then_dir)))
     return dict(rows=rows, pretrain_seconds=timed, train_windows=len(train["y"]), test_windows=len(test["y"]),
                 per_recording=per_rec)
 
@@ -384,8 +402,9 @@ def main() -> None:
                         "FINETUNE); its lr is chosen on a validation split of the training subjects")
     parser.add_argument("--ft_scratch_recipe", default="plain", help="fine-tune recipe from scratch (lr chosen "
                         "the same way)")
-    parser.add_argument("--synthetic", action="store_true", help="add rows g, h: pretraining on the synthetic "
-                        "corpus (synthetic_egomotion/motion_realsets) alone and with the set's unlabelled data")
+    parser.add_argument("--synthetic", action="store_true", help="add rows g, h, i: pretraining on the synthetic "
+                        "corpus (synthetic_egomotion/motion_realsets) alone, mixed with the set's unlabelled data, "
+                        "and followed by it")
     parser.add_argument("--skip", default="", help="comma-separated rows to leave out, e.g. b,e,f (e, f: no transfer "
                         "pretraining) or whole keys, e.g. f_finetune_scratch")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",

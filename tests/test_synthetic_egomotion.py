@@ -23,7 +23,7 @@ def _records(data_dir, split):
 
 
 def _shards(data_dir, split):
-    version_dir = os.path.join(str(data_dir), "synthetic_egomotion", "tiny", "1.0.0")
+    version_dir = os.path.join(str(data_dir), "synthetic_egomotion", "tiny", str(se.Builder.VERSION))
     return sorted(glob.glob(os.path.join(version_dir, f"synthetic_egomotion-{split}.array_record-*")))
 
 

@@ -1,7 +1,7 @@
 """Synthetic egomotion dataset: head-camera video synchronised with body-worn IMUs.
 
 Configs `default`/`tiny`: 8 locomotion activities, five IMU slots. Configs `motion_*`: the articulated motion
-corpus (32 activities, IMUs at any placement, sensor error models, text per clip; see corpus.py).
+corpus (40 activities, IMUs at any placement, sensor error models, text per clip; see corpus.py).
 Build with `python -m data_builders.synthetic_egomotion --data_dir=DIR [--config=tiny]` or `build(DIR)`;
 read with `tfds.data_source("synthetic_egomotion/default", data_dir=DIR, split="train")`.
 """

@@ -31,9 +31,10 @@ def _adverbs(activity: str, speed: float, amplitude: float) -> str:
     return " and ".join(words)
 
 
-def sample_clip(rng: np.random.Generator, person: Person, duration: float, activity: str | None = None) -> Clip:
-    """Draw the main primitive (uniform over ACTIVITIES unless given) and what comes before and after it."""
-    activity = activity or ACTIVITIES[rng.integers(len(ACTIVITIES))]
+def sample_clip(rng: np.random.Generator, person: Person, duration: float, activity: str | None = None,
+                pool: tuple[str, ...] = ACTIVITIES) -> Clip:
+    """Draw the main primitive (uniform over `pool` unless given) and what comes before and after it."""
+    activity = activity or pool[rng.integers(len(pool))]
     speed, amplitude = rng.uniform(0.8, 1.25), rng.uniform(0.7, 1.3)
     draw = primitives.SAMPLERS[activity](rng, person, speed)
     main = draw.segments
@@ -46,26 +47,27 @@ def sample_clip(rng: np.random.Generator, person: Person, duration: float, activ
         phrase += f" with the {'left' if left else 'right'} hand"
     adverbs = _adverbs(activity, speed, amplitude)
     phrase = f"{phrase} {adverbs}".strip()
-    if draw.posture == "sit" and activity not in ("sit", "sit_down", "sit_up", "type"):
+    if draw.posture == "sit" and not draw.hold and activity not in ("sit", "sit_down", "sit_up", "type"):
         phrase += " while sitting"
     phrases = [phrase]
+    ride = main[0].climb != 0.0  # an elevator: its start and stop are the cross-fades, so they are long and likely
     if draw.transition:
         segments, centre, width = main, [rng.uniform(0.35, 0.65) * duration], [rng.uniform(1.0, 2.5)]
     else:
         segments, centre, width = list(main), [], []
-        lead = activity == "turn" or rng.uniform() < 0.4
+        lead = activity == "turn" or rng.uniform() < (0.7 if ride else 0.4)
         if lead:  # turning happens during the cross-fade into the turn segment
-            before = _neighbour(rng, person, draw.posture, speed, main[0])
+            before = _neighbour(rng, person, draw, speed, main[0])
             segments.insert(0, before)
             phrases.insert(0, before.phrase)
             centre.append(rng.uniform(0.15, 0.3) * duration)
-            width.append(rng.uniform(1.5, 3.0) if activity == "turn" else rng.uniform(0.5, 1.5))
-        if rng.uniform() < 0.3:
-            after = _neighbour(rng, person, draw.posture, speed, main[-1])
+            width.append(rng.uniform(1.5, 3.0) if activity == "turn" or ride else rng.uniform(0.5, 1.5))
+        if rng.uniform() < (0.5 if ride else 0.3):
+            after = _neighbour(rng, person, draw, speed, main[-1])
             segments.append(after)
             phrases.append(after.phrase)
             centre.append(rng.uniform(0.75, 0.85) * duration)
-            width.append(rng.uniform(0.5, 1.5))
+            width.append(rng.uniform(1.5, 3.0) if ride else rng.uniform(0.5, 1.5))
     while len(segments) < K:  # an identical segment never fading in changes nothing
         segments.append(segments[-1])
         centre.append(duration + 10.0)
@@ -74,13 +76,18 @@ def sample_clip(rng: np.random.Generator, person: Person, duration: float, activ
     return Clip(activity, segments, np.array(centre), np.array(width), text)
 
 
-def _neighbour(rng: np.random.Generator, person: Person, posture: str, speed: float, main: Segment) -> Segment:
+def _neighbour(rng: np.random.Generator, person: Person, draw: primitives.Draw, speed: float,
+               main: Segment) -> Segment:
     """A lead-in or lead-out compatible with the main primitive's posture: idle in it, or walking when standing.
-    On the floor (lying, push-ups) it is the main pose held still, so the body does not roll over in a second."""
+    On the floor (lying, push-ups), on a machine or in an elevator it is the main pose held still (no travel, no
+    climb), so the body does not roll over in a second or teleport off the bike."""
+    posture = draw.posture
+    if posture == "lie" or draw.hold:
+        phrase = "rests on the floor" if posture == "lie" else draw.hold
+        return dataclasses.replace(main, activity=posture, phrase=phrase, amp=np.zeros_like(main.amp), speed=0.0,
+                                   climb=0.0, turn=0.0)
     if posture == "stand" and rng.uniform() < 0.5:
         return primitives.walk(rng, person, speed).segments[0]
-    if posture == "lie":
-        return dataclasses.replace(main, activity="lie", phrase="rests on the floor", amp=np.zeros_like(main.amp))
     return primitives.POSTURES[posture](rng, person)
 
 
@@ -101,7 +108,7 @@ def stack(rng: np.random.Generator, clips: list[Clip], start_heading: np.ndarray
             mean=field("mean"), amp_sin=amp * np.cos(phase), amp_cos=amp * np.sin(phase), freq=field("freq"),
             theta0=u(0, 2 * np.pi), fm_depth=u(0.0, 0.1), fm_rate=u(0.05, 0.3), fm_phase=u(0, 2 * np.pi),
             env_depth=u(0.0, 0.2), env_rate=u(0.05, 0.3), env_phase=u(0, 2 * np.pi),
-            speed=field("speed"), slope=field("slope"), heading=heading,
+            speed=field("speed"), slope=field("slope"), climb=field("climb"), heading=heading,
             centre=np.stack([c.centre for c in clips]), width=np.stack([c.width for c in clips]),
             fidget_freq=rng.uniform(0.1, 0.4, size=(b, F)),
             fidget_sin=fidget * np.cos(fidget_phase), fidget_cos=fidget * np.sin(fidget_phase))

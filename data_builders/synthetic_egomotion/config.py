@@ -93,6 +93,7 @@ class MotionCorpusConfig(_Clips, tfds.core.BuilderConfig):
     clip_seconds: float = 10.0
     imu_rate_hz: float = 50.0
     placements: tuple[str, ...] = ("left_wrist", "right_wrist", "waist", "right_pocket", "chest", "head")
+    activities: tuple[str, ...] = ()  # the main primitives clips draw from (uniformly); empty: every primitive
     sensor_errors: str = "realistic"  # or "ideal"
     video_fps: float = 0.0  # 0: no video
     frame_size: int = 32
@@ -102,12 +103,13 @@ class MotionCorpusConfig(_Clips, tfds.core.BuilderConfig):
     num_shards: int = 4
 
     def __post_init__(self):
-        from . import sensors  # late: sensors imports numpy only, config stays importable first
+        from . import primitives, sensors  # late: they import numpy only, config stays importable first
         checks = {
                 "num_train_clips": self.num_train_clips >= 1, "num_test_clips": self.num_test_clips >= 1,
                 "num_train_subjects": self.num_train_subjects >= 1, "num_test_subjects": self.num_test_subjects >= 1,
                 "clip_seconds": self.clip_seconds > 0, "imu_rate_hz": self.imu_rate_hz > 0,
                 "placements": len(self.placements) > 0 and all(p in sensors.PLACEMENTS for p in self.placements),
+                "activities": all(a in primitives.ACTIVITIES for a in self.activities),
                 "sensor_errors": self.sensor_errors in ("realistic", "ideal"), "video_fps": self.video_fps >= 0,
                 "frame_size": self.frame_size >= 8, "depth": not self.depth or self.video_fps > 0,
                 "chunk_size": self.chunk_size >= 1, "num_shards": self.num_shards >= 1,
@@ -141,13 +143,22 @@ MOTION_VIDEO_TINY = MotionCorpusConfig(
 MOTION_SMALL = MotionCorpusConfig(
         name="motion_small", description="Articulated corpus: 20k train / 2k test clips of 10 s (about 61 h of IMU).",
         num_train_clips=20_000, num_test_clips=2_000, num_shards=16)
+# The primitives whose kind of movement HAPT, MotionSense and DSADS record: every one but the arm and hand actions
+# (reach, wave, clap, throw, drawing, eating, drinking, brushing teeth, typing, combing), which none of them has.
+REALSET_ACTIVITIES = (
+        "walk", "run", "jog_in_place", "stairs_up", "stairs_down", "walk_uphill", "walk_downhill", "turn", "stand", "sit",
+        "lie", "sit_down", "stand_up", "lie_down", "sit_up", "get_up", "jump", "jumping_jacks", "squat", "lunge",
+        "push_up", "cycle_upright", "cycle_recumbent", "row", "stepper", "cross_trainer", "dribble", "elevator",
+        "treadmill")
 MOTION_REALSETS = MotionCorpusConfig(
         name="motion_realsets",
-        description="Articulated corpus with the sensors of HAPT, MotionSense and DSADS (placement, axes, sign, channel "
-                    "names): 20k train / 2k test clips of 2 s at 50 Hz (about 11 h of IMU).",
+        description="Articulated corpus with the sensors of HAPT, MotionSense, DSADS and sp_sw_har (placement, axes, "
+                    "sign, channel names) and the kinds of movement they record (no arm-only gestures): 20k train / 2k "
+                    "test clips of 2 s at 50 Hz (about 11 h of IMU).",
         num_train_clips=20_000, num_test_clips=2_000, num_train_subjects=500, num_test_subjects=50,
-        clip_seconds=2.0, placements=("waist", "pocket", "torso", "right_arm", "left_arm", "right_leg", "left_leg", "head"),
-        chunk_size=256, num_shards=16)
+        clip_seconds=2.0, placements=("waist", "pocket", "torso", "right_arm", "left_arm", "right_leg", "left_leg", "head",
+                                      "phone", "watch"),
+        activities=REALSET_ACTIVITIES, chunk_size=256, num_shards=16)
 MOTION_1M = MotionCorpusConfig(
         name="motion_1m", description="Articulated corpus: 1M train / 10k test clips of 10 s (about 2,800 h of IMU).",
         num_train_clips=1_000_000, num_test_clips=10_000, num_train_subjects=10_000, num_test_subjects=1_000,

@@ -44,13 +44,15 @@ def person(bodies: body_lib.Body, i: int) -> Person:
 
 
 def sample_batch(seed: int, split: str, chunk: int, size: int, subjects: range, duration: float,
-                 activities: list[str | None] | None = None) -> tuple[Batch, np.random.Generator]:
-    """Subjects, bodies and motion programs of one chunk, and the chunk's random stream for what follows."""
+                 activities: list[str | None] | None = None,
+                 pool: tuple[str, ...] = ACTIVITIES) -> tuple[Batch, np.random.Generator]:
+    """Subjects, bodies and motion programs of one chunk, and the chunk's random stream for what follows; a clip's
+    main primitive is activities[i], or drawn uniformly from `pool`."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2, SPLIT_IDS[split], chunk]))
     ids = rng.integers(subjects.start, subjects.stop, size=size)
     bodies = subject_body(seed, ids)
     activities = activities or [None] * size
-    clips = [composition.sample_clip(rng, person(bodies, i), duration, activities[i]) for i in range(size)]
+    clips = [composition.sample_clip(rng, person(bodies, i), duration, activities[i], pool) for i in range(size)]
     program = composition.stack(rng, clips, rng.uniform(0, 2 * np.pi, size=size))
     return Batch(clips, ids, program, bodies, np.zeros((size, 0))), rng
 
@@ -67,13 +69,18 @@ def segment_frames(batch: Batch, times: np.ndarray) -> dict[str, body_lib.Frame]
     return body_lib.skeleton(dofs, root, Angle(*flat(trajectory.heading)), lengths, hip)
 
 
-def ideal_imu(batch: Batch, times: np.ndarray, placements: dict[str, sensors.Placement]) -> dict[str, tuple]:
-    """placement name -> (acc, gyro) [B, T, 3] of ideal sensors."""
+def ideal_imu(batch: Batch, times: np.ndarray, placements: dict[str, sensors.Placement],
+              variants: dict[str, np.ndarray] | None = None) -> dict[str, tuple]:
+    """placement name -> (acc, gyro) [B, T, 3] of ideal sensors; variants: placement name -> [B] index of the mount
+    variant each clip uses (placements with variants not named here use their default mount)."""
     frames = segment_frames(batch, times)
     lengths = {k: np.repeat(v, times.shape[1]) for k, v in batch.bodies.lengths.items()}
     out = {}
     for name, placement in placements.items():
-        frame = sensors.sensor_frame(frames[placement.segment], placement, lengths)
+        mount = None
+        if variants and name in variants:
+            mount = np.repeat(np.stack(placement.variants, axis=-1)[:, :, variants[name]], times.shape[1], axis=-1)
+        frame = sensors.sensor_frame(frames[placement.segment], placement, lengths, mount)
         acc, gyro = sensors.ideal_readings(frame, placement.sign)
         out[name] = tuple(x.T.reshape(times.shape + (3,)) for x in (acc, gyro))
     return out
@@ -90,10 +97,13 @@ def generate(config, split: str, chunk: int) -> list[tuple[str, dict]]:
                          f"chunks 0..{config.num_chunks(split) - 1} of {config.chunk_size} clips)")
     first = chunk * config.chunk_size
     size = min(config.chunk_size, config.split_clips(split) - first)
-    batch, rng = sample_batch(config.seed, split, chunk, size, config.subjects(split), config.clip_seconds)
+    batch, rng = sample_batch(config.seed, split, chunk, size, config.subjects(split), config.clip_seconds,
+                              pool=config.activities or ACTIVITIES)
     model = config.error_model
     times = sensors.sample_times(rng, model, size, config.num_imu_samples, config.imu_rate_hz)
-    readings = ideal_imu(batch, times, {p: sensors.PLACEMENTS[p] for p in config.placements})
+    placements = {p: sensors.PLACEMENTS[p] for p in config.placements}
+    variants = {p: rng.integers(len(pl.variants), size=size) for p, pl in placements.items() if pl.variants}
+    readings = ideal_imu(batch, times, placements, variants)
     imu = np.concatenate([sensors.apply_errors(rng, model, acc, gyro, config.imu_rate_hz)
                           for acc, gyro in readings.values()], axis=-1)
     weights = motion_program.segment_weights(batch.program, times)[0][0]  # [B, K, T]

@@ -3,8 +3,9 @@
 A segment holds, for every degree of freedom d, a mean posture and up to H harmonics of one fundamental
 frequency: q_d = mean_d + env(t) sum_h A_hd sin(h theta(t) + phi_hd). The phase theta is frequency modulated
 (smooth speed variation) and env is a slow amplitude modulation. Consecutive segments cross-fade with
-minimum-jerk weights, which also makes posture transitions (stand -> sit, sit -> lie, ...) smooth. Root travel is
-the exact integral of the weighted segment speeds, so positions, velocities and accelerations are all
+minimum-jerk weights, which also makes posture transitions (stand -> sit, sit -> lie, ...) smooth, and gives an
+elevator ride its start and stop (a segment's vertical `climb` speed fading in and out). Root travel is the exact
+integral of the weighted segment speeds, so positions, velocities and accelerations are all
 closed-form. Jets here are arrays with a leading axis of 3: (value, d/dt, d2/dt2).
 """
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Segment:
     speed: float = 0.0
     slope: float = 0.0  # rise per metre travelled
     turn: float = 0.0  # heading change on entering this segment
+    climb: float = 0.0  # vertical speed without travel (an elevator ride), m/s
 
     def set(self, dof: str, mean: float | None = None, *harmonics: tuple[int, float, float]) -> Segment:
         """Set a DOF's mean and/or harmonics given as (h, amplitude, phase) with h = 1..H."""
@@ -60,6 +62,7 @@ class Program:
     env_phase: np.ndarray  # [B, K]
     speed: np.ndarray  # [B, K]
     slope: np.ndarray  # [B, K]
+    climb: np.ndarray  # [B, K] vertical speed independent of travel, m/s
     heading: np.ndarray  # [B, K] absolute heading of each segment
     centre: np.ndarray  # [B, K - 1] cross-fade centres, s
     width: np.ndarray  # [B, K - 1] cross-fade durations, s
@@ -144,7 +147,7 @@ def evaluate(p: Program, t: np.ndarray) -> Trajectory:
     unit = np.zeros((3, b, f, t.shape[1]))
     unit[0] = 1.0
     dofs = dofs + _harmonic_sum(t, p.fidget_freq, zeros, zeros, zeros + 1.0, zeros, unit, p.fidget_sin, p.fidget_cos)
-    direction = np.stack([np.cos(p.heading), np.sin(p.heading), p.slope]) * p.speed  # [3, B, K]
+    direction = np.stack([np.cos(p.heading) * p.speed, np.sin(p.heading) * p.speed, p.slope * p.speed + p.climb])
     root = np.einsum("jbkt,xbk->jxbt", integrals, direction)
     heading = np.einsum("jbkt,bk->jbt", weights, p.heading)
     return Trajectory(dofs, root, heading, weights[0])

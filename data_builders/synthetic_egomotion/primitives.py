@@ -1,4 +1,5 @@
-"""Parametric motion primitives (gait, postures and transitions, arm actions, exercises) and their text.
+"""Parametric motion primitives (gait, postures and transitions, arm actions, exercises, gym machines and sports)
+and their text.
 
 Each sampler draws one primitive for one person with random speed, amplitude, handedness, phase and style, and
 returns the segments it is made of. Joint conventions are those of `body` (flexion forward is positive; for the
@@ -33,6 +34,7 @@ class Draw:
     segments: list[Segment]
     posture: str  # "stand", "sit" or "lie": which idle segments may come before and after
     transition: bool = False  # the segments are the two postures of a transition (cross-fade in the middle)
+    hold: str = ""  # if set, lead-ins and lead-outs hold the main pose still (on a machine, in an elevator): their phrase
 
 
 def _blank(activity: str, phrase: str) -> Segment:
@@ -79,6 +81,7 @@ def sit(rng, person: Person, activity="sit", phrase="sits still") -> Segment:
     _both(seg, "knee_flex", PI / 2 + rng.uniform(-0.2, 0.2))
     _both(seg, "shoulder_flex", rng.uniform(0.2, 0.5))
     _both(seg, "elbow_flex", rng.uniform(0.6, 1.0))
+    _both(seg, "forearm_pro", -rng.uniform(0.6, 1.6))  # hands on the lap, about palms down (negative: pronation)
     seg.set("neck_flex", rng.uniform(0.0, 0.3))
     return seg
 
@@ -347,6 +350,187 @@ def push_up(rng, person, s):
     return Draw([seg], "lie")
 
 
+# ---------------------------------------------------------------- gym machines, ball sports, elevator, treadmill
+
+
+def _phasor(*terms: tuple[float, float]) -> tuple[float, float]:
+    """sum_i a_i sin(theta + p_i) as one (amplitude, phase): for DOFs that combine movements with different timing."""
+    z = sum(a * np.exp(1j * p) for a, p in terms)
+    return float(abs(z)), float(np.angle(z))
+
+
+def _quiet(seg: Segment, *dofs: str) -> Segment:
+    """Remove every harmonic of these DOFs (a limb that holds on while the rest moves)."""
+    for dof in dofs:
+        seg.amp[:, DOF_INDEX[dof]] = 0.0
+    return seg
+
+
+def _cycle(rng, person, s, recumbent: bool):
+    """Pedalling an exercise bike: the feet on cranks turning at the fundamental, legs in antiphase, hip and knee
+    flexion greatest near the top of the pedal circle; seated upright and leaning on the handlebars, or reclined on a
+    recumbent ("horizontal") bike with the legs pedalling forward."""
+    activity = "cycle_recumbent" if recumbent else "cycle_upright"
+    seg = _blank(activity, "pedals a recumbent exercise bike" if recumbent else "pedals an upright exercise bike")
+    seg.freq = rng.uniform(0.8, 1.5) * s  # 50-90 rpm
+    if recumbent:
+        pitch, chest = -rng.uniform(0.05, 0.6), rng.uniform(0.0, 0.15)  # on the seat's back rest
+        thigh, knee = rng.uniform(1.2, 1.5), rng.uniform(0.9, 1.2)  # thighs point forward, about horizontal
+        seg.set("pelvis_z", rng.uniform(0.45, 0.6) - person.hip_height).set("pelvis_x", -0.15 * person.height)
+        arm, elbow = rng.uniform(0.1, 0.5), rng.uniform(0.9, 1.5)  # hands on the seat grips
+    else:
+        pitch, chest = rng.uniform(0.05, 0.3), rng.uniform(0.0, 0.3)  # leaning forward onto the handlebars
+        thigh, knee = rng.uniform(0.6, 1.0), rng.uniform(1.0, 1.3)
+        seg.set("pelvis_z", -rng.uniform(0.03, 0.15))
+        arm, elbow = rng.uniform(0.8, 1.3), rng.uniform(0.2, 0.6)
+    seg.set("pelvis_pitch", pitch).set("lumbar_flex", chest).set("neck_flex", -0.6 * (pitch + chest) + rng.uniform(0, 0.3))
+    thigh_amp = rng.uniform(0.3, 0.45)
+    _both(seg, "hip_flex", thigh + pitch, (1, thigh_amp, 0.0), antiphase=True)  # thigh angle in the world + pelvis pitch
+    _both(seg, "knee_flex", knee, (1, 1.6 * thigh_amp, -0.3), antiphase=True)
+    _both(seg, "ankle_flex", 0.1, (1, rng.uniform(0.1, 0.25), 1.2), antiphase=True)
+    _both(seg, "shoulder_flex", arm + pitch + chest, (2, 0.02, 0.0))  # arm angle in the world + trunk pitch
+    _both(seg, "elbow_flex", elbow)
+    _both(seg, "forearm_pro", rng.uniform(0.4, 1.3))  # hands on the grips
+    seg.set("pelvis_roll", 0.0, (1, rng.uniform(0.01, 0.04), PI / 2)).set("pelvis_z", None, (2, 0.004, 0.0))
+    return Draw([seg], "sit", hold="sits on the bike")
+
+
+def row(rng, person, s):
+    """A rowing machine: with sin(theta) = 1 at the catch (seat forward, knees to the chest, trunk forward, arms long)
+    and -1 at the finish (legs straight, trunk back, handle at the chest); the trunk follows the legs and the arms
+    follow the trunk. The seat slides along the rail."""
+    seg = _blank("row", "rows on a rowing machine")
+    seg.freq = rng.uniform(0.35, 0.6) * s  # 21-36 strokes per minute
+    travel = rng.uniform(0.2, 0.35)
+    seg.set("pelvis_z", rng.uniform(0.3, 0.45) - person.hip_height)
+    seg.set("pelvis_x", -0.2 * person.height, (1, travel, 0.0), (2, 0.15 * travel, PI / 2))  # drive faster than recovery
+    swing, lag_trunk, lag_arm = rng.uniform(0.3, 0.45), -rng.uniform(0.2, 0.5), -rng.uniform(0.6, 1.0)
+    pitch = -rng.uniform(0.1, 0.35)  # on average the trunk leans back a little (DSADS rowing: chest unit)
+    seg.set("pelvis_pitch", pitch, (1, swing, lag_trunk)).set("lumbar_flex", 0.1, (1, 0.3 * swing, lag_trunk))
+    trunk = (1.3 * swing, lag_trunk)  # chest pitch harmonic
+    thigh = (rng.uniform(0.3, 0.45), 0.0)  # thigh angle in the world: about 1.4 rad at the finish, 2.2 at the catch
+    _both(seg, "hip_flex", rng.uniform(1.6, 1.85) + pitch, (1, *_phasor(thigh, (swing, lag_trunk))))  # thigh in the world + pelvis pitch
+    _both(seg, "knee_flex", 1.1, (1, rng.uniform(0.8, 0.95), 0.0))
+    _both(seg, "ankle_flex", 0.2, (1, 0.3, 0.0))
+    arm = (rng.uniform(0.8, 1.0), lag_arm)  # upper arm in the world: forward at the catch, back at the finish
+    _both(seg, "shoulder_flex", 0.4 + pitch + 0.1, (1, *_phasor(arm, trunk)))
+    _both(seg, "elbow_flex", 1.05, (1, -rng.uniform(0.8, 0.95), lag_arm))
+    _both(seg, "forearm_pro", 1.2)
+    _both(seg, "shoulder_abd", 0.15, (1, 0.1, lag_arm + PI))
+    seg.set("neck_flex", -0.5 * pitch, (1, 0.6 * trunk[0], trunk[1] + PI))  # the head stays about level
+    return Draw([seg], "sit", hold="sits on the rowing machine")
+
+
+def stepper(rng, person, s):
+    """A stair stepper: each foot pushes its pedal down in turn (legs in antiphase), the pelvis rises and falls with
+    every step; hands on the rails or swinging."""
+    seg = stand(rng, person, "stepper", "exercises on a stepper")
+    seg.freq = rng.uniform(0.5, 0.9) * s  # one step with each foot per cycle
+    lean, hip = rng.uniform(0.1, 0.35), rng.uniform(0.2, 0.4)
+    seg.set("pelvis_pitch", lean).set("pelvis_z", -0.04, (2, rng.uniform(0.01, 0.03), -PI / 2))
+    seg.set("pelvis_roll", 0.0, (1, rng.uniform(0.02, 0.06), 0.0)).set("pelvis_yaw", 0.0, (1, rng.uniform(0.01, 0.04), 0.0))
+    _both(seg, "hip_flex", 0.35 + lean, (1, hip, 0.0), antiphase=True)
+    _both(seg, "knee_flex", 0.5, (1, 1.5 * hip, 0.2), antiphase=True)
+    _both(seg, "ankle_flex", 0.1, (1, 0.15, 0.5), antiphase=True)
+    if rng.uniform() < 0.8:  # holding the rails
+        _both(seg, "shoulder_flex", lean + rng.uniform(0.3, 0.6))
+        _both(seg, "elbow_flex", rng.uniform(0.8, 1.3))
+        _both(seg, "forearm_pro", rng.uniform(0.6, 1.4))
+        seg.phrase += " holding the rails"
+    else:
+        _both(seg, "shoulder_flex", 0.1 + lean, (1, -rng.uniform(0.1, 0.3), 0.0), antiphase=True)
+        _both(seg, "elbow_flex", rng.uniform(0.3, 1.2))
+    return Draw([seg], "stand", hold="stands on the stepper")
+
+
+def cross_trainer(rng, person, s):
+    """An elliptical cross trainer: the feet go round ellipses in antiphase (knee leading the hip by a quarter
+    cycle), the arms push and pull the handles opposite to the legs."""
+    seg = stand(rng, person, "cross_trainer", "exercises on a cross trainer")
+    seg.freq = rng.uniform(0.7, 1.1) * s
+    lean, stride = rng.uniform(0.05, 0.2), rng.uniform(0.25, 0.4)
+    seg.set("pelvis_pitch", lean).set("pelvis_z", -0.03, (2, rng.uniform(0.015, 0.035), -PI / 2))
+    seg.set("pelvis_x", 0.0, (2, rng.uniform(0.01, 0.03), 0.0)).set("pelvis_roll", 0.0, (1, rng.uniform(0.02, 0.05), 0.0))
+    seg.set("pelvis_yaw", 0.0, (1, rng.uniform(0.03, 0.07), 0.0)).set("lumbar_twist", 0.0, (1, rng.uniform(0.02, 0.06), PI))
+    _both(seg, "hip_flex", 0.25 + lean, (1, stride, 0.0), antiphase=True)
+    _both(seg, "knee_flex", 0.4, (1, 0.8 * stride, PI / 2), antiphase=True)
+    _both(seg, "ankle_flex", 0.1, (1, 0.15, -PI / 2), antiphase=True)
+    if rng.uniform() < 0.75:  # the moving handles
+        push = rng.uniform(0.2, 0.35)
+        _both(seg, "shoulder_flex", 0.6 + lean, (1, -push, 0.0), antiphase=True)
+        _both(seg, "elbow_flex", 1.1, (1, 1.2 * push, 0.0), antiphase=True)
+        _both(seg, "forearm_pro", rng.uniform(0.0, 0.8))  # the handles are held thumbs up or turned in
+    else:  # the fixed middle grips
+        _both(seg, "shoulder_flex", 0.5 + lean)
+        _both(seg, "elbow_flex", 1.3)
+        _both(seg, "forearm_pro", rng.uniform(0.6, 1.4))
+        seg.phrase += " holding the fixed grips"
+    return Draw([seg], "stand", hold="stands on the cross trainer")
+
+
+def dribble(rng, person, s):
+    """Basketball: the right hand bounces the ball (elbow, shoulder and wrist together) in a crouch on the spot, or
+    once per stride while walking or running; the other arm guards, still."""
+    mode = rng.integers(3)
+    if mode == 0:
+        seg = stand(rng, person, "dribble", "dribbles a basketball on the spot")
+        seg.freq, harmonic = rng.uniform(1.4, 2.4) * s, 1
+        crouch, lean = rng.uniform(0.2, 0.6), rng.uniform(0.15, 0.4)
+        seg.set("pelvis_pitch", lean).set("pelvis_z", -0.12 * crouch, (1, rng.uniform(0.005, 0.02), 0.3))
+        _both(seg, "hip_flex", crouch + lean)
+        _both(seg, "knee_flex", 1.4 * crouch, (1, 0.05, 0.3))
+        _both(seg, "ankle_flex", 0.5 * crouch)
+    else:
+        seg = (walk if mode == 1 else run)(rng, person, s).segments[0]
+        seg.activity, harmonic = "dribble", 2 if mode == 1 else 1  # a bounce per step walking, per stride running
+        seg.phrase = f"dribbles a basketball while {'walking' if mode == 1 else 'running'}"
+    _quiet(seg, *(f"{side}_{dof}" for side in ("left", "right") for dof in ("shoulder_flex", "elbow_flex")))
+    bounce = rng.uniform(0.7, 1.3)
+    seg.set("right_shoulder_flex", 0.5, (harmonic, 0.2 * bounce, 0.0)).set("right_shoulder_abd", 0.3)
+    seg.set("right_elbow_flex", 1.0, (harmonic, 0.45 * bounce, 0.0)).set("right_forearm_pro", 1.2)
+    seg.set("right_wrist_flex", 0.1, (harmonic, 0.5 * bounce, 0.4))
+    seg.set("left_shoulder_flex", rng.uniform(0.3, 0.8)).set("left_shoulder_abd", rng.uniform(0.3, 0.6))
+    seg.set("left_elbow_flex", rng.uniform(0.9, 1.4))
+    seg.set("lumbar_twist", 0.0, (harmonic, rng.uniform(0.01, 0.04), 0.0))
+    return Draw([seg], "stand")
+
+
+def elevator(rng, person, s):
+    """Standing (with postural sway) or moving about in an elevator car: the car's vertical speed fades in and out
+    with the lead-in and lead-out, which hold the pose still on a stationary floor."""
+    up = rng.uniform() < 0.5
+    if rng.uniform() < 0.6:
+        seg = stand(rng, person, "elevator", f"rides an elevator {'up' if up else 'down'} standing still")
+        seg.freq = rng.uniform(0.15, 0.4)
+        seg.set("pelvis_x", 0.0, (1, rng.uniform(0.005, 0.015), 0.0)).set("pelvis_y", 0.0, (1, rng.uniform(0.003, 0.01), 1.0))
+        seg.set("pelvis_roll", 0.0, (1, rng.uniform(0.005, 0.02), 0.5)).set("neck_twist", 0.0, (1, rng.uniform(0.02, 0.2), 2.0))
+    else:
+        cadence = rng.uniform(1.2, 1.7)
+        seg = _gait(rng, person, "elevator", f"moves around in an elevator going {'up' if up else 'down'}", cadence,
+                    rng.uniform(0.1, 0.3), bob=rng.uniform(0.005, 0.02), hip_mean=0.05, knee_mean=0.1, knee_amp=0.5,
+                    elbow=rng.uniform(0.5, 1.5), arm_amp=rng.uniform(0.05, 0.2), lean=0.03, gaze=rng.uniform(0.0, 0.2))
+        _both(seg, "forearm_pro", rng.uniform(0.2, 1.0))
+    seg.climb = rng.uniform(0.6, 1.6) * (1.0 if up else -1.0)
+    return Draw([seg], "stand", hold="stands still")
+
+
+def treadmill(rng, person, s):
+    """Walking (flat or inclined) or running on a treadmill: the gait of the walk/slope/run primitives without
+    travel, sometimes holding the handrails."""
+    kind = rng.integers(3)
+    draw = walk(rng, person, s) if kind == 0 else _slope(rng, person, s, True) if kind == 1 else run(rng, person, s)
+    seg = draw.segments[0]
+    seg.activity, seg.speed, seg.slope = "treadmill", 0.0, 0.0  # the belt moves under the feet
+    seg.phrase = ("walks on a treadmill", "walks on an inclined treadmill", "runs on a treadmill")[kind]
+    if kind < 2 and rng.uniform() < 0.5:  # as most DSADS subjects walked
+        _quiet(seg, "left_shoulder_flex", "right_shoulder_flex", "left_elbow_flex", "right_elbow_flex")
+        _both(seg, "shoulder_flex", rng.uniform(0.4, 0.8))
+        _both(seg, "elbow_flex", rng.uniform(1.0, 1.5))
+        _both(seg, "forearm_pro", rng.uniform(0.6, 1.4))
+        seg.phrase += " holding the handrails"
+    return Draw([seg], "stand", hold="stands on the treadmill")
+
+
 SAMPLERS: dict[str, Callable] = {
         "walk": walk, "run": run, "jog_in_place": jog_in_place,
         "stairs_up": lambda r, p, s: _stairs(r, p, s, True), "stairs_down": lambda r, p, s: _stairs(r, p, s, False),
@@ -363,6 +547,10 @@ SAMPLERS: dict[str, Callable] = {
         "eat": _hand_to_mouth("eat", "eats with a spoon", 0.05), "drink": _hand_to_mouth("drink", "drinks from a cup", 0.25),
         "brush_teeth": brush_teeth, "type": type_keyboard, "comb_hair": comb_hair,
         "jump": jump, "jumping_jacks": jumping_jacks, "squat": squat, "lunge": lunge, "push_up": push_up,
+        "cycle_upright": lambda r, p, s: _cycle(r, p, s, False), "cycle_recumbent": lambda r, p, s: _cycle(r, p, s, True),
+        "row": row, "stepper": stepper, "cross_trainer": cross_trainer, "dribble": dribble, "elevator": elevator,
+        "treadmill": treadmill,
 }
 ACTIVITIES: tuple[str, ...] = tuple(SAMPLERS)
-ONE_HANDED = ("reach", "wave", "throw", "draw_circle", "draw_figure_eight", "eat", "drink", "brush_teeth", "comb_hair")
+ONE_HANDED = ("reach", "wave", "throw", "draw_circle", "draw_figure_eight", "eat", "drink", "brush_teeth", "comb_hair",
+              "dribble")

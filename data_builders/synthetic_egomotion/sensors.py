@@ -27,6 +27,15 @@ def _tilt_back(mount: np.ndarray, angle: float) -> np.ndarray:
     return np.array([[c, 0.0, -s], [0.0, 1.0, 0.0], [s, 0.0, c]]) @ mount
 
 
+def _about_thigh(mount: np.ndarray, angle: float) -> np.ndarray:
+    """The mount rotated about the segment's long (z) axis: a pocket phone lying on the front-outer side of the thigh."""
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]) @ mount
+
+
+PHONE_ROLL = 0.6  # rad: sp_sw_har's seated phone readings put it about 35 deg round to the front-outer side
+
+
 def _point(length: str, forward: float = 0.0, left: float = 0.0, along: float = 0.0) -> Callable[[dict], np.ndarray]:
     """An offset [3, N]: `forward` and `left` in metres, `along` the segment's z axis as a fraction of `length`."""
     return lambda lengths: np.stack([np.full_like(lengths[length], forward), np.full_like(lengths[length], left),
@@ -40,6 +49,7 @@ class Placement:
     mount: np.ndarray  # [3, 3] columns: sensor x, y, z in segment coordinates
     sign: float = 1.0  # -1: the accelerometer reports -specific force (iOS Core Motion)
     description: str = ""
+    variants: tuple[np.ndarray, ...] = ()  # alternative mounts, one drawn per clip (a phone put in either way round)
 
 
 def _limb_placements() -> dict[str, Placement]:
@@ -90,18 +100,33 @@ PLACEMENTS |= {
            for side, s in (("left", 1.0), ("right", -1.0))},
         "right_leg": dataclasses.replace(PLACEMENTS["right_thigh"], description="Xsens unit above the right knee"),
         "left_leg": dataclasses.replace(PLACEMENTS["left_thigh"], description="Xsens unit above the left knee"),
+        # sp_sw_har: Android phone in the front trouser pocket (+specific force) in one of the four orientations its
+        # executions_info.csv names: screen towards the thigh (back) or away (front), top up or down (_inv);
+        # watch on the left wrist (walking reads -g on x, towards the hand).
+        "phone": dataclasses.replace(
+                PLACEMENTS["right_pocket"], mount=_about_thigh(_columns([0, -1, 0], [0, 0, 1], [-1, 0, 0]), PHONE_ROLL),
+                variants=tuple(_about_thigh(m, PHONE_ROLL) for m in (
+                        _columns([0, -1, 0], [0, 0, 1], [-1, 0, 0]), _columns([0, 1, 0], [0, 0, -1], [-1, 0, 0]),
+                        _columns([0, 1, 0], [0, 0, 1], [1, 0, 0]), _columns([0, -1, 0], [0, 0, -1], [1, 0, 0]))),
+                description="Android phone in the front trouser pocket, back / back_inv / front / front_inv"),
+        "watch": dataclasses.replace(PLACEMENTS["left_wrist"], description="smartwatch on the left wrist"),
 }
 DATASET_PLACEMENTS: dict[str, dict[str, Placement]] = {
         "hapt": {"waist": PLACEMENTS["waist"]},  # Samsung Galaxy S II on the waist, upright (Android convention)
         "motionsense": {"pocket": PLACEMENTS["pocket"]},
         "dsads": {unit: PLACEMENTS[unit] for unit in ("torso", "right_arm", "left_arm", "right_leg", "left_leg")},
+        "sp_sw_har": {"phone": PLACEMENTS["phone"], "watch": PLACEMENTS["watch"]},
 }
 
 
-def sensor_frame(segment: Frame, placement: Placement, lengths: dict) -> Frame:
-    """The sensor's own frame (origin at the sensor, axes as mounted)."""
+def sensor_frame(segment: Frame, placement: Placement, lengths: dict, mount: np.ndarray | None = None) -> Frame:
+    """The sensor's own frame (origin at the sensor, axes as mounted); `mount` [3, 3, N] overrides the placement's
+    mount per sample (one of its variants per clip)."""
     at = moved(segment, placement.offset(lengths))
-    rotation = np.einsum("ijn,jk->ikn", at.rotation, placement.mount)
+    if mount is None:
+        rotation = np.einsum("ijn,jk->ikn", at.rotation, placement.mount)
+    else:
+        rotation = np.einsum("ijn,jkn->ikn", at.rotation, mount)
     return dataclasses.replace(at, rotation=rotation)
 
 

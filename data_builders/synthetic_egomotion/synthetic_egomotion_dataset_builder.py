@@ -24,8 +24,10 @@ from .kinematics import SLOTS
 class Builder(tfds.core.GeneratorBasedBuilder):
     """Synthetic egomotion: 8 activities, IMU on wrists, ankles and head, head-camera video."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release.",
+                     "1.1.0": "motion_* configs: 40 primitives (exercise bikes, rowing machine, stepper, cross trainer, "
+                              "basketball dribbling, elevator rides, treadmill); default/tiny records unchanged."}
     BUILDER_CONFIGS = [DEFAULT, TINY, MOTION_TINY, MOTION_VIDEO_TINY, MOTION_SMALL, MOTION_REALSETS, MOTION_1M]
     DEFAULT_BUILDER_CONFIG_NAME = "default"
 

@@ -8,7 +8,9 @@ amir-goudarzi/IMU_testing@9c52aa2 src/subtrees/AudioMAE/):
 
 Attribute names follow the PyTorch ``MaskedAutoencoderViT`` / timm ``VisionTransformer`` state_dicts
 (``blocks.{i}.attn.qkv``, ``decoder_blocks.{j}.attn.meta_mlp.fc1``, ``fc_norm``, ``head`` ...), so the bridge rule
-table is one line per tensor. Masking takes its noise as an explicit input so runs are reproducible and the PyTorch
+table is one line per tensor. Encoder and decoder blocks are `layers.LayerStack`s (params [depth, ...] under
+``blocks/block`` and ``decoder_blocks/block``, one ``lax.scan`` per tower; the bridge sees ``blocks/<i>/...`` through
+``per_layer_view``); the Swin decoder's alternation of unshifted and shifted blocks is a scanned per-layer flag. Masking takes its noise as an explicit input so runs are reproducible and the PyTorch
 comparison can feed the same draw.
 """
 

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from imujax.models.layers import LayerNorm, Linear, dropout, gelu, partitioned
+from imujax.models.layers import LayerNorm, Linear, constrain_batch, dropout, gelu, partitioned
 from imujax.models.memory_bank import MemoryBank
 from imujax.ops import l2_normalize
 
@@ -242,9 +242,10 @@ class FeatureExtractor(nnx.Module):
 
     def __call__(self, patches, keys: _Keys):  # [B, P, T, C] -> [B, P, C, d]
         b, p, _, c = patches.shape
-        series = einops.rearrange(patches, "b p t c -> (b p c) t 1")
+        series = constrain_batch(einops.rearrange(constrain_batch(patches), "b p t c -> (b p c) t 1"))
         net = self.cnn if self.kind == "cnn" else self.spectral_temporal
-        return einops.rearrange(net(series, keys), "(b p c) d -> b p c d", b=b, p=p, c=c)
+        return constrain_batch(einops.rearrange(constrain_batch(net(series, keys)), "(b p c) d -> b p c d", b=b, p=p,
+                                                c=c))
 
 
 # -- positional / channel encodings ------------------------------------------------------------------------------------
@@ -316,14 +317,16 @@ class DualBranchBlock(nnx.Module):
     def __call__(self, x, patch_mask, channel_mask, keys: _Keys):
         b, p, c, _ = x.shape
         r = self.rate
-        t = einops.rearrange(x, "b p c d -> (b c) p d")
-        t_mask = einops.repeat(patch_mask, "b p -> (b c) p", c=c)
-        t = self.norm1(t + dropout(self.temporal_attn(t, t_mask, r, keys()), r, keys()))
-        s = einops.rearrange(t, "(b c) p d -> (b p) c d", b=b)
-        s_mask = einops.repeat(channel_mask, "b c -> (b p) c", p=p)
-        s = self.norm2(s + dropout(self.cross_channel_attn(s, s_mask, r, keys()), r, keys()))
-        s = self.norm3(s + dropout(self.feed_forward(s, r, keys), r, keys()))
-        return einops.rearrange(s, "(b p) c d -> b p c d", b=b)
+        # Every regrouped batch ((b c), (b p)) is constrained to the batch sharding: b is its major part, so a chip
+        # keeps its own examples. Unconstrained, XLA:TPU all-reduced global-batch activations (issue 24).
+        t = constrain_batch(einops.rearrange(constrain_batch(x), "b p c d -> (b c) p d"))
+        t_mask = constrain_batch(einops.repeat(patch_mask, "b p -> (b c) p", c=c))
+        t = constrain_batch(self.norm1(t + dropout(self.temporal_attn(t, t_mask, r, keys()), r, keys())))
+        s = constrain_batch(einops.rearrange(t, "(b c) p d -> (b p) c d", b=b))
+        s_mask = constrain_batch(einops.repeat(channel_mask, "b c -> (b p) c", p=p))
+        s = constrain_batch(self.norm2(s + dropout(self.cross_channel_attn(s, s_mask, r, keys()), r, keys())))
+        s = constrain_batch(self.norm3(s + dropout(self.feed_forward(s, r, keys), r, keys())))
+        return constrain_batch(einops.rearrange(s, "(b p) c d -> b p c d", b=b))
 
 
 class _Layers(nnx.Module):

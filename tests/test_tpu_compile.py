@@ -176,3 +176,42 @@ def test_audio_mae_stacked_blocks_keep_activations_batch_sharded():
     moved = sum(tpu_aot.collective_bytes(hlo).values())
     weight_bytes = sum(math.prod(a.shape) * 4 for a in jax.tree.leaves(params))
     assert moved < 4 * weight_bytes, (moved, weight_bytes)
+
+
+def _tsfm_encoder_grad_hlo(depth: int) -> str:
+    from imujax.models import tsfm
+    sizes = tsfm.TSFMSizes(d_model=32, num_heads=2, num_temporal_layers=depth, dim_feedforward=64, cnn_channels=(8, 16),
+                           use_channel_encoding=True, sbert_dim=32)
+    devices = list(topologies.get_topology_desc(topology_name="v5p:2x2x1", platform="tpu").devices)
+    mesh = sharding.make_mesh(data=1, fsdp=4, devices=devices)
+    graphdef, params, rest = nnx.split(nnx.eval_shape(lambda: tsfm.TSFMEncoder(sizes, rngs=nnx.Rngs(0))), nnx.Param,
+                                       ...)
+    rest = jax.tree.map(lambda a: jax.numpy.zeros(a.shape, a.dtype), rest)
+    shardings = sharding.state_shardings(params, mesh)
+    params = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), params, shardings)
+    b, p, c = 12, 5, 7  # global batch 12: no other dimension of the program is 12
+    sh = lambda *shape, dtype=np.float32: jax.ShapeDtypeStruct(  # noqa: E731
+        shape, dtype, sharding=sharding.batch_sharding(mesh, len(shape)))
+    inputs = (sh(b, p, 64, c), sh(b, p, dtype=bool), sh(b, c, dtype=bool), sh(b, c, 32))
+
+    def loss(params, x):  # the training path: dropout on
+        out = nnx.merge(graphdef, params, rest)(*x[:3], channel_sentence=x[3], dropout_key=jax.random.key(0))
+        return (out ** 2).sum()
+
+    with jax.set_mesh(mesh):
+        return jax.jit(jax.grad(loss), out_shardings=shardings).lower(params, inputs).compile().as_text()
+
+
+def test_tsfm_encoder_compiles_one_block_whatever_its_depth():
+    # TSFM Stage 1 at full size did not compile for 256 v5p chips in 20 minutes (benchmarks/tpu_aot.py): its 4
+    # dual-branch blocks ran as a Python loop, so XLA:TPU compiled every block of both views, forward and backward.
+    # They now run as one lax.scan: the compiled program does not grow with the depth, and no collective carries an
+    # array with the global batch (12) as a dimension.
+    sizes = {}
+    for depth in (2, 4):
+        hlo = _tsfm_encoder_grad_hlo(depth)
+        sizes[depth] = sum(" = " in line for line in hlo.splitlines())
+        moved = [line.split(" = ")[1][:200] for line in hlo.splitlines()
+                 if any(f" {op}(" in line or f" {op}-start(" in line for op in tpu_aot.COLLECTIVES)]
+        assert not [m for m in moved if re.search(r"\[(\d+,)*12[,\]]", m)], moved
+    assert sizes[4] < 1.05 * sizes[2], sizes

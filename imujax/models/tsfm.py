@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from imujax.models.layers import LayerNorm, Linear, dropout, gelu, partitioned
+from imujax.models.layers import LayerNorm, Linear, constrain_batch, dropout, gelu, partitioned
 from imujax.models.memory_bank import MemoryBank
 from imujax.ops import l2_normalize
 
@@ -82,13 +82,13 @@ class Buffer(nnx.Variable):
 class _Keys:
     """Hands out a fresh dropout key per call (None in eval), so modules need no stateful RNG."""
 
-    def __init__(self, key: jax.Array | None):
-        self.key, self.count = key, 0
+    def __init__(self, key: jax.Array | None, count=0):
+        self.key, self.count, self.calls = key, count, 0  # count may be traced (a scanned layer's offset)
 
     def __call__(self) -> jax.Array | None:
         if self.key is None:
             return None
-        self.count += 1
+        self.count, self.calls = self.count + 1, self.calls + 1
         return jax.random.fold_in(self.key, self.count)
 
 
@@ -242,9 +242,10 @@ class FeatureExtractor(nnx.Module):
 
     def __call__(self, patches, keys: _Keys):  # [B, P, T, C] -> [B, P, C, d]
         b, p, _, c = patches.shape
-        series = einops.rearrange(patches, "b p t c -> (b p c) t 1")
+        series = constrain_batch(einops.rearrange(constrain_batch(patches), "b p t c -> (b p c) t 1"))
         net = self.cnn if self.kind == "cnn" else self.spectral_temporal
-        return einops.rearrange(net(series, keys), "(b p c) d -> b p c d", b=b, p=p, c=c)
+        return constrain_batch(einops.rearrange(constrain_batch(net(series, keys)), "(b p c) d -> b p c d", b=b, p=p,
+                                                c=c))
 
 
 # -- positional / channel encodings ------------------------------------------------------------------------------------
@@ -303,6 +304,8 @@ class FeedForward(nnx.Module):
 class DualBranchBlock(nnx.Module):
     """Post-norm: temporal attention per channel, cross-channel attention per patch, FFN (each LN(x + drop(f)))."""
 
+    NUM_KEYS = 7  # dropout keys one call draws in training: two attentions and their residuals, the FFN's three
+
     def __init__(self, sizes: TSFMSizes, *, rngs: nnx.Rngs):
         d = sizes.d_model
         self.temporal_attn = ProjAttention(d, sizes.num_heads, rngs=rngs)
@@ -314,14 +317,16 @@ class DualBranchBlock(nnx.Module):
     def __call__(self, x, patch_mask, channel_mask, keys: _Keys):
         b, p, c, _ = x.shape
         r = self.rate
-        t = einops.rearrange(x, "b p c d -> (b c) p d")
-        t_mask = einops.repeat(patch_mask, "b p -> (b c) p", c=c)
-        t = self.norm1(t + dropout(self.temporal_attn(t, t_mask, r, keys()), r, keys()))
-        s = einops.rearrange(t, "(b c) p d -> (b p) c d", b=b)
-        s_mask = einops.repeat(channel_mask, "b c -> (b p) c", p=p)
-        s = self.norm2(s + dropout(self.cross_channel_attn(s, s_mask, r, keys()), r, keys()))
-        s = self.norm3(s + dropout(self.feed_forward(s, r, keys), r, keys()))
-        return einops.rearrange(s, "(b p) c d -> b p c d", b=b)
+        # Every regrouped batch ((b c), (b p)) is constrained to the batch sharding: b is its major part, so a chip
+        # keeps its own examples. Unconstrained, XLA:TPU all-reduced global-batch activations (issue 24).
+        t = constrain_batch(einops.rearrange(constrain_batch(x), "b p c d -> (b c) p d"))
+        t_mask = constrain_batch(einops.repeat(patch_mask, "b p -> (b c) p", c=c))
+        t = constrain_batch(self.norm1(t + dropout(self.temporal_attn(t, t_mask, r, keys()), r, keys())))
+        s = constrain_batch(einops.rearrange(t, "(b c) p d -> (b p) c d", b=b))
+        s_mask = constrain_batch(einops.repeat(channel_mask, "b c -> (b p) c", p=p))
+        s = constrain_batch(self.norm2(s + dropout(self.cross_channel_attn(s, s_mask, r, keys()), r, keys())))
+        s = constrain_batch(self.norm3(s + dropout(self.feed_forward(s, r, keys), r, keys())))
+        return constrain_batch(einops.rearrange(s, "(b p) c d -> b p c d", b=b))
 
 
 class _Layers(nnx.Module):
@@ -336,8 +341,30 @@ class IMUTransformer(nnx.Module):
         self.transformer = _Layers(sizes, rngs=rngs)
 
     def __call__(self, x, patch_mask, channel_mask, keys: _Keys):
-        for layer in self.transformer.layers:
-            x = layer(x, patch_mask, channel_mask, keys)
+        """The blocks run as one ``lax.scan`` over their weights stacked at call time (stored per block, so the
+        upstream names and the bridge stay one tensor per block; the stack is a few MB). Unrolled, XLA:TPU compiled
+        every block of both Stage-1 views and their gradients separately (benchmarks/HISTORY.md, issue 24). Each
+        block draws the same dropout keys as in a Python loop: block i's j-th key is fold_in(key, start + i n + j)."""
+        layers = list(self.transformer.layers)
+        if len(layers) < 2:
+            for layer in layers:
+                x = layer(x, patch_mask, channel_mask, keys)
+            return x
+        graphdef, first = nnx.split(layers[0])
+        stacked = jax.tree.map(lambda *w: jnp.stack(w), first, *(nnx.split(layer)[1] for layer in layers[1:]))
+        per_block = []
+
+        def body(x, inputs):
+            state, i = inputs
+            block_keys = _Keys(keys.key, keys.count + i * DualBranchBlock.NUM_KEYS)
+            x = nnx.merge(graphdef, state)(x, patch_mask, channel_mask, block_keys)
+            per_block.append(block_keys.calls)
+            return x, None
+
+        x, _ = jax.lax.scan(body, x, (stacked, jnp.arange(len(layers))))
+        if keys.key is not None:
+            assert per_block == [DualBranchBlock.NUM_KEYS], per_block
+            keys.count += len(layers) * DualBranchBlock.NUM_KEYS
         return x
 
 

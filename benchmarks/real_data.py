@@ -307,9 +307,9 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]) -> 
 
 
 def pretrain(variant: str, workdir: str, data_dir: str, raw_root: str, steps: int,
-             overrides: tuple[str, ...] = (), extra: tuple[str, ...] = ()) -> float:
-    """`python -m imujax.main` on one recipe variant (skipped when the run already finished), with the run's
-    `--override` settings and `extra` flags; wall seconds."""
+             overrides: tuple[str, ...] | list[str] = ()) -> float:
+    """`python -m imujax.main` on one recipe variant (skipped when the run already finished), with `key=value`
+    config settings (the run's `--override`s and any of the row's own); wall seconds."""
     if os.path.isdir(os.path.join(workdir, "checkpoints", str(steps))):
         return 0.0
     start = time.time()
@@ -318,7 +318,6 @@ def pretrain(variant: str, workdir: str, data_dir: str, raw_root: str, steps: in
            f"--config.checkpoint.every_steps={steps}"]
     cmd += [f"--config.data.manual_dirs.{s}={os.path.join(raw_root, s)}" for s in imu_simclr.REAL_SETS]
     cmd += [f"--config.{item}" for item in overrides]
-    cmd += list(extra)
     subprocess.run(cmd, check=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return time.time() - start
 
@@ -383,8 +382,8 @@ def run_set(name: str, args) -> dict:
         timed["pretrain_synthetic_s"] = round(timed.get("pretrain_synthetic_s", 0.0) + seconds, 1)
         then_dir = os.path.join(args.workdir, f"synthetic_then_own_{name}")
         timed["pretrain_synthetic_then_own_s"] = round(pretrain(
-            f"own:{name}", then_dir, data_dir, args.raw_root, args.steps, args.override,
-            extra=(f"--config.init_from={synthetic_dir}:latest",)), 1)
+            f"own:{name}", then_dir, data_dir, args.raw_root, args.steps,
+            [*args.override, f"init_from={synthetic_dir}:latest"]), 1)
         record("i_probe_synthetic_then_own", lambda: probe(encoder(config, then_dir)))
     return dict(rows=rows, pretrain_seconds=timed, train_windows=len(train["y"]), test_windows=len(test["y"]),
                 per_recording=per_rec)

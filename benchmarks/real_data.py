@@ -477,7 +477,7 @@ def main() -> None:
     parser.add_argument("--synthetic", action="store_true", help="add rows g, h, i: pretraining on the synthetic "
                         "corpus (synthetic_egomotion/motion_realsets) alone, mixed with the set's unlabelled data, "
                         "and followed by it")
-    parser.add_argument("--zs_steps", type=int, default=900, help="training steps of row z's TSFM Stage 2 encoder "
+    parser.add_argument("--zs_steps", type=int, default=800, help="training steps of row z's TSFM Stage 2 encoder "
                         "(configs/tsfm_stage2.py:synthetic, batch 32)")
     parser.add_argument("--skip", default="", help="comma-separated rows to leave out, e.g. b,e,f (e, f: no transfer "
                         "pretraining) or whole keys, e.g. f_finetune_scratch")

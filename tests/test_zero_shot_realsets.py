@@ -111,7 +111,7 @@ def test_chance_is_near_one_over_the_classes():
     assert abs(out["chance_accuracy"] - 0.2) < 0.02 and abs(out["chance_macro_f1"] - 0.2) < 0.03
 
 
-def test_keep_sensors_keeps_whole_sensors_during_training_only():
+def test_keep_sensors_keeps_whole_sensors():
     config = tsfm_stage2.get_config("synthetic")
     names = list(tsfm_stage2.MOTION_CHANNELS)
     record = {"imu": np.arange(len(names), dtype=np.float32)[None].repeat(3, 0), "channels": names}
@@ -124,7 +124,11 @@ def test_keep_sensors_keeps_whole_sensors_during_training_only():
         assert len(out["channels"]) == 6 * len(locations)  # whole sensors: acc + gyro of each
         np.testing.assert_array_equal(out["imu"][0], [names.index(c) for c in out["channels"]])  # columns follow
     assert counts == {1, 2, 3, 4, 5}
-    assert s2.keep_sensors(record, None, config.data) is record  # evaluation reads every channel
+    evaluated = s2.keep_sensors(record, None, config.data)  # evaluation: the first 5 sensors, every time
+    assert evaluated["channels"] == names[:30]
+    config.data.keep_sensors = ()
+    assert s2.keep_sensors(record, rng, config.data) is record  # off: every channel
+    config.data.keep_sensors = (1, 5)
     config.data.imu_channels = tuple(names[:6])
     with pytest.raises(ValueError, match="keep_sensors"):
         s2.keep_sensors(record, rng, config.data)

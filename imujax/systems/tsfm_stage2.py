@@ -1,7 +1,8 @@
 """TSFM Stage 2: align session embeddings with label text through the learnable label bank (alxdofficial/tsfm@308eea1
 training_scripts/human_activity_recognition/semantic_alignment_train.py).
 
-Per record: channels (config.data.keep_sensors=(lo, hi): a random lo..hi of the record's sensors, training only)
+Per record: channels (config.data.keep_sensors=(lo, hi): a random lo..hi of the record's sensors in training, the
+first hi in evaluation)
 -> optional SO(3) rotation -> jitter / per-channel scaling (p 0.5 each) -> patches with a
 patch length drawn from config.data.patch_seconds_choices (training) -> padded arrays, channel-description indices
 and a label-text variant (raw name, or a template such as "person {}" with probability text_augment_prob).
@@ -38,18 +39,22 @@ from imujax.transforms.tsfm_records import dataset_patchers, record_dataset
 
 
 def keep_sensors(record: dict, rng: np.random.Generator | None, d: ml_collections.ConfigDict) -> dict:
-    """Training only: the record with a random lo..hi (d.keep_sensors) of its sensors, the channels grouped by
-    location (the part of the name before '/'), so one encoder sees the 1-5 sensor layouts real sets carry."""
+    """The record with a random lo..hi (d.keep_sensors) of its sensors in training, its first hi sensors in
+    evaluation (rng None); channels are grouped into sensors by location (the part of the name before '/'). One
+    encoder then sees the 1-5 sensor layouts real sets carry."""
     lo, hi = d.get("keep_sensors") or (0, 0)
-    if rng is None or not hi:
+    if not hi:
         return record
     if d.imu_channels:
         raise ValueError(f"config.data.keep_sensors={d.keep_sensors} needs config.data.imu_channels=() (it picks "
                          "from the record's own channels)")
     names = [c.decode() if isinstance(c, bytes) else str(c) for c in record["channels"]]
     locations = list(dict.fromkeys(n.rpartition("/")[0] for n in names))
-    count = int(rng.integers(min(lo, len(locations)), min(hi, len(locations)) + 1))
-    keep = {locations[i] for i in rng.choice(len(locations), size=max(count, 1), replace=False)}
+    if rng is None:
+        keep = set(locations[:hi])
+    else:
+        count = int(rng.integers(min(lo, len(locations)), min(hi, len(locations)) + 1))
+        keep = {locations[i] for i in rng.choice(len(locations), size=max(count, 1), replace=False)}
     columns = [i for i, n in enumerate(names) if n.rpartition("/")[0] in keep]
     return dict(record, imu=np.asarray(record["imu"], np.float32)[:, columns], channels=[names[i] for i in columns])
 

@@ -30,7 +30,7 @@ With --synthetic (issue 26, the articulated corpus `synthetic_egomotion/motion_r
      (`configs/tsfm_stage2.py:synthetic`, --zs_steps; one encoder for every set), each test window's embedding
      against the label-bank embeddings of the set's class names as phrases (`data_builders/<set>/parsing.py`
      LABEL_TEXT), nearest wins; the same path at random init (z_zero_shot_random), and the expected scores of
-     uniform random guesses (chance_*). Channels go through TSFM's record path (acc + gyro by name, z-scored patches)
+     uniform random guesses (chance_*). Channels go through TSFM's record path (acc + gyro by name, z-scored patches).
 
 Every method sees the same input: the acc + gyro channels of every sensor of the set (DSADS: 5 units, no
 magnetometer). The encoder takes one 6-channel sensor; a multi-sensor window's embedding is the concatenation of its
@@ -476,7 +476,7 @@ def main() -> None:
                         "the same way)")
     parser.add_argument("--synthetic", action="store_true", help="add rows g, h, i: pretraining on the synthetic "
                         "corpus (synthetic_egomotion/motion_realsets) alone, mixed with the set's unlabelled data, "
-                        "and followed by it")
+                        "and followed by it; and z: zero-shot with text from TSFM Stage 2 trained on it")
     parser.add_argument("--zs_steps", type=int, default=800, help="training steps of row z's TSFM Stage 2 encoder "
                         "(configs/tsfm_stage2.py:synthetic, batch 32)")
     parser.add_argument("--skip", default="", help="comma-separated rows to leave out, e.g. b,e,f (e, f: no transfer "

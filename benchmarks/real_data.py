@@ -20,9 +20,9 @@ train / 5-6 test, DSADS p1-p6 / p7-p8, MotionSense subjects 1-7 / 8-10, sp_sw_ha
      scratch (recipe `plain`), same steps; each picks its learning rate from a small grid on a validation split of
      the training subjects (`configs/imu_simclr.py` FINETUNE), then trains on all training subjects
 
-With --synthetic (issue 26, the articulated corpus `synthetic_egomotion/motion_realsets`, labels never used):
-  g  the probe on the encoder pretrained on the synthetic corpus only (`configs/imu_simclr.py:synthetic`; one
-     encoder for every set)
+With --synthetic (issue 26, the articulated corpus `synthetic_egomotion/motion_realsets`; no real label used):
+  g  the probe on the encoder pretrained on the synthetic corpus only (`configs/imu_simclr.py:synthetic`: SimCLR
+     views + SupCon over the corpus's own primitive labels, --synthetic_steps; one encoder for every set)
   h  ... on the synthetic corpus and this set's training subjects in one mixture (`synthetic_own:<set>`)
   i  ... on the synthetic corpus, then this set's training subjects (`own:<set>` initialised from g's encoder,
      `--config.init_from=<workdir>/synthetic:latest`; same steps again)
@@ -374,7 +374,7 @@ def run_set(name: str, args) -> dict:
     if args.synthetic and want("g"):  # issue 26: the articulated synthetic corpus alone
         synthetic_dir = os.path.join(args.workdir, "synthetic")
         timed["pretrain_synthetic_s"] = round(
-            pretrain("synthetic", synthetic_dir, data_dir, args.raw_root, args.steps, args.override), 1)
+            pretrain("synthetic", synthetic_dir, data_dir, args.raw_root, args.synthetic_steps, args.override), 1)
         record("g_probe_synthetic", lambda: probe(encoder(config, synthetic_dir)))
     if args.synthetic and want("h"):  # and with this set's unlabelled training data
         mixed_dir = os.path.join(args.workdir, f"synthetic_own_{name}")
@@ -383,7 +383,7 @@ def run_set(name: str, args) -> dict:
         record("h_probe_synthetic_own", lambda: probe(encoder(config, mixed_dir)))
     if args.synthetic and want("i"):  # in sequence: the synthetic encoder (g), then this set's unlabelled data
         synthetic_dir = os.path.join(args.workdir, "synthetic")
-        seconds = pretrain("synthetic", synthetic_dir, data_dir, args.raw_root, args.steps, args.override)
+        seconds = pretrain("synthetic", synthetic_dir, data_dir, args.raw_root, args.synthetic_steps, args.override)
         timed["pretrain_synthetic_s"] = round(timed.get("pretrain_synthetic_s", 0.0) + seconds, 1)
         then_dir = os.path.join(args.workdir, f"synthetic_then_own_{name}")
         timed["pretrain_synthetic_then_own_s"] = round(pretrain(
@@ -477,6 +477,8 @@ def main() -> None:
     parser.add_argument("--synthetic", action="store_true", help="add rows g, h, i: pretraining on the synthetic "
                         "corpus (synthetic_egomotion/motion_realsets) alone, mixed with the set's unlabelled data, "
                         "and followed by it; and z: zero-shot with text from TSFM Stage 2 trained on it")
+    parser.add_argument("--synthetic_steps", type=int, default=600, help="pretraining steps of the synthetic-only "
+                        "encoder (rows g, i; batch 128)")
     parser.add_argument("--zs_steps", type=int, default=800, help="training steps of row z's TSFM Stage 2 encoder "
                         "(configs/tsfm_stage2.py:synthetic, batch 32)")
     parser.add_argument("--skip", default="", help="comma-separated rows to leave out, e.g. b,e,f (e, f: no transfer "

@@ -39,7 +39,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = common.base_config()
     config.system = "imu_simclr"
     config.model = ml_collections.ConfigDict(dict(widths=(32, 64, 64), kernel=5, dim=64, proj_dim=64))
-    config.loss = ml_collections.ConfigDict(dict(temperature=0.1))
+    config.loss = ml_collections.ConfigDict(dict(temperature=0.1, label_weight=0.0))
     config.augment = ml_collections.ConfigDict(dict(max_rotation_degrees=20.0, scale_sigma=0.1, jitter_sigma=0.05,
                                                     max_stretch=1.25, sensor_dropout=0.1))
     config.data.update(dict(imu_channel_groups=CHANNEL_GROUPS, imu_rate_hz=50, imu_length=100, auto_build=True,
@@ -60,6 +60,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     kind, _, target = (arg or "own:hapt").partition(":")
     if kind == "synthetic":  # the articulated synthetic corpus only (issue 26); no real recording
         config.data.name = SYNTHETIC_MOTION
+        # The corpus's labels are generated with it, so they may shape the features: half the loss is SupCon over
+        # its primitives (windows of one primitive are positives). 600 steps: on real sets 300 were too few for
+        # MotionSense and sp_sw_har, 1000 cost DSADS (benchmarks/HISTORY.md, issue 26).
+        config.loss.label_weight = 0.5
+        config.total_steps = 600
+        config.checkpoint.every_steps = 600
         return config
     if target not in REAL_SETS or kind not in ("own", "transfer", "synthetic_own"):
         raise ValueError(f"configs/imu_simclr.py: unknown variant {arg!r} (known: own:<set>, transfer:<set>, "

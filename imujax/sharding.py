@@ -106,6 +106,23 @@ def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, devices: Sequence[
     devices. ``fsdp`` is the whole FSDP size, split into the two FSDP axes by ``fsdp_factors``."""
     devices = list(jax.devices() if devices is None else devices)
     shape = mesh_shape(len(devices), data, fsdp, tensor, fsdp_inner)
+    if fsdp_inner is not None:
+        return _device_mesh(shape, devices)
+    # A TPU slice can only lay an axis along whole physical axes (a v6e 16x16 pod: FSDP 256 as 16 x 16, not the
+    # default 64 x 4), so the split falls back to the next one (largest outer first) the slice's topology takes.
+    whole = shape["fsdp"] * shape["fsdp_inner"]
+    splits = [inner for inner in range(shape["fsdp_inner"], whole + 1) if whole % inner == 0]
+    for inner in splits:
+        try:
+            return _device_mesh(mesh_shape(len(devices), data, fsdp, tensor, inner), devices)
+        except NotImplementedError as e:  # jax's device-mesh assignment: no physical axes for this split
+            error = e
+    raise ValueError(f"mesh: no split of fsdp={whole} into ('fsdp', 'fsdp_inner') fits the devices' physical "
+                     f"topology (data={shape['data']}, tensor={shape['tensor']}; tried fsdp_inner in {splits}): "
+                     f"{error}")
+
+
+def _device_mesh(shape: dict[str, int], devices: Sequence[jax.Device]) -> Mesh:
     return jax.make_mesh(tuple(shape.values()), MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES),
                          devices=devices)
 

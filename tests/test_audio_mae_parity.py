@@ -249,6 +249,6 @@ def test_converted_checkpoint_stores_stacked_towers(tmp_path):
     np.testing.assert_array_equal(conversion.run_forward("audio_mae", model, {"fbank": x})["enc_tokens"],
                                   conversion.run_forward("audio_mae", converted.model, {"fbank": x})["enc_tokens"])
     meta_path = out_dir / conversion.CONFIG_FILE
-    meta_path.write_text(meta_path.read_text().replace('"format_version": 3', '"format_version": 2'))
-    with pytest.raises(ValueError, match="format_version 2, this imujax reads 3 for audio_mae"):
+    meta_path.write_text(meta_path.read_text().replace('"format_version": 4', '"format_version": 2'))
+    with pytest.raises(ValueError, match="format_version 2, this imujax reads 3 or 4 for audio_mae"):
         conversion.load_converted(str(out_dir))

@@ -97,10 +97,10 @@ def test_evi_mae_ft_cli_round_trip(tmp_path, flags, arrays):
 
     meta_path = out_dir / conversion.CONFIG_FILE  # an output of an older parameter layout is refused, not misread
     text = meta_path.read_text()
-    meta_path.write_text(text.replace('"format_version": 3', '"format_version": 2'))  # EVI-MAE's layout: same in 2
+    meta_path.write_text(text.replace('"format_version": 4', '"format_version": 2'))  # EVI-MAE's layout: same in 2
     assert conversion.load_converted(str(out_dir))[0] == "evi_mae_ft"
-    meta_path.write_text(text.replace('"format_version": 3', '"format_version": 1'))
-    with pytest.raises(ValueError, match="format_version 1, this imujax reads 2 or 3 for evi_mae_ft"):
+    meta_path.write_text(text.replace('"format_version": 4', '"format_version": 1'))
+    with pytest.raises(ValueError, match="format_version 1, this imujax reads 2, 3 or 4 for evi_mae_ft"):
         conversion.load_converted(str(out_dir))
 
 

@@ -58,3 +58,22 @@ def test_sp_sw_har_is_a_real_set_with_its_own_cross_subject_config():
     mixture = imu_simclr.get_config("transfer:hapt").data.mixture
     assert "sp_sw_har/holdout" in mixture and not any(m.startswith("hapt/") for m in mixture)
     assert {"phone/acc_x", "watch/gyro_z"} <= {c for g in imu_simclr.CHANNEL_GROUPS for c in g}
+
+
+def test_label_positives_only_for_a_synthetic_corpus_alone():
+    for variant in ("own:hapt", "synthetic_own:dsads", "transfer:motionsense"):
+        config = imu_simclr.get_config(variant)
+        config.loss.label_weight = 0.5
+        with pytest.raises(ValueError, match="label_weight"):
+            systems.make_system(config)
+    config = imu_simclr.get_config("synthetic")
+    config.loss.label_weight = 1.0
+    config.model.update(widths=(8, 8), dim=8, proj_dim=8)
+    system = systems.make_system(config)
+    model = system.make_model(nnx.Rngs(0))
+    x = np.random.default_rng(0).normal(size=(8, 6, 100)).astype(np.float32)
+    batch = {"imu": x, "imu_view": x + 0.01, "label": np.array([0, 0, 0, 0, 1, 1, 1, 1], np.int32)}
+    loss, metrics = system.loss(model, batch, jax.random.key(0))
+    # with weight 1 the loss is the label term: 16 embeddings, 7 positives each among 15 others
+    assert np.isclose(float(loss), float(metrics["label_loss"])) and float(loss) > np.log(15 / 7) - 1e-4
+    assert not np.isclose(float(metrics["label_loss"]), float(metrics["view_loss"]))

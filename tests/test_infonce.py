@@ -165,3 +165,35 @@ def test_sharded_batch_gives_global_negatives(mesh, name):
     # Per-device (upstream DDP-style) losses would see only 2 samples each and give a different value.
     local = np.mean([float(jax_fn(jnp.asarray(a[i:i + 2]), jnp.asarray(b[i:i + 2]), tau)) for i in range(0, B, 2)])
     assert abs(local - float(s_loss)) > 1e-3
+
+
+def _supcon_by_loops(z: np.ndarray, labels: np.ndarray, tau: float) -> float:
+    """Khosla et al. (2020) eq. 2 anchor by anchor, in float64."""
+    z = z / np.linalg.norm(z, axis=1, keepdims=True)
+    losses = []
+    for i in range(len(z)):
+        others = [j for j in range(len(z)) if j != i]
+        log_denominator = np.log(sum(np.exp(z[i] @ z[j] / tau) for j in others))
+        positives = [j for j in others if labels[j] == labels[i]]
+        if positives:
+            losses.append(-np.mean([z[i] @ z[p] / tau - log_denominator for p in positives]))
+    return float(np.mean(losses))
+
+
+def test_supervised_contrastive_matches_the_formula_anchor_by_anchor():
+    a, b = _embeddings(5)
+    z = np.concatenate([a, b]).astype(np.float64)
+    labels = np.array([0, 1, 2, 3] * 4 + [9] + [0, 1, 2, 3] * 3 + [7, 8, 5])  # 9, 7, 8, 5: anchors with no positive
+    got = infonce.supervised_contrastive(jnp.asarray(z, jnp.float32), jnp.asarray(labels), 0.2)
+    np.testing.assert_allclose(float(got), _supcon_by_loops(z, labels, 0.2), rtol=1e-5)
+
+
+def test_supervised_contrastive_with_only_view_pairs_is_nt_xent():
+    """Labels that pair only the two views of each window turn SupCon into SimCLR's NT-Xent over 2B embeddings."""
+    a, b = _embeddings(6)
+    z = np.concatenate([a, b])
+    got = infonce.supervised_contrastive(jnp.asarray(z), jnp.asarray(np.tile(np.arange(B), 2)), 0.1)
+    zn = torch.nn.functional.normalize(torch.from_numpy(z).double(), dim=1)
+    logits = (zn @ zn.T / 0.1).fill_diagonal_(-float("inf"))
+    want = F.cross_entropy(logits, torch.cat([torch.arange(B, 2 * B), torch.arange(B)]))
+    np.testing.assert_allclose(float(got), float(want), rtol=1e-5)

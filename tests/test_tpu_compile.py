@@ -215,3 +215,17 @@ def test_tsfm_encoder_compiles_one_block_whatever_its_depth():
                  if any(f" {op}(" in line or f" {op}-start(" in line for op in tpu_aot.COLLECTIVES)]
         assert not [m for m in moved if re.search(r"\[(\d+,)*12[,\]]", m)], moved
     assert sizes[4] < 1.05 * sizes[2], sizes
+
+
+def test_fsdp_split_follows_the_slice_topology():
+    """A v6e 16x16 pod takes FSDP 256 only as 16 x 16 (whole physical axes), not the default 64 x 4; a v5p 4x4x8
+    slice takes 128 as 32 x 4, not 64 x 2; where the default fits (v5e 16x16) it stays."""
+    def mesh(topology, **axes):
+        devices = list(topologies.get_topology_desc(topology_name=topology, platform="tpu").devices)
+        return dict(sharding.make_mesh(devices=devices, **axes).shape)
+
+    assert mesh("v6e:16x16", data=1, fsdp=256) == {"data": 1, "fsdp": 16, "fsdp_inner": 16, "tensor": 1}
+    assert mesh("v5p:4x4x8", data=1, fsdp=128) == {"data": 1, "fsdp": 32, "fsdp_inner": 4, "tensor": 1}
+    assert mesh("v5e:16x16", data=1, fsdp=256) == {"data": 1, "fsdp": 64, "fsdp_inner": 4, "tensor": 1}
+    with pytest.raises(NotImplementedError):  # an explicit split is the user's: no silent change
+        mesh("v6e:16x16", data=1, fsdp=256, fsdp_inner=4)

@@ -38,15 +38,13 @@ def _common(config):
     return config
 
 
-@pytest.fixture(scope="module")
-def stage1():
+def stage1_config():
     config = _common(tsfm_stage1.get_config())
     config.model.sbert_dim = 24
-    return s1.System(config)
+    return config
 
 
-@functools.lru_cache(maxsize=None)
-def _stage2_system(kind: str) -> s2.System:
+def stage2_config(kind: str = "infonce"):
     config = _common(tsfm_stage2.get_config())
     config.data.update(dict(class_names=("walk", "run", "sit"), patch_seconds_choices=(0.4, 0.5)))
     config.model.update(dict(text_dim=24, semantic_dim=24, d_model_fused=16, num_semantic_temporal_layers=1,
@@ -55,7 +53,17 @@ def _stage2_system(kind: str) -> s2.System:
     config.loss.memory_bank_size = 8
     if kind == "k3":
         config.model.num_prototypes = 3
-    system = s2.System(config)
+    return config
+
+
+@pytest.fixture(scope="module")
+def stage1():
+    return s1.System(stage1_config())
+
+
+@functools.lru_cache(maxsize=None)
+def _stage2_system(kind: str) -> s2.System:
+    system = s2.System(stage2_config(kind))
     system.jit_embed = nnx.jit(lambda model, batch: system.embed(model, batch)["fused"])
     return system
 

@@ -1,9 +1,11 @@
 """TSFM: the language-aligned dual-branch IMU encoder, channel-text fusion, semantic head and label bank.
 
 Facts: alxdofficial/tsfm@308eea1 model/{encoder.py, semantic_alignment.py}. Attribute names mirror the upstream
-state_dict (``encoder.transformer.transformer .layers.{i}.temporal_attn.q_proj``, ``channel_fusion.gate_sensor``,
-``semantic_head.projection_head.mlp.{0,2,4}``,
-``label_bank.pooling.out_projs.{k}``), so the bridge table is one line per tensor. Layout conventions:
+state_dict (``encoder.transformer.transformer.layers.{i}.temporal_attn.q_proj``, ``channel_fusion.gate_sensor``,
+``semantic_head.projection_head.mlp.{0,2,4}``, ``label_bank.pooling.out_projs.{k}``), so the bridge table is one line
+per tensor. The dual-branch blocks are one `layers.LayerStack` (params [depth, ...] under
+``encoder/transformer/transformer/layers/block``, run as one ``lax.scan``); the bridge sees them one block at a time,
+``layers.{i}`` (``imujax.bridges.torch.conversion.per_layer_view``). Layout conventions:
 patches [B, P, 64, C], patch_mask [B, P], channel_mask [B, C] (True = valid); the encoder output is [B, P, C, d].
 Masks hide keys only: padded patches and channels are computed like any other row, as upstream does.
 Dropout takes an explicit key (None = eval); every LayerNorm uses eps 1e-5 and every GELU is the exact form.
@@ -18,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from imujax.models.layers import LayerNorm, Linear, constrain_batch, dropout, gelu, partitioned
+from imujax.models.layers import LayerNorm, LayerStack, Linear, constrain_batch, dropout, gelu, partitioned
 from imujax.models.memory_bank import MemoryBank
 from imujax.ops import l2_normalize
 
@@ -80,16 +82,42 @@ class Buffer(nnx.Variable):
 
 
 class _Keys:
-    """Hands out a fresh dropout key per call (None in eval), so modules need no stateful RNG."""
+    """Hands out a fresh dropout key per call (None in eval), so modules need no stateful RNG: the n-th is
+    fold_in(key, n)."""
 
-    def __init__(self, key: jax.Array | None, count=0):
-        self.key, self.count, self.calls = key, count, 0  # count may be traced (a scanned layer's offset)
+    def __init__(self, key: jax.Array | None):
+        self.key, self.count = key, 0
 
     def __call__(self) -> jax.Array | None:
         if self.key is None:
             return None
-        self.count, self.calls = self.count + 1, self.calls + 1
+        self.count += 1
         return jax.random.fold_in(self.key, self.count)
+
+    def take(self, rows: int, per_row: int) -> jax.Array | None:
+        """The keys of the next ``rows * per_row`` calls as a [rows, per_row] array (None in eval): a per-layer input
+        of a `LayerStack` scan, so each layer draws the keys a Python loop over the layers would."""
+        if self.key is None:
+            return None
+        counts = self.count + 1 + jnp.arange(rows * per_row)
+        self.count += rows * per_row
+        return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(self.key, counts).reshape(rows, per_row)
+
+
+class _KeyRow:
+    """Hands out the keys of one row of `_Keys.take` in order (None in eval)."""
+
+    def __init__(self, keys: jax.Array | None):
+        self.keys, self.used = keys, 0
+
+    def __call__(self) -> jax.Array | None:
+        if self.keys is None:
+            return None
+        if self.used == self.keys.shape[0]:
+            raise ValueError(f"a block drew more than the {self.keys.shape[0]} dropout keys it was given; raise its "
+                             "NUM_KEYS")
+        self.used += 1
+        return self.keys[self.used - 1]
 
 
 def attend(q, k, v, key_mask, rate: float = 0.0, key: jax.Array | None = None):
@@ -297,7 +325,7 @@ class FeedForward(nnx.Module):
         self.fc1 = Linear(dim, hidden, ("embed", "mlp"), rngs=rngs)
         self.fc2 = Linear(hidden, dim, ("mlp", "embed"), rngs=rngs)
 
-    def __call__(self, x, rate: float, keys: _Keys):
+    def __call__(self, x, rate: float, keys: _Keys | _KeyRow):
         return dropout(self.fc2(dropout(gelu(self.fc1(x)), rate, keys())), rate, keys())
 
 
@@ -314,9 +342,10 @@ class DualBranchBlock(nnx.Module):
         self.norm1, self.norm2, self.norm3 = (LayerNorm(d, rngs=rngs) for _ in range(3))
         self.rate = sizes.dropout
 
-    def __call__(self, x, patch_mask, channel_mask, keys: _Keys):
+    def __call__(self, x, patch_mask, channel_mask, dropout_keys: jax.Array | None = None):
+        """x [B, P, C, d]; dropout_keys: this block's [NUM_KEYS] keys (None = eval)."""
         b, p, c, _ = x.shape
-        r = self.rate
+        r, keys = self.rate, _KeyRow(dropout_keys)
         # Every regrouped batch ((b c), (b p)) is constrained to the batch sharding: b is its major part, so a chip
         # keeps its own examples. Unconstrained, XLA:TPU all-reduced global-batch activations (issue 24).
         t = constrain_batch(einops.rearrange(constrain_batch(x), "b p c d -> (b c) p d"))
@@ -330,8 +359,10 @@ class DualBranchBlock(nnx.Module):
 
 
 class _Layers(nnx.Module):
+    """``layers``: the blocks as one `LayerStack` (the bridge sees ``layers.{i}`` through ``per_layer_view``)."""
+
     def __init__(self, sizes: TSFMSizes, *, rngs: nnx.Rngs):
-        self.layers = nnx.List([DualBranchBlock(sizes, rngs=rngs) for _ in range(sizes.num_temporal_layers)])
+        self.layers = LayerStack(lambda r: DualBranchBlock(sizes, rngs=r), sizes.num_temporal_layers, rngs=rngs)
 
 
 class IMUTransformer(nnx.Module):
@@ -341,30 +372,14 @@ class IMUTransformer(nnx.Module):
         self.transformer = _Layers(sizes, rngs=rngs)
 
     def __call__(self, x, patch_mask, channel_mask, keys: _Keys):
-        """The blocks run as one ``lax.scan`` over their weights stacked at call time (stored per block, so the
-        upstream names and the bridge stay one tensor per block; the stack is a few MB). Unrolled, XLA:TPU compiled
-        every block of both Stage-1 views and their gradients separately (benchmarks/HISTORY.md, issue 24). Each
-        block draws the same dropout keys as in a Python loop: block i's j-th key is fold_in(key, start + i n + j)."""
-        layers = list(self.transformer.layers)
-        if len(layers) < 2:
-            for layer in layers:
-                x = layer(x, patch_mask, channel_mask, keys)
-            return x
-        graphdef, first = nnx.split(layers[0])
-        stacked = jax.tree.map(lambda *w: jnp.stack(w), first, *(nnx.split(layer)[1] for layer in layers[1:]))
-        per_block = []
-
-        def body(x, inputs):
-            state, i = inputs
-            block_keys = _Keys(keys.key, keys.count + i * DualBranchBlock.NUM_KEYS)
-            x = nnx.merge(graphdef, state)(x, patch_mask, channel_mask, block_keys)
-            per_block.append(block_keys.calls)
-            return x, None
-
-        x, _ = jax.lax.scan(body, x, (stacked, jnp.arange(len(layers))))
-        if keys.key is not None:
-            assert per_block == [DualBranchBlock.NUM_KEYS], per_block
-            keys.count += len(layers) * DualBranchBlock.NUM_KEYS
+        """The blocks run as one ``lax.scan`` over their stacked weights: one block body is compiled whatever the depth
+        (unrolled, XLA:TPU compiled every block of both Stage-1 views and their gradients separately;
+        benchmarks/HISTORY.md, issue 24). Block i draws the dropout keys a Python loop would: its j-th is
+        fold_in(key, start + i n + j), taken from a per-layer [depth, n] array."""
+        stack = self.transformer.layers
+        block_keys = keys.take(stack.depth, DualBranchBlock.NUM_KEYS)
+        per_layer = {} if block_keys is None else {"dropout_keys": block_keys}
+        (x,) = stack((x,), patch_mask, channel_mask, per_layer=per_layer)
         return x
 
 

@@ -109,3 +109,25 @@ def in_batch_top1(query: jax.Array, key: jax.Array) -> jax.Array:
     """Fraction of queries whose most similar key (cosine) is their own pair."""
     logits = similarity_logits(query, key, 1.0)
     return jnp.mean((jnp.argmax(logits, axis=1) == jnp.arange(logits.shape[0])).astype(jnp.float32))
+
+
+def supervised_contrastive(embeddings: jax.Array, labels: jax.Array, temperature: jax.Array | float = 0.1
+                           ) -> jax.Array:
+    """SupCon, L_out (Khosla et al. 2020, arXiv:2004.11362, eq. 2) over [N, D] embeddings with integer labels.
+
+    For anchor i the softmax runs over every other embedding; its positives are the others with the same label
+    (the other views of one window included), and -mean log-probability over them is i's loss; anchors without a
+    positive count 0 and are left out of the mean.
+    """
+    if embeddings.ndim != 2 or labels.shape != embeddings.shape[:1]:
+        raise ValueError(f"supervised_contrastive: expected [N, D] embeddings and [N] labels, got "
+                         f"{embeddings.shape} and {labels.shape}")
+    z = l2_normalize(embeddings)
+    self_mask = jnp.eye(z.shape[0], dtype=bool)
+    logits = jnp.where(self_mask, -jnp.inf, jnp.matmul(z, z.T, precision=HIGHEST) / temperature)
+    log_prob = jax.nn.log_softmax(logits, axis=1)
+    positive = (labels[:, None] == labels[None, :]) & ~self_mask
+    count = jnp.sum(positive, axis=1)
+    per_anchor = -jnp.sum(jnp.where(positive, log_prob, 0.0), axis=1) / jnp.maximum(count, 1)
+    has = count > 0
+    return jnp.sum(jnp.where(has, per_anchor, 0.0)) / jnp.maximum(jnp.sum(has), 1)

@@ -25,9 +25,10 @@ from imujax.models.layers import LayerStack
 
 CONFIG_FILE = "imujax_convert.json"
 PARAMS_DIR = "params"
-FORMAT_VERSION = 3  # 2: LayerStack params stored stacked ([depth, ...] under <stack>/block); 3: Audio-MAE too
+# 2: LayerStack params stored stacked ([depth, ...] under <stack>/block); 3: Audio-MAE too; 4: TSFM's encoder too
+FORMAT_VERSION = 4
 # The oldest format_version whose parameter layout a family still has (families not named: 2).
-LAYOUT_SINCE = {"audio_mae": 3, "audio_mae_vit": 3, "himu_mae": 3}
+LAYOUT_SINCE = {"audio_mae": 3, "audio_mae_vit": 3, "himu_mae": 3, "tsfm": 4}
 
 
 # -- NNX state <-> flat numpy ------------------------------------------------------------------------------------------
@@ -170,7 +171,8 @@ def read_meta(ckpt_dir: str) -> dict:
             raise ValueError(f"{meta_path}: field {field!r} is missing")
     oldest = LAYOUT_SINCE.get(meta["model"], 2)
     if meta.get("format_version") not in range(oldest, FORMAT_VERSION + 1):
-        readable = " or ".join(map(str, range(oldest, FORMAT_VERSION + 1)))
+        versions = [str(v) for v in range(oldest, FORMAT_VERSION + 1)]
+        readable = " or ".join(filter(None, (", ".join(versions[:-1]), versions[-1])))
         raise ValueError(f"{meta_path}: format_version {meta.get('format_version')!r}, this imujax reads "
                          f"{readable} for {meta['model']} (the parameter layout changed); convert the torch "
                          f"checkpoint again")

@@ -26,6 +26,11 @@ With --synthetic (issue 26, the articulated corpus `synthetic_egomotion/motion_r
   h  ... on the synthetic corpus and this set's training subjects in one mixture (`synthetic_own:<set>`)
   i  ... on the synthetic corpus, then this set's training subjects (`own:<set>` initialised from g's encoder,
      `--config.init_from=<workdir>/synthetic:latest`; same steps again)
+  z  zero-shot with text, no label of the set used: TSFM Stage 2 trained on the synthetic corpus only
+     (`configs/tsfm_stage2.py:synthetic`, --zs_steps; one encoder for every set), each test window's embedding
+     against the label-bank embeddings of the set's class names as phrases (`data_builders/<set>/parsing.py`
+     LABEL_TEXT), nearest wins; the same path at random init (z_zero_shot_random), and the expected scores of
+     uniform random guesses (chance_*). Channels go through TSFM's record path (acc + gyro by name, z-scored patches).
 
 Every method sees the same input: the acc + gyro channels of every sensor of the set (DSADS: 5 units, no
 magnetometer). The encoder takes one 6-channel sensor; a multi-sensor window's embedding is the concatenation of its
@@ -385,8 +390,76 @@ def run_set(name: str, args) -> dict:
             f"own:{name}", then_dir, data_dir, args.raw_root, args.steps,
             [*args.override, f"init_from={synthetic_dir}:latest"]), 1)
         record("i_probe_synthetic_then_own", lambda: probe(encoder(config, then_dir)))
+    if args.synthetic and want("z"):  # zero-shot with text from the text-aligned encoder of the synthetic corpus
+        zs_dir = os.path.join(args.workdir, "tsfm_synthetic")
+        timed["pretrain_tsfm_synthetic_s"] = round(pretrain_tsfm(zs_dir, data_dir, args.zs_steps), 1)
+        for key, source in (("z_zero_shot_synthetic", zs_dir), ("z_zero_shot_random", None)):
+            record(key, lambda source=source: zero_shot(name, data_dir, source, test, per_rec))
     return dict(rows=rows, pretrain_seconds=timed, train_windows=len(train["y"]), test_windows=len(test["y"]),
                 per_recording=per_rec)
+
+
+# -- zero-shot with text (issue 26, row z) -----------------------------------------------------------------------------
+TSFM_CONFIG = "configs/tsfm_stage2.py"
+
+
+def label_text(name: str, class_names) -> list[str]:
+    """The set's class names (its label order) as phrases: `data_builders/<set>/parsing.py` LABEL_TEXT."""
+    table = importlib.import_module(f"data_builders.{name}.parsing").LABEL_TEXT
+    missing = [c for c in class_names if c not in table]
+    if missing:
+        raise KeyError(f"data_builders/{name}/parsing.py LABEL_TEXT has no phrase for {missing}")
+    return [table[c] for c in class_names]
+
+
+def zero_shot_config(name: str, class_names, record: dict) -> ml_collections.ConfigDict:
+    """`configs/tsfm_stage2.py:synthetic` read on a real set: its accelerometer and gyroscope channels by name (as
+    TSFM's record path selects `config.data.imu_channels`), its rate, its class phrases as the closed-set
+    candidates; model, text and patching as trained."""
+    from configs import tsfm_stage2
+    config = tsfm_stage2.get_config("synthetic")
+    names = [c.decode() if isinstance(c, bytes) else str(c) for c in record["channels"]]
+    channels = tuple(c for c in names if c.rpartition("/")[2].startswith(("acc_", "gyro_")))
+    config.data.update(dict(name=imu_simclr.tfds_name(name), imu_channels=channels, channel_names=(),
+                            keep_sensors=(), class_names=tuple(label_text(name, class_names)),
+                            sampling_rate_hz=float(record["imu_rate_hz"])))
+    return config
+
+
+def zero_shot(name: str, data_dir: str, workdir: str | None, test: dict, per_recording: bool
+              ) -> tuple[np.ndarray, dict]:
+    """Row z: closed-set zero-shot predictions on the test split (TSFM Stage 2 from workdir's latest checkpoint, or
+    at random init), in load_split's order, and the expected scores of uniform random guesses."""
+    import tensorflow_datasets as tfds
+    from imujax.eval import zero_shot as zs
+    source = tfds.data_source(imu_simclr.tfds_name(name), data_dir=data_dir, split="test", download=False)
+    class_names = tfds.builder(imu_simclr.tfds_name(name), data_dir=data_dir).info.features["label"].names
+    config = zero_shot_config(name, class_names, source[0])
+    model = encoder(config, workdir)
+    model.eval()
+    pred, labels = zs.closed_set_predictions(systems.make_system(config), model, source)
+    if not np.array_equal(labels, test["y"]):
+        raise RuntimeError(f"{name}: zero-shot records are not in load_split's order")
+    return pred, dict(chance_scores(test, per_recording, len(class_names)), classes=len(class_names))
+
+
+def chance_scores(test: dict, per_recording: bool, num_classes: int, draws: int = 50) -> dict[str, float]:
+    """Mean accuracy and macro-F1 of uniform random guesses, scored as the rows are."""
+    rng = np.random.default_rng(0)
+    runs = [scores(rng.integers(0, num_classes, len(test["y"])), test, per_recording) for _ in range(draws)]
+    return {f"chance_{k}": round(float(np.mean([r[k] for r in runs])), 4) for k in ("accuracy", "macro_f1")}
+
+
+def pretrain_tsfm(workdir: str, data_dir: str, steps: int) -> float:
+    """`python -m imujax.main --config=configs/tsfm_stage2.py:synthetic` (skipped when it already finished)."""
+    if os.path.isdir(os.path.join(workdir, "checkpoints", str(steps))):
+        return 0.0
+    start = time.time()
+    subprocess.run([sys.executable, "-m", "imujax.main", f"--config={TSFM_CONFIG}:synthetic", f"--workdir={workdir}",
+                    f"--config.data.data_dir={data_dir}", f"--config.total_steps={steps}",
+                    f"--config.checkpoint.every_steps={steps}"],
+                   check=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return time.time() - start
 
 
 def main() -> None:
@@ -403,9 +476,11 @@ def main() -> None:
                         "the same way)")
     parser.add_argument("--synthetic", action="store_true", help="add rows g, h, i: pretraining on the synthetic "
                         "corpus (synthetic_egomotion/motion_realsets) alone, mixed with the set's unlabelled data, "
-                        "and followed by it")
+                        "and followed by it; and z: zero-shot with text from TSFM Stage 2 trained on it")
     parser.add_argument("--synthetic_steps", type=int, default=600, help="pretraining steps of the synthetic-only "
                         "encoder (rows g, i; batch 128)")
+    parser.add_argument("--zs_steps", type=int, default=800, help="training steps of row z's TSFM Stage 2 encoder "
+                        "(configs/tsfm_stage2.py:synthetic, batch 32)")
     parser.add_argument("--skip", default="", help="comma-separated rows to leave out, e.g. b,e,f (e, f: no transfer "
                         "pretraining) or whole keys, e.g. f_finetune_scratch")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",

@@ -27,6 +27,21 @@ LABEL_CODES = {
     16: "cycling_vertical", 17: "rowing", 18: "jumping", 19: "playing_basketball",
 }
 LABELS = tuple(LABEL_CODES.values())
+# Each class as a readable activity phrase (zero-shot with text, benchmarks/real_data.py row z); cycling: the
+# dataset's "exercise bike in horizontal and vertical positions".
+LABEL_TEXT = {
+    "sitting": "sitting", "standing": "standing", "lying_on_back": "lying on the back",
+    "lying_on_right_side": "lying on the right side", "ascending_stairs": "ascending stairs",
+    "descending_stairs": "descending stairs", "standing_in_elevator": "standing in an elevator",
+    "moving_around_in_elevator": "moving around in an elevator", "walking_in_parking_lot": "walking in a parking lot",
+    "walking_on_treadmill_flat": "walking on a flat treadmill",
+    "walking_on_treadmill_inclined": "walking on an inclined treadmill",
+    "running_on_treadmill": "running on a treadmill",
+    "exercising_on_stepper": "exercising on a stepper", "exercising_on_cross_trainer": "exercising on a cross trainer",
+    "cycling_horizontal": "cycling on an exercise bike in horizontal position",
+    "cycling_vertical": "cycling on an exercise bike in vertical position", "rowing": "rowing", "jumping": "jumping",
+    "playing_basketball": "playing basketball",
+}
 UNITS = ("torso", "right_arm", "left_arm", "right_leg", "left_leg")
 CHANNELS = tuple(c for unit in UNITS for c in har.channel_names(unit, ("acc", "gyro", "mag")))
 _ACTIVITY, _SUBJECT, _SEGMENT = re.compile(r"^a(\d\d)$"), re.compile(r"^p(\d+)$"), re.compile(r"^s(\d\d)\.txt$")

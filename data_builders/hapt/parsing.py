@@ -22,6 +22,14 @@ LABEL_CODES = {
     7: "STAND_TO_SIT", 8: "SIT_TO_STAND", 9: "SIT_TO_LIE", 10: "LIE_TO_SIT", 11: "STAND_TO_LIE", 12: "LIE_TO_STAND",
 }
 LABELS = tuple(LABEL_CODES.values())
+# Each class as a readable activity phrase (zero-shot with text, benchmarks/real_data.py row z).
+LABEL_TEXT = {
+    "WALKING": "walking", "WALKING_UPSTAIRS": "walking upstairs", "WALKING_DOWNSTAIRS": "walking downstairs",
+    "SITTING": "sitting", "STANDING": "standing", "LAYING": "lying", "STAND_TO_SIT": "sitting down from standing",
+    "SIT_TO_STAND": "standing up from sitting", "SIT_TO_LIE": "lying down from sitting",
+    "LIE_TO_SIT": "sitting up from lying", "STAND_TO_LIE": "lying down from standing",
+    "LIE_TO_STAND": "standing up from lying",
+}
 CHANNELS = har.channel_names("waist")
 _ACC = re.compile(r"^acc_exp(\d+)_user(\d+)\.txt$")
 

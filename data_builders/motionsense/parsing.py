@@ -19,6 +19,9 @@ RATE_HZ = 50.0
 LABEL_CODES = {"dws": "downstairs", "ups": "upstairs", "wlk": "walking", "jog": "jogging", "sit": "sitting",
                "std": "standing"}
 LABELS = tuple(LABEL_CODES.values())
+# Each class as a readable activity phrase (zero-shot with text, benchmarks/real_data.py row z).
+LABEL_TEXT = {"downstairs": "walking downstairs", "upstairs": "walking upstairs", "walking": "walking",
+              "jogging": "jogging", "sitting": "sitting", "standing": "standing"}
 CHANNELS = har.channel_names("pocket")
 GRAVITY = ("gravity.x", "gravity.y", "gravity.z")
 USER = ("userAcceleration.x", "userAcceleration.y", "userAcceleration.z")

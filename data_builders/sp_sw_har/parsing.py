@@ -17,6 +17,9 @@ import numpy as np
 from imujax.io import csv_table, timeseries
 
 LABELS = ("SEATED", "STANDING_UP", "WALKING", "TURNING", "SITTING_DOWN")
+# Each class as a readable activity phrase (zero-shot with text, benchmarks/real_data.py row z).
+LABEL_TEXT = {"SEATED": "seated", "STANDING_UP": "standing up", "WALKING": "walking", "TURNING": "turning",
+              "SITTING_DOWN": "sitting down"}
 ORIENTATIONS = ("back", "back_inv", "front", "front_inv")
 VALUE_COLUMNS = ("x_acc", "y_acc", "z_acc", "x_gyro", "y_gyro", "z_gyro")
 DEVICE_SUFFIX = {"phone": "sp", "watch": "sw"}

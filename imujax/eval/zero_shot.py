@@ -142,6 +142,26 @@ def supervised_protocol(params, embed_fn: EmbedFn, label_emb: np.ndarray, inputs
     return {**out, "train_examples": float(len(train)), "epochs": float(len(history))}
 
 
+def closed_set_predictions(system, model, source, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Closed-set zero-shot on every record of ``source``: the class whose label-bank embedding (of the raw
+    config.data.class_names text, max over prototypes) scores highest against the record's session embedding, and the
+    record's label; ``model`` in eval mode. Batches are padded to batch_size (one compiled shape)."""
+    from flax import nnx
+
+    embed = nnx.jit(lambda m, batch: system.session_embedding(m, batch))
+    label_emb = np.asarray(system.label_embeddings(model))
+    preds, labels = [], []
+    for start in range(0, len(source), batch_size):
+        rows = [system.preprocess(source[i], None) for i in range(start, min(start + batch_size, len(source)))]
+        padded = rows + [rows[-1]] * (batch_size - len(rows))
+        batch = {k: jnp.asarray(np.stack([r[k] for r in padded])) for k in rows[0]
+                 if k not in ("label", "label_variant")}
+        emb = np.asarray(embed(model, batch))[:len(rows)]
+        preds.append(label_scores(emb, label_emb).argmax(axis=1))
+        labels.append(np.array([r["label"] for r in rows]))
+    return np.concatenate(preds), np.concatenate(labels)
+
+
 # -- end to end on a trained TSFM Stage-2 model (`python -m imujax.main --mode=eval` on a Stage-2 workdir) ---------
 def evaluate_model(system, model, source, rates: Sequence[float] = (0.10,), finetune_lr: float = 1e-5
                    ) -> dict[str, float]:

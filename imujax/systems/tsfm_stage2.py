@@ -1,7 +1,9 @@
 """TSFM Stage 2: align session embeddings with label text through the learnable label bank (alxdofficial/tsfm@308eea1
 training_scripts/human_activity_recognition/semantic_alignment_train.py).
 
-Per record: channels -> optional SO(3) rotation -> jitter / per-channel scaling (p 0.5 each) -> patches with a
+Per record: channels (config.data.keep_sensors=(lo, hi): a random lo..hi of the record's sensors in training, the
+first hi in evaluation)
+-> optional SO(3) rotation -> jitter / per-channel scaling (p 0.5 each) -> patches with a
 patch length drawn from config.data.patch_seconds_choices (training) -> padded arrays, channel-description indices
 and a label-text variant (raw name, or a template such as "person {}" with probability text_augment_prob).
 Text token states of every channel description and label variant are computed once at start-up (disk cache).
@@ -34,6 +36,27 @@ from imujax.text import descriptions
 from imujax.text import embedder as text_embedder
 from imujax.transforms import tsfm_augment
 from imujax.transforms.tsfm_records import dataset_patchers, record_dataset
+
+
+def keep_sensors(record: dict, rng: np.random.Generator | None, d: ml_collections.ConfigDict) -> dict:
+    """The record with a random lo..hi (d.keep_sensors) of its sensors in training, its first hi sensors in
+    evaluation (rng None); channels are grouped into sensors by location (the part of the name before '/'). One
+    encoder then sees the 1-5 sensor layouts real sets carry."""
+    lo, hi = d.get("keep_sensors") or (0, 0)
+    if not hi:
+        return record
+    if d.imu_channels:
+        raise ValueError(f"config.data.keep_sensors={d.keep_sensors} needs config.data.imu_channels=() (it picks "
+                         "from the record's own channels)")
+    names = [c.decode() if isinstance(c, bytes) else str(c) for c in record["channels"]]
+    locations = list(dict.fromkeys(n.rpartition("/")[0] for n in names))
+    if rng is None:
+        keep = set(locations[:hi])
+    else:
+        count = int(rng.integers(min(lo, len(locations)), min(hi, len(locations)) + 1))
+        keep = {locations[i] for i in rng.choice(len(locations), size=max(count, 1), replace=False)}
+    columns = [i for i, n in enumerate(names) if n.rpartition("/")[0] in keep]
+    return dict(record, imu=np.asarray(record["imu"], np.float32)[:, columns], channels=[names[i] for i in columns])
 
 
 class System(systems.System):
@@ -77,6 +100,7 @@ class System(systems.System):
         seconds = d.patch_seconds
         if rng is not None and d.patch_seconds_choices:
             seconds = float(rng.choice(np.asarray(d.patch_seconds_choices)))
+        record = keep_sensors(record, rng, d)
         record = dict(record, imu=self._signal_augment(np.asarray(record["imu"], np.float32), rng, d))
         patches, patch_mask, channel_mask, ids = patcher(record, rng, seconds)
         label = int(record["label"])

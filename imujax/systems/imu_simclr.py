@@ -39,8 +39,8 @@ class System(systems.System):
         self.groups = groups
         # Labels may shape the pretraining only where they are generated with the data (the synthetic corpus): a
         # real set's labels are what the benchmark's probes are scored on.
-        if config.loss.get("label_weight", 0.0) and (config.data.get("mixture") or
-                                                     not config.data.name.startswith("synthetic_egomotion")):
+        if config.loss.label_weight and (config.data.get("mixture") or
+                                            not config.data.name.startswith("synthetic_egomotion")):
             raise ValueError(f"config.loss.label_weight={config.loss.label_weight} uses the records' labels: only for "
                              f"a synthetic corpus alone (config.data.name={config.data.name!r}, "
                              f"mixture={config.data.get('mixture')!r})")
@@ -81,7 +81,7 @@ class System(systems.System):
         size = batch["imu"].shape[0]
         z = model.project(model(jnp.concatenate([batch["imu"], batch["imu_view"]])))
         z0, z1 = l2_normalize(z[:size]), l2_normalize(z[size:])
-        tau, weight = self.config.loss.temperature, self.config.loss.get("label_weight", 0.0)
+        tau, weight = self.config.loss.temperature, self.config.loss.label_weight
         views = info_nce_symmetric_mean(z0, z1, tau)
         top1 = jnp.mean((jnp.argmax(z0 @ z1.T, axis=1) == jnp.arange(size)).astype(jnp.float32))
         metrics = {"view_loss": views, "view_top1": top1, "chance_loss": jnp.log(size)}

@@ -3,11 +3,13 @@
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOTAL_STEPS = 24
+COMPILATION_CACHE_DIR = None  # set for the test run by conftest.shared_compilation_cache
 
 
 def train_command(workdir, data_dir, *extra, total_steps=TOTAL_STEPS, figures=False):
@@ -34,11 +36,16 @@ def finetune_command(workdir, data_dir, *extra, total_steps=12, horizons=(0.0, 0
 
 
 def env(devices: int = 1, **extra):
-    """The test process's environment for a subprocess with ``devices`` fake CPU devices (other XLA flags kept)."""
+    """The test process's environment for a subprocess with ``devices`` fake CPU devices (other XLA flags kept),
+    sharing the run's persistent compilation cache. Every compile is cached (no minimum compile time); a size limit
+    turns on JAX's file lock around cache reads and writes, so children never read a half-written entry."""
     flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
              if not f.startswith("--xla_force_host_platform_device_count")]
+    cache = {} if COMPILATION_CACHE_DIR is None else dict(
+        JAX_COMPILATION_CACHE_DIR=COMPILATION_CACHE_DIR, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1", JAX_COMPILATION_CACHE_MAX_SIZE=str(4 << 30))
     return dict(os.environ, XLA_FLAGS=" ".join([f"--xla_force_host_platform_device_count={devices}", *flags]),
-                JAX_PLATFORMS="cpu", **extra)
+                JAX_PLATFORMS="cpu", **cache, **extra)
 
 
 def run(cmd, **kwargs):
@@ -57,6 +64,14 @@ def final_params(workdir, step=TOTAL_STEPS):
     import orbax.checkpoint as ocp
     restored = ocp.StandardCheckpointer().restore(os.path.join(workdir, "checkpoints", str(step), "state"))
     return [np.asarray(x) for x in jax.tree.leaves(restored["params"])]
+
+
+def wait_for_checkpoint(proc, workdir, timeout=300):
+    """Poll until `proc` has committed its first checkpoint in `workdir` (or exited, or `timeout` s passed)."""
+    deadline = time.time() + timeout
+    while not committed_steps(workdir) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert committed_steps(workdir), "no checkpoint was written"
 
 
 def logged_steps(stdout: str) -> list[int]:

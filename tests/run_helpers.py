@@ -38,7 +38,8 @@ def finetune_command(workdir, data_dir, *extra, total_steps=12, horizons=(0.0, 0
 def env(devices: int = 1, **extra):
     """The test process's environment for a subprocess with ``devices`` fake CPU devices (other XLA flags kept),
     sharing the run's persistent compilation cache. Every compile is cached (no minimum compile time); a size limit
-    turns on JAX's file lock around cache reads and writes, so children never read a half-written entry."""
+    turns on JAX's file lock around cache reads and writes (the `filelock` package, in the test extra), so children
+    never read a half-written entry."""
     flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
              if not f.startswith("--xla_force_host_platform_device_count")]
     cache = {} if COMPILATION_CACHE_DIR is None else dict(

@@ -75,6 +75,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     elif kind == "synthetic_own":  # the training subjects of the set under test (unlabelled) + the synthetic corpus
         config.data.mixture = (tfds_name(target), SYNTHETIC_MOTION)
         config.data.name = tfds_name(target)
+        config.loss.label_weight = 0.5  # SupCon over the synthetic records' primitives, as `synthetic`
     else:  # never the set under test; every subject of the others, and the synthetic data
         others = [tfds_name(s) for s in REAL_SETS if s != target]
         config.data.mixture = (*others, SYNTHETIC)

@@ -7,6 +7,7 @@ from flax import nnx
 
 from configs import imu_simclr
 from imujax import systems
+from imujax.objectives import infonce
 from imujax.transforms import imu_views
 
 
@@ -60,20 +61,36 @@ def test_sp_sw_har_is_a_real_set_with_its_own_cross_subject_config():
     assert {"phone/acc_x", "watch/gyro_z"} <= {c for g in imu_simclr.CHANNEL_GROUPS for c in g}
 
 
-def test_label_positives_only_for_a_synthetic_corpus_alone():
-    for variant in ("own:hapt", "synthetic_own:dsads", "transfer:motionsense"):
-        config = imu_simclr.get_config(variant)
-        config.loss.label_weight = 0.5
-        with pytest.raises(ValueError, match="label_weight"):
-            systems.make_system(config)
+def test_label_positives_only_from_synthetic_records():
+    config = imu_simclr.get_config("own:hapt")
+    config.loss.label_weight = 0.5
+    with pytest.raises(ValueError, match="no source of this run is synthetic"):
+        systems.make_system(config)
+    # a mixture of a real set and the synthetic corpus: only the synthetic records' labels reach the loss
+    config = imu_simclr.get_config("synthetic_own:dsads")
+    config.loss.label_weight = 0.5
+    config.model.update(widths=(8, 8), dim=8, proj_dim=8)
+    system = systems.make_system(config)
+    channels = [f"torso/{s}_{a}" for s in ("acc", "gyro") for a in "xyz"]
+    real, synthetic = (dict(_record(channels), dataset_index=np.int32(i)) for i in (0, 1))
+    assert int(system.preprocess(real, np.random.default_rng(0))["supcon_label"]) == -1
+    assert int(system.preprocess(synthetic, np.random.default_rng(0))["supcon_label"]) == 3
+    assert int(system.preprocess(_record(channels), None)["supcon_label"]) == -1  # evaluation: the real set
+
     config = imu_simclr.get_config("synthetic")
     config.loss.label_weight = 1.0
     config.model.update(widths=(8, 8), dim=8, proj_dim=8)
     system = systems.make_system(config)
     model = system.make_model(nnx.Rngs(0))
     x = np.random.default_rng(0).normal(size=(8, 6, 100)).astype(np.float32)
-    batch = {"imu": x, "imu_view": x + 0.01, "label": np.array([0, 0, 0, 0, 1, 1, 1, 1], np.int32)}
+    batch = {"imu": x, "imu_view": x + 0.01, "label": np.zeros(8, np.int32),
+             "supcon_label": np.array([0, 0, 0, 0, 1, 1, 1, 1], np.int32)}
     loss, metrics = system.loss(model, batch, jax.random.key(0))
     # with weight 1 the loss is the label term: 16 embeddings, 7 positives each among 15 others
     assert np.isclose(float(loss), float(metrics["label_loss"])) and float(loss) > np.log(15 / 7) - 1e-4
     assert not np.isclose(float(metrics["label_loss"]), float(metrics["view_loss"]))
+    # unlabelled windows (-1) are positives of their own other view only, not of each other
+    unlabelled = system.loss(model, dict(batch, supcon_label=np.full(8, -1, np.int32)), jax.random.key(0))[1]
+    z = model.project(model(np.concatenate([batch["imu"], batch["imu_view"]])))
+    view_pairs = infonce.supervised_contrastive(z, np.tile(np.arange(8), 2), config.loss.temperature)
+    np.testing.assert_allclose(float(unlabelled["label_loss"]), float(view_pairs), rtol=1e-6)

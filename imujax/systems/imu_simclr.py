@@ -3,9 +3,9 @@
 Two augmented views of each window (`transforms/imu_views.py`: rotation, time warp, scaling, jitter, sensor
 dropout) go through a small conv encoder (`models/conv_imu.py`); an InfoNCE over the batch (both directions) pulls
 the views of one window together. The input keeps its levels (acc in g, gyro in rad/s, no per-window z-score).
-With config.loss.label_weight = w > 0 (a synthetic corpus alone, whose labels come with the data) the loss is
-(1 - w) of that InfoNCE plus w of a supervised contrastive term (SupCon) whose positives are every window of the same
-label.
+With config.loss.label_weight = w > 0 the loss is (1 - w) of that InfoNCE plus w of a supervised contrastive term
+(SupCon) whose positives are every window of the same synthetic primitive (the corpus's labels come with the data);
+a real record's label is never used: its window's only positive is its other view.
 
 Records of any dataset in the project schema work: `config.data.imu_channel_groups` lists sensor placements as
 6-channel (acc xyz, gyro xyz) groups; a record uses the groups it has (training: one at random per record, so a
@@ -38,12 +38,12 @@ class System(systems.System):
                              f"(acc xyz, gyro xyz)")
         self.groups = groups
         # Labels may shape the pretraining only where they are generated with the data (the synthetic corpus): a
-        # real set's labels are what the benchmark's probes are scored on.
-        if config.loss.label_weight and (config.data.get("mixture") or
-                                            not config.data.name.startswith("synthetic_egomotion")):
-            raise ValueError(f"config.loss.label_weight={config.loss.label_weight} uses the records' labels: only for "
-                             f"a synthetic corpus alone (config.data.name={config.data.name!r}, "
-                             f"mixture={config.data.get('mixture')!r})")
+        # real set's labels are what the benchmark's probes are scored on. Per source of the run (mixture order).
+        sources = list(config.data.get("mixture") or [config.data.name])
+        self.label_sources = [name.startswith("synthetic_egomotion") for name in sources]
+        if config.loss.label_weight and not any(self.label_sources):
+            raise ValueError(f"config.loss.label_weight={config.loss.label_weight} uses the labels of synthetic "
+                             f"records, and no source of this run is synthetic ({sources})")
 
     def make_model(self, rngs: nnx.Rngs) -> ConvIMUEncoder:
         m = self.config.model
@@ -70,6 +70,9 @@ class System(systems.System):
     def preprocess(self, record: dict, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
         x = self.window(record, rng)
         out = {"imu": x, "label": np.int32(record["label"])}
+        if self.config.loss.label_weight:  # -1: a real record's label, never seen by the loss
+            synthetic = self.label_sources[int(record.get("dataset_index", 0))]
+            out["supcon_label"] = np.int32(record["label"] if synthetic else -1)
         if rng is not None:
             aug = dict(self.config.augment)
             out["imu"] = imu_views.random_view(x, rng, **aug)
@@ -86,8 +89,9 @@ class System(systems.System):
         top1 = jnp.mean((jnp.argmax(z0 @ z1.T, axis=1) == jnp.arange(size)).astype(jnp.float32))
         metrics = {"view_loss": views, "view_top1": top1, "chance_loss": jnp.log(size)}
         loss = views
-        if weight:  # positives are also the other windows of the same (synthetic) activity
-            labels = jnp.concatenate([batch["label"], batch["label"]])
+        if weight:  # positives are also the other windows of the same synthetic primitive
+            ids = jnp.where(batch["supcon_label"] >= 0, batch["supcon_label"], -1 - jnp.arange(size))
+            labels = jnp.concatenate([ids, ids])  # an unlabelled window's only positive: its other view
             metrics["label_loss"] = supervised_contrastive(z, labels, tau)
             loss = (1.0 - weight) * views + weight * metrics["label_loss"]
         metrics["loss"] = loss

@@ -23,7 +23,8 @@ train / 5-6 test, DSADS p1-p6 / p7-p8, MotionSense subjects 1-7 / 8-10, sp_sw_ha
 With --synthetic (issue 26, the articulated corpus `synthetic_egomotion/motion_realsets`; no real label used):
   g  the probe on the encoder pretrained on the synthetic corpus only (`configs/imu_simclr.py:synthetic`: SimCLR
      views + SupCon over the corpus's own primitive labels, --synthetic_steps; one encoder for every set)
-  h  ... on the synthetic corpus and this set's training subjects in one mixture (`synthetic_own:<set>`)
+  h  ... on the synthetic corpus and this set's training subjects in one mixture (`synthetic_own:<set>`; SupCon
+     only over the synthetic records' labels)
   i  ... on the synthetic corpus, then this set's training subjects (`own:<set>` initialised from g's encoder,
      `--config.init_from=<workdir>/synthetic:latest`; same steps again)
   z  zero-shot with text, no label of the set used: TSFM Stage 2 trained on the synthetic corpus only

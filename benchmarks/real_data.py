@@ -394,8 +394,9 @@ def run_set(name: str, args) -> dict:
     if args.synthetic and want("z"):  # zero-shot with text from the text-aligned encoder of the synthetic corpus
         zs_dir = os.path.join(args.workdir, "tsfm_synthetic")
         timed["pretrain_tsfm_synthetic_s"] = round(pretrain_tsfm(zs_dir, data_dir, args.zs_steps), 1)
+        setup = zero_shot_setup(name, data_dir)
         for key, source in (("z_zero_shot_synthetic", zs_dir), ("z_zero_shot_random", None)):
-            record(key, lambda source=source: zero_shot(name, data_dir, source, test, per_rec))
+            record(key, lambda source=source: zero_shot(setup, source, test, per_rec))
     return dict(rows=rows, pretrain_seconds=timed, train_windows=len(train["y"]), test_windows=len(test["y"]),
                 per_recording=per_rec)
 
@@ -427,20 +428,26 @@ def zero_shot_config(name: str, class_names, record: dict) -> ml_collections.Con
     return config
 
 
-def zero_shot(name: str, data_dir: str, workdir: str | None, test: dict, per_recording: bool
-              ) -> tuple[np.ndarray, dict]:
-    """Row z: closed-set zero-shot predictions on the test split (TSFM Stage 2 from workdir's latest checkpoint, or
-    at random init), in load_split's order, and the expected scores of uniform random guesses."""
+def zero_shot_setup(name: str, data_dir: str) -> tuple:
+    """What row z needs once per set, whichever encoder: its config, the TSFM system (text states of the class
+    phrases computed once), the test split's source and the class names."""
     import tensorflow_datasets as tfds
-    from imujax.eval import zero_shot as zs
     source = tfds.data_source(imu_simclr.tfds_name(name), data_dir=data_dir, split="test", download=False)
     class_names = tfds.builder(imu_simclr.tfds_name(name), data_dir=data_dir).info.features["label"].names
     config = zero_shot_config(name, class_names, source[0])
+    return config, systems.make_system(config), source, class_names
+
+
+def zero_shot(setup: tuple, workdir: str | None, test: dict, per_recording: bool) -> tuple[np.ndarray, dict]:
+    """Row z: closed-set zero-shot predictions on the test split (TSFM Stage 2 from workdir's latest checkpoint, or
+    at random init), in load_split's order, and the expected scores of uniform random guesses."""
+    from imujax.eval import zero_shot as zs
+    config, system, source, class_names = setup
     model = encoder(config, workdir)
     model.eval()
-    pred, labels = zs.closed_set_predictions(systems.make_system(config), model, source)
+    pred, labels = zs.closed_set_predictions(system, model, source)
     if not np.array_equal(labels, test["y"]):
-        raise RuntimeError(f"{name}: zero-shot records are not in load_split's order")
+        raise RuntimeError(f"{config.data.name}: zero-shot records are not in load_split's order")
     return pred, dict(chance_scores(test, per_recording, len(class_names)), classes=len(class_names))
 
 

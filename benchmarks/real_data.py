@@ -13,8 +13,9 @@ train / 5-6 test, DSADS p1-p6 / p7-p8, MotionSense subjects 1-7 / 8-10, sp_sw_ha
   b  MLP on the raw standardised windows (one hidden layer of 256, alpha 1e-2, 100 epochs)
   c  logistic probe (as a) on the frozen encoder at random init
   d  the same probe on the encoder pretrained on this set's training subjects (`configs/imu_simclr.py:own:<set>`)
-  e  the same probe on the encoder pretrained on every OTHER real set (all subjects) + synthetic data
-     (`configs/imu_simclr.py:transfer:<set>`: the set under test is never seen, labels never used)
+  e  the same probe on the encoder pretrained on every OTHER real set (all subjects) + the synthetic corpus
+     (`configs/imu_simclr.py:transfer:<set>`, --transfer_steps: the set under test is never seen, no real label is
+     used; SupCon over the corpus's own generated labels as in g)
   f  fine-tuning encoder + linear head on the training subjects, from (e) (recipe `lpft`: the head starts as the
      logistic probe on the frozen encoder, then both train at a small learning rate after a warm-up) and from
      scratch (recipe `plain`), same steps; each picks its learning rate from a small grid on a validation split of
@@ -25,8 +26,8 @@ With --synthetic (issue 26, the articulated corpus `synthetic_egomotion/motion_r
      views + SupCon over the corpus's own primitive labels, --synthetic_steps; one encoder for every set)
   h  ... on the synthetic corpus and this set's training subjects in one mixture (`synthetic_own:<set>`; SupCon
      only over the synthetic records' labels)
-  i  ... on the synthetic corpus, then this set's training subjects (`own:<set>` initialised from g's encoder,
-     `--config.init_from=<workdir>/synthetic:latest`; same steps again)
+  i  ... on the synthetic corpus (g), then on the mixture of h (`synthetic_own:<set>` initialised from g's encoder,
+     `--config.init_from=<workdir>/synthetic:latest`; --steps more): the set's own data added, the synthetic labels kept
   z  zero-shot with text, no label of the set used: TSFM Stage 2 trained on the synthetic corpus only
      (`configs/tsfm_stage2.py:synthetic`, --zs_steps; one encoder for every set), each test window's embedding
      against the label-bank embeddings of the set's class names as phrases (`data_builders/<set>/parsing.py`
@@ -364,8 +365,8 @@ def run_set(name: str, args) -> dict:
     record("d_probe_own", lambda: probe(encoder(config, own_dir)))
     transfer_dir = os.path.join(args.workdir, f"transfer_{name}")
     if want("e") or want("f"):
-        timed["pretrain_transfer_s"] = round(
-            pretrain(f"transfer:{name}", transfer_dir, data_dir, args.raw_root, args.steps, args.override), 1)
+        seconds = pretrain(f"transfer:{name}", transfer_dir, data_dir, args.raw_root, args.transfer_steps, args.override)
+        timed["pretrain_transfer_s"] = round(seconds, 1)
     record("e_probe_transfer", lambda: probe(encoder(config, transfer_dir)))
     for key, source, recipe in (("f_finetune_transfer", transfer_dir, args.ft_recipe),
                                 ("f_finetune_scratch", None, args.ft_scratch_recipe)):
@@ -382,15 +383,16 @@ def run_set(name: str, args) -> dict:
         timed["pretrain_synthetic_own_s"] = round(
             pretrain(f"synthetic_own:{name}", mixed_dir, data_dir, args.raw_root, args.steps, args.override), 1)
         record("h_probe_synthetic_own", lambda: probe(encoder(config, mixed_dir)))
-    if args.synthetic and want("i"):  # in sequence: the synthetic encoder (g), then this set's unlabelled data
+    if args.synthetic and want("i"):  # in sequence: the synthetic encoder (g), then h's mixture from it
+        # (session 12: continuing with the set's own views alone undid what g's labels added; HISTORY, issue 26)
         synthetic_dir = os.path.join(args.workdir, "synthetic")
         seconds = pretrain("synthetic", synthetic_dir, data_dir, args.raw_root, args.synthetic_steps, args.override)
         timed["pretrain_synthetic_s"] = round(timed.get("pretrain_synthetic_s", 0.0) + seconds, 1)
-        then_dir = os.path.join(args.workdir, f"synthetic_then_own_{name}")
-        timed["pretrain_synthetic_then_own_s"] = round(pretrain(
-            f"own:{name}", then_dir, data_dir, args.raw_root, args.steps,
+        then_dir = os.path.join(args.workdir, f"synthetic_then_mixed_{name}")
+        timed["pretrain_synthetic_then_mixed_s"] = round(pretrain(
+            f"synthetic_own:{name}", then_dir, data_dir, args.raw_root, args.steps,
             [*args.override, f"init_from={synthetic_dir}:latest"]), 1)
-        record("i_probe_synthetic_then_own", lambda: probe(encoder(config, then_dir)))
+        record("i_probe_synthetic_then_mixed", lambda: probe(encoder(config, then_dir)))
     if args.synthetic and want("z"):  # zero-shot with text from the text-aligned encoder of the synthetic corpus
         zs_dir = os.path.join(args.workdir, "tsfm_synthetic")
         timed["pretrain_tsfm_synthetic_s"] = round(pretrain_tsfm(zs_dir, data_dir, args.zs_steps), 1)
@@ -477,6 +479,8 @@ def main() -> None:
                         help="folder holding hapt/ dsads/ motionsense/ sp_sw_har/")
     parser.add_argument("--sets", default=",".join(imu_simclr.REAL_SETS))
     parser.add_argument("--steps", type=int, default=100, help="pretraining steps per encoder (batch 128)")
+    parser.add_argument("--transfer_steps", type=int, default=600, help="pretraining steps of (e) (batch 128; its "
+                        "mixture is half synthetic, whose SupCon term needs the steps of g)")
     parser.add_argument("--ft_steps", type=int, default=150, help="fine-tuning steps (batch 64)")
     parser.add_argument("--ft_recipe", default="lpft", help="fine-tune recipe from (e) (configs/imu_simclr.py "
                         "FINETUNE); its lr is chosen on a validation split of the training subjects")

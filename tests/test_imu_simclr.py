@@ -58,6 +58,7 @@ def test_sp_sw_har_is_a_real_set_with_its_own_cross_subject_config():
     assert imu_simclr.get_config("own:sp_sw_har").data.name == "sp_sw_har/holdout"
     mixture = imu_simclr.get_config("transfer:hapt").data.mixture
     assert "sp_sw_har/holdout" in mixture and not any(m.startswith("hapt/") for m in mixture)
+    assert imu_simclr.SYNTHETIC_MOTION in mixture and imu_simclr.get_config("transfer:hapt").loss.label_weight > 0
     assert {"phone/acc_x", "watch/gyro_z"} <= {c for g in imu_simclr.CHANNEL_GROUPS for c in g}
 
 

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import nnx
 
 from imujax.eval import metrics
 
@@ -146,8 +147,6 @@ def closed_set_predictions(system, model, source, batch_size: int = 64) -> tuple
     """Closed-set zero-shot on every record of ``source``: the class whose label-bank embedding (of the raw
     config.data.class_names text, max over prototypes) scores highest against the record's session embedding, and the
     record's label; ``model`` in eval mode. Batches are padded to batch_size (one compiled shape)."""
-    from flax import nnx
-
     embed = nnx.jit(lambda m, batch: system.session_embedding(m, batch))
     label_emb = np.asarray(system.label_embeddings(model))
     preds, labels = [], []
@@ -167,8 +166,6 @@ def evaluate_model(system, model, source, rates: Sequence[float] = (0.10,), fine
                    ) -> dict[str, float]:
     """Closed-set zero-shot metrics (and chance = 1 / classes) of an eval-mode TSFM Stage-2 ``model`` on every
     record of ``source``, and the supervision protocol at each of ``rates`` ('supervised_10pct/...' for 0.1)."""
-    from flax import nnx
-
     rows = [system.preprocess(source[i], None) for i in range(len(source))]
     inputs = {k: np.stack([r[k] for r in rows]) for k in rows[0] if k not in ("label", "label_variant")}
     labels = np.array([r["label"] for r in rows])

@@ -71,8 +71,13 @@ class TorchGRU(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """x: [N, S, I] (batch, sequence, features) -> final hidden state [N, H]; h0 = 0."""
-        # Input projections for every step at once; only the recurrent matmul stays inside the scan.
-        x_proj = jnp.einsum("nsi,ig->sng", x, self.weight_ih_l0[...], precision=HIGHEST) + self.bias_ih_l0[...]
+        # Input projections for every step at once; only the recurrent matmul stays inside the scan. The (small) input
+        # goes time-major first, so the projection and both its gradients are plain 2-D matmuls on [S * N, 3H] rows
+        # in the scan's layout: the [N, S] einsum made XLA:CPU transpose the [S, N, 3H] projection and its
+        # gradient (3 x 12 MB at PRIMUS's sizes) and run the matmul on Eigen.
+        n, s, i = x.shape
+        rows = jnp.swapaxes(x, 0, 1).reshape(s * n, i)
+        x_proj = jnp.dot(rows, self.weight_ih_l0[...], precision=HIGHEST).reshape(s, n, -1) + self.bias_ih_l0[...]
         return gru_last_state(x_proj, gather_weight(self.weight_hh_l0[...]), self.bias_hh_l0[...])
 
 
@@ -104,6 +109,7 @@ def _gru_forward(x_proj, w_hh, b_hh):
 
 def _gru_backward(residuals, d_last):
     w_hh, saved = residuals
+    hidden = w_hh.shape[0]
 
     def step(dh, xs):
         h, r, z, n, hn = xs
@@ -115,7 +121,8 @@ def _gru_backward(residuals, d_last):
         return d_prev, (d_hg, jnp.concatenate([d_r, d_z, d_n], axis=-1))
 
     _, (d_hg, d_x) = jax.lax.scan(step, d_last, saved, reverse=True)
-    d_w = jnp.einsum("snh,sng->hg", saved[0], d_hg, precision=HIGHEST)
+    # Summed over (s, n) rows as stored: an (n, s) order made XLA:CPU transpose both operands first.
+    d_w = jnp.dot(saved[0].reshape(-1, hidden).T, d_hg.reshape(-1, 3 * hidden), precision=HIGHEST)
     return d_x, d_w, d_hg.sum(axis=(0, 1))
 
 

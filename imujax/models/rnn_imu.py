@@ -52,6 +52,17 @@ def _partitioned(init: nnx.Initializer, names: tuple[str | None, ...]) -> nnx.In
     return nnx.with_partitioning(init, names)
 
 
+def weight_gradient(x: jax.Array, d_out: jax.Array) -> jax.Array:
+    """sum over (t, n) of x[t, n, :]^T d_out[t, n, :] for time-major [T, N, F] buffers -> [F_x, F_out].
+
+    Contracted in the stored (t, n) order, XLA:CPU transposes only x and runs a plain matmul (YNNPACK) on d_out as
+    it lies; the einsum contracted in (n, t) order and transposed d_out too, and a 2-D `x.T @ d_out` went to Eigen's
+    transposed-operand matmul, much slower on this CPU. Used by the GRU; the LSTM's einsums measured no slower
+    (benchmarks/HISTORY.md, issue 25).
+    """
+    return jax.lax.dot_general(x, d_out, (((0, 1), (0, 1)), ((), ())), precision=HIGHEST)
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Recurrent cells written as lax.scan over PyTorch-layout weights.
 # ----------------------------------------------------------------------------------------------------------------------
@@ -72,9 +83,8 @@ class TorchGRU(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         """x: [N, S, I] (batch, sequence, features) -> final hidden state [N, H]; h0 = 0."""
         # Input projections for every step at once; only the recurrent matmul stays inside the scan. The (small) input
-        # goes time-major first, so the projection and both its gradients are plain 2-D matmuls on [S * N, 3H] rows
-        # in the scan's layout: the [N, S] einsum made XLA:CPU transpose the [S, N, 3H] projection and its
-        # gradient (3 x 12 MB at PRIMUS's sizes) and run the matmul on Eigen.
+        # goes time-major first, so the projection is one 2-D matmul whose [S * N, 3H] rows are the scan's layout:
+        # projected from [N, S, I], XLA:CPU transposed the projection and its gradient (3 x 12 MB at PRIMUS's sizes).
         n, s, i = x.shape
         rows = jnp.swapaxes(x, 0, 1).reshape(s * n, i)
         x_proj = jnp.dot(rows, self.weight_ih_l0[...], precision=HIGHEST).reshape(s, n, -1) + self.bias_ih_l0[...]
@@ -109,7 +119,6 @@ def _gru_forward(x_proj, w_hh, b_hh):
 
 def _gru_backward(residuals, d_last):
     w_hh, saved = residuals
-    hidden = w_hh.shape[0]
 
     def step(dh, xs):
         h, r, z, n, hn = xs
@@ -121,8 +130,7 @@ def _gru_backward(residuals, d_last):
         return d_prev, (d_hg, jnp.concatenate([d_r, d_z, d_n], axis=-1))
 
     _, (d_hg, d_x) = jax.lax.scan(step, d_last, saved, reverse=True)
-    # Summed over (s, n) rows as stored: an (n, s) order made XLA:CPU transpose both operands first.
-    d_w = jnp.dot(saved[0].reshape(-1, hidden).T, d_hg.reshape(-1, 3 * hidden), precision=HIGHEST)
+    d_w = weight_gradient(saved[0], d_hg)
     return d_x, d_w, d_hg.sum(axis=(0, 1))
 
 

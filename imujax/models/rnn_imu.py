@@ -52,6 +52,17 @@ def _partitioned(init: nnx.Initializer, names: tuple[str | None, ...]) -> nnx.In
     return nnx.with_partitioning(init, names)
 
 
+def weight_gradient(x: jax.Array, d_out: jax.Array) -> jax.Array:
+    """sum over (t, n) of x[t, n, :]^T d_out[t, n, :] for time-major [T, N, F] buffers -> [F_x, F_out].
+
+    Contracted in the stored (t, n) order, XLA:CPU transposes only x and runs a plain matmul (YNNPACK) on d_out as
+    it lies; the einsum contracted in (n, t) order and transposed d_out too, and a 2-D `x.T @ d_out` went to Eigen's
+    transposed-operand matmul, much slower on this CPU. Used by the GRU; the LSTM's einsums measured no slower
+    (benchmarks/HISTORY.md, issue 25).
+    """
+    return jax.lax.dot_general(x, d_out, (((0, 1), (0, 1)), ((), ())), precision=HIGHEST)
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Recurrent cells written as lax.scan over PyTorch-layout weights.
 # ----------------------------------------------------------------------------------------------------------------------
@@ -71,8 +82,12 @@ class TorchGRU(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """x: [N, S, I] (batch, sequence, features) -> final hidden state [N, H]; h0 = 0."""
-        # Input projections for every step at once; only the recurrent matmul stays inside the scan.
-        x_proj = jnp.einsum("nsi,ig->sng", x, self.weight_ih_l0[...], precision=HIGHEST) + self.bias_ih_l0[...]
+        # Input projections for every step at once; only the recurrent matmul stays inside the scan. The (small) input
+        # goes time-major first, so the projection is one 2-D matmul whose [S * N, 3H] rows are the scan's layout:
+        # projected from [N, S, I], XLA:CPU transposed the projection and its gradient (3 x 12 MB at PRIMUS's sizes).
+        n, s, i = x.shape
+        rows = jnp.swapaxes(x, 0, 1).reshape(s * n, i)
+        x_proj = jnp.dot(rows, self.weight_ih_l0[...], precision=HIGHEST).reshape(s, n, -1) + self.bias_ih_l0[...]
         return gru_last_state(x_proj, gather_weight(self.weight_hh_l0[...]), self.bias_hh_l0[...])
 
 
@@ -115,7 +130,7 @@ def _gru_backward(residuals, d_last):
         return d_prev, (d_hg, jnp.concatenate([d_r, d_z, d_n], axis=-1))
 
     _, (d_hg, d_x) = jax.lax.scan(step, d_last, saved, reverse=True)
-    d_w = jnp.einsum("snh,sng->hg", saved[0], d_hg, precision=HIGHEST)
+    d_w = weight_gradient(saved[0], d_hg)
     return d_x, d_w, d_hg.sum(axis=(0, 1))
 
 

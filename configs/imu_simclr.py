@@ -83,8 +83,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.data.train_split = "train+test"
         # As `synthetic`: the corpus's generated labels are what made it pay off (row g); the real windows get views
         # only. Fine-tuning from this (e) beats fine-tuning from the old one (8-activity corpus, no labels) on three
-        # of four sets, one seed
-        # (benchmarks/HISTORY.md, issue 20, session 13).
+        # of four sets, one seed (benchmarks/HISTORY.md, issue 20, session 13).
         config.loss.label_weight = 0.5
         config.total_steps = 600
     return config

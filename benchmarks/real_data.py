@@ -338,6 +338,9 @@ def run_set(name: str, args) -> dict:
     train, test = (load_split(name, s, data_dir, system) for s in ("train", "test"))
     per_rec = PER_RECORDING[name]
     rows, timed = {}, {}
+    # The recipes' own step counts unless the command gives others (one source of truth: the config).
+    transfer_steps = args.transfer_steps or imu_simclr.get_config(f"transfer:{name}").total_steps
+    synthetic_steps = args.synthetic_steps or imu_simclr.get_config("synthetic").total_steps
     skip = set(args.skip.split(",")) - {""}
     want = lambda row: row not in skip  # noqa: E731
 
@@ -365,7 +368,7 @@ def run_set(name: str, args) -> dict:
     record("d_probe_own", lambda: probe(encoder(config, own_dir)))
     transfer_dir = os.path.join(args.workdir, f"transfer_{name}")
     if want("e") or want("f"):
-        seconds = pretrain(f"transfer:{name}", transfer_dir, data_dir, args.raw_root, args.transfer_steps, args.override)
+        seconds = pretrain(f"transfer:{name}", transfer_dir, data_dir, args.raw_root, transfer_steps, args.override)
         timed["pretrain_transfer_s"] = round(seconds, 1)
     record("e_probe_transfer", lambda: probe(encoder(config, transfer_dir)))
     for key, source, recipe in (("f_finetune_transfer", transfer_dir, args.ft_recipe),
@@ -376,7 +379,7 @@ def run_set(name: str, args) -> dict:
     if args.synthetic and want("g"):  # issue 26: the articulated synthetic corpus alone
         synthetic_dir = os.path.join(args.workdir, "synthetic")
         timed["pretrain_synthetic_s"] = round(
-            pretrain("synthetic", synthetic_dir, data_dir, args.raw_root, args.synthetic_steps, args.override), 1)
+            pretrain("synthetic", synthetic_dir, data_dir, args.raw_root, synthetic_steps, args.override), 1)
         record("g_probe_synthetic", lambda: probe(encoder(config, synthetic_dir)))
     if args.synthetic and want("h"):  # and with this set's unlabelled training data
         mixed_dir = os.path.join(args.workdir, f"synthetic_own_{name}")
@@ -386,7 +389,7 @@ def run_set(name: str, args) -> dict:
     if args.synthetic and want("i"):  # in sequence: the synthetic encoder (g), then h's mixture from it
         # (session 12: continuing with the set's own views alone undid what g's labels added; HISTORY, issue 26)
         synthetic_dir = os.path.join(args.workdir, "synthetic")
-        seconds = pretrain("synthetic", synthetic_dir, data_dir, args.raw_root, args.synthetic_steps, args.override)
+        seconds = pretrain("synthetic", synthetic_dir, data_dir, args.raw_root, synthetic_steps, args.override)
         timed["pretrain_synthetic_s"] = round(timed.get("pretrain_synthetic_s", 0.0) + seconds, 1)
         then_dir = os.path.join(args.workdir, f"synthetic_then_mixed_{name}")
         timed["pretrain_synthetic_then_mixed_s"] = round(pretrain(
@@ -479,8 +482,8 @@ def main() -> None:
                         help="folder holding hapt/ dsads/ motionsense/ sp_sw_har/")
     parser.add_argument("--sets", default=",".join(imu_simclr.REAL_SETS))
     parser.add_argument("--steps", type=int, default=100, help="pretraining steps per encoder (batch 128)")
-    parser.add_argument("--transfer_steps", type=int, default=600, help="pretraining steps of (e) (batch 128; its "
-                        "mixture is half synthetic, whose SupCon term needs the steps of g)")
+    parser.add_argument("--transfer_steps", type=int, default=None, help="pretraining steps of (e) (batch 128; "
+                        "default: the recipe's own, configs/imu_simclr.py:transfer)")
     parser.add_argument("--ft_steps", type=int, default=150, help="fine-tuning steps (batch 64)")
     parser.add_argument("--ft_recipe", default="lpft", help="fine-tune recipe from (e) (configs/imu_simclr.py "
                         "FINETUNE); its lr is chosen on a validation split of the training subjects")
@@ -489,8 +492,8 @@ def main() -> None:
     parser.add_argument("--synthetic", action="store_true", help="add rows g, h, i: pretraining on the synthetic "
                         "corpus (synthetic_egomotion/motion_realsets) alone, mixed with the set's unlabelled data, "
                         "and followed by it; and z: zero-shot with text from TSFM Stage 2 trained on it")
-    parser.add_argument("--synthetic_steps", type=int, default=600, help="pretraining steps of the synthetic-only "
-                        "encoder (rows g, i; batch 128)")
+    parser.add_argument("--synthetic_steps", type=int, default=None, help="pretraining steps of the synthetic-only "
+                        "encoder (rows g, i; batch 128; default: the recipe's own, configs/imu_simclr.py:synthetic)")
     parser.add_argument("--zs_steps", type=int, default=800, help="training steps of row z's TSFM Stage 2 encoder "
                         "(configs/tsfm_stage2.py:synthetic, batch 32)")
     parser.add_argument("--skip", default="", help="comma-separated rows to leave out, e.g. b,e,f (e, f: no transfer "

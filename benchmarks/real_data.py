@@ -69,6 +69,7 @@ import orbax.checkpoint as ocp  # noqa: E402
 from flax import nnx  # noqa: E402
 from sklearn import metrics as skm  # noqa: E402
 
+from benchmarks import machine  # noqa: E402
 from configs import imu_simclr  # noqa: E402
 from imujax import systems  # noqa: E402
 from imujax.eval import probes  # noqa: E402
@@ -140,11 +141,29 @@ def logistic(train_x, train_y, train_groups, test_x, test_y) -> np.ndarray:
 
 
 def mlp_raw(train_x, train_y, train_groups, test_x, test_y) -> np.ndarray:
-    """imujax.eval.probes.mlp_probe on the flattened raw windows (standardised, alpha by grouped CV)."""
-    flat = lambda a: a.reshape(len(a), -1)  # noqa: E731
+    """imujax.eval.probes.mlp_probe on flattened raw windows (standardised, alpha by grouped CV): test predictions."""
     # One alpha and 2 folds: the CPU budget of the table (each fit on 600 inputs takes ~20 s on a loaded machine).
-    return np.asarray(probes.mlp_probe(flat(train_x), train_y, train_groups, flat(test_x), test_y, alphas=(1e-2,),
-                                       folds=2, max_iter=100)["predictions"])
+    return np.asarray(probes.mlp_probe(train_x, train_y, train_groups, test_x, test_y, alphas=(1e-2,), folds=2,
+                                       max_iter=100)["predictions"])
+
+
+def subject_folds(subjects: np.ndarray, folds: int) -> np.ndarray:
+    """Leave-subjects-out folds: the i-th subject (sorted ids) goes to fold i % folds (at most one fold a subject)."""
+    ids = np.unique(subjects)
+    return np.searchsorted(ids, subjects) % min(folds, len(ids))
+
+
+def fitted(features, fit, train: dict, scored: dict, fold: np.ndarray | None) -> np.ndarray:
+    """Predictions on `scored` of `fit(train features, labels, subjects, test features, labels)` (the test labels only
+    score the probe's own report): fitted on `train` (fold None: the builder's split), or for each fold of `scored`
+    on its other folds, so that every subject is predicted by a probe that never saw it."""
+    if fold is None:
+        return fit(features(train["x"]), train["y"], train["groups"], features(scored["x"]), scored["y"])
+    feats, pred = features(scored["x"]), np.zeros(len(scored["y"]), int)
+    for k in np.unique(fold):
+        out = fold == k
+        pred[out] = fit(feats[~out], scored["y"][~out], scored["groups"][~out], feats[out], scored["y"][out])
+    return pred
 
 
 def scores(pred: np.ndarray, data: dict, per_recording: bool) -> dict[str, float]:
@@ -350,15 +369,20 @@ def run_set(name: str, args) -> dict:
         start = time.time()
         out = fn()
         pred, info = out if isinstance(out, tuple) else (out, {})
-        rows[key] = dict(scores(pred, test, per_rec), seconds=round(time.time() - start, 1), **info)
+        rows[key] = dict(scores(pred, scored, per_rec), seconds=round(time.time() - start, 1), **info)
         print(f"{name} {key}: {rows[key]}", flush=True)
 
-    record("a_handcrafted", lambda: logistic(handcrafted(train["x"]), train["y"], train["groups"],
-                                             handcrafted(test["x"]), test["y"]))
-    record("b_mlp_raw", lambda: mlp_raw(train["x"], train["y"], train["groups"], test["x"], test["y"]))
+    if args.folds:  # every subject scored once, by a probe fitted on the subjects of the other folds
+        scored = {k: np.concatenate([train[k], test[k]]) for k in train}
+        fold = subject_folds(scored["groups"], args.folds)
+    else:
+        scored, fold = test, None
+
+    record("a_handcrafted", lambda: fitted(handcrafted, logistic, train, scored, fold))
+    record("b_mlp_raw", lambda: fitted(lambda x: x.reshape(len(x), -1), mlp_raw, train, scored, fold))
 
     def probe(model):
-        return logistic(embed(model, train["x"]), train["y"], train["groups"], embed(model, test["x"]), test["y"])
+        return fitted(lambda x: embed(model, x), logistic, train, scored, fold)
 
     record("c_probe_random", lambda: probe(encoder(config, None)))
     own_dir = os.path.join(args.workdir, f"own_{name}")
@@ -399,11 +423,13 @@ def run_set(name: str, args) -> dict:
     if args.synthetic and want("z"):  # zero-shot with text from the text-aligned encoder of the synthetic corpus
         zs_dir = os.path.join(args.workdir, "tsfm_synthetic")
         timed["pretrain_tsfm_synthetic_s"] = round(pretrain_tsfm(zs_dir, data_dir, args.zs_steps), 1)
-        setup = zero_shot_setup(name, data_dir)
+        setup = zero_shot_setup(name, data_dir, "train+test" if fold is not None else "test")
         for key, source in (("z_zero_shot_synthetic", zs_dir), ("z_zero_shot_random", None)):
-            record(key, lambda source=source: zero_shot(setup, source, test, per_rec))
+            record(key, lambda source=source: zero_shot(setup, source, scored, per_rec))
+    protocol = (f"{len(np.unique(fold))} leave-subjects-out folds over subjects {np.unique(scored['groups']).tolist()}"
+                if fold is not None else f"test subjects {np.unique(test['groups']).tolist()}")
     return dict(rows=rows, pretrain_seconds=timed, train_windows=len(train["y"]), test_windows=len(test["y"]),
-                per_recording=per_rec)
+                per_recording=per_rec, protocol=protocol)
 
 
 # -- zero-shot with text (issue 26, row z) -----------------------------------------------------------------------------
@@ -433,18 +459,18 @@ def zero_shot_config(name: str, class_names, record: dict) -> ml_collections.Con
     return config
 
 
-def zero_shot_setup(name: str, data_dir: str) -> tuple:
+def zero_shot_setup(name: str, data_dir: str, split: str) -> tuple:
     """What row z needs once per set, whichever encoder: its config, the TSFM system (text states of the class
-    phrases computed once), the test split's source and the class names."""
+    phrases computed once), the scored split's source and the class names."""
     import tensorflow_datasets as tfds
-    source = tfds.data_source(imu_simclr.tfds_name(name), data_dir=data_dir, split="test", download=False)
+    source = tfds.data_source(imu_simclr.tfds_name(name), data_dir=data_dir, split=split, download=False)
     class_names = tfds.builder(imu_simclr.tfds_name(name), data_dir=data_dir).info.features["label"].names
     config = zero_shot_config(name, class_names, source[0])
     return config, systems.make_system(config), source, class_names
 
 
 def zero_shot(setup: tuple, workdir: str | None, test: dict, per_recording: bool) -> tuple[np.ndarray, dict]:
-    """Row z: closed-set zero-shot predictions on the test split (TSFM Stage 2 from workdir's latest checkpoint, or
+    """Row z: closed-set zero-shot predictions on the scored split (TSFM Stage 2 from workdir's latest checkpoint, or
     at random init), in load_split's order, and the expected scores of uniform random guesses."""
     from imujax.eval import zero_shot as zs
     config, system, source, class_names = setup
@@ -498,14 +524,22 @@ def main() -> None:
                         "(configs/tsfm_stage2.py:synthetic, batch 32)")
     parser.add_argument("--skip", default="", help="comma-separated rows to leave out, e.g. b,e,f (e, f: no transfer "
                         "pretraining) or whole keys, e.g. f_finetune_scratch")
+    parser.add_argument("--folds", type=int, default=0, help="score every subject of the set: K leave-subjects-out "
+                        "folds (subject i of the sorted ids in fold i %% K), each predicted by a probe fitted on the "
+                        "other folds; only for the rows that never train on the set (a, b, c, e, g, z): less "
+                        "variance than one held-out split. Default 0: the builders' held-out test subjects")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                         help="a config setting for every encoder (pretraining runs and the random-init probe), e.g. "
                         "augment.max_stretch=1.0; repeatable")
     args = parser.parse_args()
+    trains_on_the_set = {"d", "f", "h", "i"} - set(args.skip.split(","))
+    if args.folds and trains_on_the_set:
+        parser.error(f"--folds: rows {sorted(trains_on_the_set)} pretrain or fine-tune on the set's training subjects "
+                     f"(one fixed split); add them to --skip")
     args.workdir, args.raw_root = os.path.abspath(args.workdir), os.path.abspath(args.raw_root)
     os.makedirs(args.workdir, exist_ok=True)
     start = time.time()
-    results = {"_args": vars(args)}
+    results = {"_args": vars(args), "_machine": machine.describe()}
     for name in args.sets.split(","):
         results[name] = run_set(name, args)
         results["_total_seconds"] = round(time.time() - start, 1)

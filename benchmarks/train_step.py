@@ -76,6 +76,8 @@ import types
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from benchmarks import machine  # noqa: E402
+
 
 def load_config(spec: str):
     import importlib.util
@@ -678,7 +680,7 @@ def print_table(rows: list[dict], threads: int) -> None:
     peak = max(row["jax"]["peak_gflops"] for row in rows)  # best of the per-row measurements
     rounds = max(row["jax"].get("rounds", 1) for row in rows)
     others = [k for k in IMPL_LABEL if k != "jax" and any(k in row for row in rows)]
-    print(f"{os.cpu_count()} CPU cores, fp32 matmul peak {peak:.0f} GFLOP/s (JAX, 2048^2, best of {2 * len(rows)} "
+    print(f"{machine.line()}; fp32 matmul peak {peak:.0f} GFLOP/s (JAX, 2048^2, best of {2 * len(rows)} "
           f"measurements), torch {threads} threads; samples/s = batch / median step s (median over {rounds} "
           f"interleaved round(s)); ratios: median of the per-round ratios (range); MFU = GFLOP/s / peak")
     head = ["system", "batch", "inputs (JAX)", "JAX samples/s"] + [f"{IMPL_LABEL[k]} samples/s" for k in others] + \

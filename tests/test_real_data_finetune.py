@@ -65,3 +65,31 @@ def test_scores_break_macro_f1_into_the_test_classes():
     out = real_data.scores(np.array([0, 0, 1, 0, 2, 1]), data, per_recording=False)
     assert out["f1_per_class"] == {0: 0.8, 1: 0.5, 2: 0.667}
     assert out["macro_f1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3) and out["accuracy"] == pytest.approx(4 / 6)
+
+
+def test_folds_predict_every_subject_with_a_probe_that_never_saw_it():
+    data = _data(n=48)
+    data["groups"] = np.arange(48) % 5
+    fold = real_data.subject_folds(data["groups"], 2)
+    assert [sorted(set(data["groups"][fold == k])) for k in (0, 1)] == [[0, 2, 4], [1, 3]]
+    assert len(np.unique(real_data.subject_folds(data["groups"], 9))) == 5  # at most one fold a subject
+    seen = []
+
+    def fit(train_x, train_y, train_groups, test_x, test_y):
+        seen.append(set(train_groups.tolist()))
+        return real_data.logistic(train_x, train_y, train_groups, test_x, test_y)
+
+    flat = lambda x: x.reshape(len(x), -1)  # noqa: E731
+    pred = real_data.fitted(flat, fit, None, data, fold)
+    assert seen == [{1, 3}, {0, 2, 4}]
+    for k, others in ((0, fold == 1), (1, fold == 0)):
+        alone = real_data.logistic(flat(data["x"][others]), data["y"][others], data["groups"][others],
+                                   flat(data["x"][fold == k]), data["y"][fold == k])
+        np.testing.assert_array_equal(pred[fold == k], alone)
+
+
+def test_folds_refuse_rows_that_train_on_the_set(monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["real_data.py", "--folds=4", "--skip=b,e,f,h,i"])
+    with pytest.raises(SystemExit):
+        real_data.main()
+    assert "rows ['d'] pretrain or fine-tune" in capsys.readouterr().err

@@ -39,7 +39,10 @@ magnetometer). The encoder takes one 6-channel sensor; a multi-sensor window's e
 sensors' embeddings. Pretraining (d, e, g, h, i) runs through the project's loop (`python -m imujax.main`); the rest is done
 here. Metrics: accuracy and macro-F1 on the test subjects, per window (HAPT, DSADS, sp_sw_har: their protocols
 classify windows/segments) or one prediction per recording (MotionSense trials: majority vote of the window
-predictions). Writes <workdir>/real_data.json and prints the table.
+predictions). --folds=K scores every subject instead: K leave-subjects-out folds over all of the set's subjects, each
+predicted by a probe fitted on the other folds, for the rows that never train on the set (a, b, c, e, g, z); one
+held-out pair of subjects moves a macro-F1 by several hundredths, which the folds average out. Writes
+<workdir>/real_data.json (with the machine: XLA:CPU's results depend on the CPU's instruction set) and prints the table.
 """
 
 from __future__ import annotations

@@ -77,7 +77,9 @@ def test_mixture_config_checks(tmp_path):
     with pytest.raises(ValueError, match="must be one of config.data.mixture"):
         mixture.dataset_names(config)
     config = tsfm_stage1.get_config("demo")
-    config.data.mixture = ("synthetic_egomotion/default", "uci_har/default")
+    # the embedded dataset is built first (the tiny config: the default one took 20 s to generate), then uci_har fails
+    config.data.name = "synthetic_egomotion/tiny"
+    config.data.mixture = ("synthetic_egomotion/tiny", "uci_har/default")
     with pytest.raises(ValueError, match="manual_dirs has no 'uci_har'"):
         input_pipeline.ensure_built(config, str(tmp_path))
     config.data.per_dataset.uci_har = {"no_such_field": 1}

@@ -535,6 +535,8 @@ def main() -> None:
                         help="a config setting for every encoder (pretraining runs and the random-init probe), e.g. "
                         "augment.max_stretch=1.0; repeatable")
     args = parser.parse_args()
+    if args.folds < 0 or args.folds == 1:
+        parser.error(f"--folds={args.folds}: 0 (the builders' held-out split) or at least 2 folds")
     trains_on_the_set = {"d", "f", *(("h", "i") if args.synthetic else ())} - set(args.skip.split(","))
     if args.folds and trains_on_the_set:
         parser.error(f"--folds: rows {sorted(trains_on_the_set)} pretrain or fine-tune on the set's training subjects "

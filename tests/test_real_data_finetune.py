@@ -93,3 +93,7 @@ def test_folds_refuse_rows_that_train_on_the_set(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         real_data.main()
     assert "rows ['d'] pretrain or fine-tune" in capsys.readouterr().err
+    monkeypatch.setattr("sys.argv", ["real_data.py", "--folds=1", "--skip=b,d,e,f"])
+    with pytest.raises(SystemExit):
+        real_data.main()
+    assert "0 (the builders' held-out split) or at least 2 folds" in capsys.readouterr().err

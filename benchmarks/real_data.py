@@ -76,6 +76,7 @@ from benchmarks import machine  # noqa: E402
 from configs import imu_simclr  # noqa: E402
 from imujax import systems  # noqa: E402
 from imujax.eval import probes  # noqa: E402
+from imujax.probe import group_kfold  # noqa: E402
 
 PER_RECORDING = {"hapt": False, "dsads": False, "motionsense": True, "sp_sw_har": False}
 CONFIG = "configs/imu_simclr.py"
@@ -150,21 +151,17 @@ def mlp_raw(train_x, train_y, train_groups, test_x, test_y) -> np.ndarray:
                                        max_iter=100)["predictions"])
 
 
-def subject_folds(subjects: np.ndarray, folds: int) -> np.ndarray:
-    """Leave-subjects-out folds: the i-th subject (sorted ids) goes to fold i % folds (at most one fold a subject)."""
-    ids = np.unique(subjects)
-    return np.searchsorted(ids, subjects) % min(folds, len(ids))
-
-
-def fitted(features, fit, train: dict, scored: dict, fold: np.ndarray | None) -> np.ndarray:
+def fitted(features, fit, train: dict, scored: dict, held_out: list[np.ndarray] | None) -> np.ndarray:
     """Predictions on `scored` of `fit(train features, labels, subjects, test features, labels)` (the test labels only
-    score the probe's own report): fitted on `train` (fold None: the builder's split), or for each fold of `scored`
-    on its other folds, so that every subject is predicted by a probe that never saw it."""
-    if fold is None:
+    score the probe's own report): fitted on `train` (held_out None: the builder's split), or for each fold of
+    `scored` (its held-out row indices) on the other folds, so that every subject is predicted by a probe that never
+    saw it."""
+    if held_out is None:
         return fit(features(train["x"]), train["y"], train["groups"], features(scored["x"]), scored["y"])
     feats, pred = features(scored["x"]), np.zeros(len(scored["y"]), int)
-    for k in np.unique(fold):
-        out = fold == k
+    for held in held_out:
+        out = np.zeros(len(pred), bool)
+        out[held] = True
         pred[out] = fit(feats[~out], scored["y"][~out], scored["groups"][~out], feats[out], scored["y"][out])
     return pred
 
@@ -377,7 +374,7 @@ def run_set(name: str, args) -> dict:
 
     if args.folds:  # every subject scored once, by a probe fitted on the subjects of the other folds
         scored = {k: np.concatenate([train[k], test[k]]) for k in train}
-        fold = subject_folds(scored["groups"], args.folds)
+        fold = group_kfold(scored["groups"], args.folds)
     else:
         scored, fold = test, None
 
@@ -429,7 +426,8 @@ def run_set(name: str, args) -> dict:
         setup = zero_shot_setup(name, data_dir, "train+test" if fold is not None else "test")
         for key, source in (("z_zero_shot_synthetic", zs_dir), ("z_zero_shot_random", None)):
             record(key, lambda source=source: zero_shot(setup, source, scored, per_rec))
-    protocol = (f"{len(np.unique(fold))} leave-subjects-out folds over subjects {np.unique(scored['groups']).tolist()}"
+    protocol = (f"{len(fold)} leave-subjects-out folds (GroupKFold) of subjects "
+                f"{[np.unique(scored['groups'][held]).tolist() for held in fold]}"
                 if fold is not None else f"test subjects {np.unique(test['groups']).tolist()}")
     return dict(rows=rows, pretrain_seconds=timed, train_windows=len(train["y"]), test_windows=len(test["y"]),
                 per_recording=per_rec, protocol=protocol)
@@ -528,7 +526,7 @@ def main() -> None:
     parser.add_argument("--skip", default="", help="comma-separated rows to leave out, e.g. b,e,f (e, f: no transfer "
                         "pretraining) or whole keys, e.g. f_finetune_scratch")
     parser.add_argument("--folds", type=int, default=0, help="score every subject of the set: K leave-subjects-out "
-                        "folds (subject i of the sorted ids in fold i %% K), each predicted by a probe fitted on the "
+                        "folds (scikit-learn GroupKFold, as the probe command's kfold protocol), each predicted by a probe fitted on the "
                         "other folds; only for the rows that never train on the set (a, b, c, e, g, z): less "
                         "variance than one held-out split. Default 0: the builders' held-out test subjects")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",

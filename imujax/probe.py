@@ -88,6 +88,17 @@ def embed_split(system, embed, state, config, workdir: str, split: str, mesh) ->
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
+def group_kfold(groups: np.ndarray, folds: int) -> list[np.ndarray]:
+    """Held-out row indices of each of min(folds, number of groups) folds of whole groups: scikit-learn's GroupKFold
+    (groups to folds by size, largest first), the one fold assignment of this command and benchmarks/real_data.py."""
+    from sklearn.model_selection import GroupKFold
+    k = min(folds, len(np.unique(groups)))
+    if k < 2:
+        raise ValueError(f"group_kfold: {folds} fold(s) over {len(np.unique(groups))} group(s); at least 2 of each "
+                         "are needed to hold any group out")
+    return [held for _, held in GroupKFold(k).split(groups, groups=groups)]
+
+
 def folds(config, train: dict, test: dict | None) -> list[tuple[str, dict, dict]]:
     """(name, train part, test part) per fold of config.eval.protocol."""
     e = config.eval
@@ -100,11 +111,10 @@ def folds(config, train: dict, test: dict | None) -> list[tuple[str, dict, dict]
         assignment = [np.flatnonzero(groups == g) for g in unique]
         names = [g.decode(errors="replace") for g in unique]
     elif protocol == "kfold":
-        from sklearn.model_selection import GroupKFold
         k = min(e.get("folds", 5), len(unique))
         if k < 2:
             raise ValueError(f"config.eval.protocol=kfold needs at least 2 groups in {e.group_field!r}; found {unique}")
-        assignment = [test_idx for _, test_idx in GroupKFold(k).split(groups, groups=groups)]
+        assignment = group_kfold(groups, k)
         names = [f"fold{i}" for i in range(k)]
     else:
         raise ValueError(f"config.eval.protocol={protocol!r}; expected split, loso or kfold")

@@ -7,6 +7,7 @@ from flax import nnx
 
 from benchmarks import real_data
 from configs import imu_simclr
+from imujax.probe import group_kfold
 
 
 def _tiny_encoder():
@@ -70,9 +71,13 @@ def test_scores_break_macro_f1_into_the_test_classes():
 def test_folds_predict_every_subject_with_a_probe_that_never_saw_it():
     data = _data(n=48)
     data["groups"] = np.arange(48) % 5
-    fold = real_data.subject_folds(data["groups"], 2)
-    assert [sorted(set(data["groups"][fold == k])) for k in (0, 1)] == [[0, 2, 4], [1, 3]]
-    assert len(np.unique(real_data.subject_folds(data["groups"], 9))) == 5  # at most one fold a subject
+    held_out = group_kfold(data["groups"], 2)
+    subjects = [set(data["groups"][held].tolist()) for held in held_out]
+    assert sorted(map(len, subjects)) == [2, 3]
+    assert set.union(*subjects) == set(range(5)) and not set.intersection(*subjects)  # each subject in one fold
+    assert len(group_kfold(data["groups"], 9)) == 5  # at most one fold a subject
+    with pytest.raises(ValueError, match="1 group"):
+        group_kfold(np.zeros(8), 3)
     seen = []
 
     def fit(train_x, train_y, train_groups, test_x, test_y):
@@ -80,12 +85,14 @@ def test_folds_predict_every_subject_with_a_probe_that_never_saw_it():
         return real_data.logistic(train_x, train_y, train_groups, test_x, test_y)
 
     flat = lambda x: x.reshape(len(x), -1)  # noqa: E731
-    pred = real_data.fitted(flat, fit, None, data, fold)
-    assert seen == [{1, 3}, {0, 2, 4}]
-    for k, others in ((0, fold == 1), (1, fold == 0)):
-        alone = real_data.logistic(flat(data["x"][others]), data["y"][others], data["groups"][others],
-                                   flat(data["x"][fold == k]), data["y"][fold == k])
-        np.testing.assert_array_equal(pred[fold == k], alone)
+    pred = real_data.fitted(flat, fit, None, data, held_out)
+    assert seen == [subjects[1], subjects[0]]
+    for k, held in enumerate(held_out):
+        mine = np.zeros(48, bool)
+        mine[held] = True
+        alone = real_data.logistic(flat(data["x"][~mine]), data["y"][~mine], data["groups"][~mine],
+                                   flat(data["x"][mine]), data["y"][mine])
+        np.testing.assert_array_equal(pred[mine], alone)
 
 
 def test_folds_refuse_rows_that_train_on_the_set(monkeypatch, capsys):

@@ -68,3 +68,22 @@ def test_pool_per_recording_means_in_first_appearance_order():
     assert pooled.groups.tolist() == [7, 8]
     with pytest.raises(ValueError, match="different labels"):
         probes.pool_per_recording(features, [2, 1, 0, 2], ["a", "a", "b", "a"])
+
+
+def test_kfold_and_loso_hold_out_whole_subjects_once():
+    import ml_collections
+
+    from imujax import probe
+    groups = np.array([b"s1", b"s2", b"s3", b"s1", b"s4", b"s2", b"s5", b"s1", b"s3", b"s5"])
+    data = {"features": np.arange(10.0)[:, None], "labels": np.arange(10) % 2, "groups": groups}
+    for protocol, count in (("kfold", 3), ("loso", 5)):
+        config = ml_collections.ConfigDict(dict(eval=dict(protocol=protocol, folds=3, group_field="subject")))
+        parts = probe.folds(config, data, None)
+        assert len(parts) == count
+        held = [set(test["groups"].tolist()) for _, _, test in parts]
+        assert sorted(s for h in held for s in h) == [b"s1", b"s2", b"s3", b"s4", b"s5"]  # each subject once
+        for (_, train, test), subjects in zip(parts, held):
+            assert not subjects & set(train["groups"].tolist()) and len(train["groups"]) + len(test["groups"]) == 10
+    one = ml_collections.ConfigDict(dict(eval=dict(protocol="kfold", folds=3, group_field="subject")))
+    with pytest.raises(ValueError, match="at least 2 groups"):
+        probe.folds(one, {**data, "groups": np.full(10, b"s1")}, None)

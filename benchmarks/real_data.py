@@ -28,6 +28,8 @@ With --synthetic (issue 26, the articulated corpus `synthetic_egomotion/motion_r
      only over the synthetic records' labels)
   i  ... on the synthetic corpus (g), then on the mixture of h (`synthetic_own:<set>` initialised from g's encoder,
      `--config.init_from=<workdir>/synthetic:latest`; --steps more): the set's own data added, the synthetic labels kept
+  j  ... on e's mixture without the synthetic corpus (`transfer_real:<set>`: every other real set, views only,
+     --transfer_steps): e - j is what the corpus adds to real pretraining, scored over every subject with --folds
   z  zero-shot with text, no label of the set used: TSFM Stage 2 trained on the synthetic corpus only
      (`configs/tsfm_stage2.py:synthetic`, --zs_steps; one encoder for every set), each test window's embedding
      against the label-bank embeddings of the set's class names as phrases (`data_builders/<set>/parsing.py`
@@ -36,11 +38,11 @@ With --synthetic (issue 26, the articulated corpus `synthetic_egomotion/motion_r
 
 Every method sees the same input: the acc + gyro channels of every sensor of the set (DSADS: 5 units, no
 magnetometer). The encoder takes one 6-channel sensor; a multi-sensor window's embedding is the concatenation of its
-sensors' embeddings. Pretraining (d, e, g, h, i) runs through the project's loop (`python -m imujax.main`); the rest is done
-here. Metrics: accuracy and macro-F1 on the test subjects, per window (HAPT, DSADS, sp_sw_har: their protocols
+sensors' embeddings. Pretraining (d, e, g, h, i, j) runs through the project's loop (`python -m imujax.main`); the
+rest is done here. Metrics: accuracy and macro-F1 on the test subjects, per window (HAPT, DSADS, sp_sw_har: their protocols
 classify windows/segments) or one prediction per recording (MotionSense trials: majority vote of the window
 predictions). --folds=K scores every subject instead: K leave-subjects-out folds over all of the set's subjects, each
-predicted by a probe fitted on the other folds, for the rows that never train on the set (a, b, c, e, g, z); one
+predicted by a probe fitted on the other folds, for the rows that never train on the set (a, b, c, e, g, j, z); one
 held-out pair of subjects moves a macro-F1 by several hundredths, which the folds average out. Writes
 <workdir>/real_data.json (with the machine: XLA:CPU's results depend on the CPU's instruction set) and prints the table.
 """
@@ -420,6 +422,11 @@ def run_set(name: str, args) -> dict:
             f"synthetic_own:{name}", then_dir, data_dir, args.raw_root, args.steps,
             [*args.override, f"init_from={synthetic_dir}:latest"]), 1)
         record("i_probe_synthetic_then_mixed", lambda: probe(encoder(config, then_dir)))
+    if args.synthetic and want("j"):  # e's mixture without the synthetic corpus: what the corpus adds to real data
+        real_dir = os.path.join(args.workdir, f"transfer_real_{name}")
+        timed["pretrain_transfer_real_s"] = round(
+            pretrain(f"transfer_real:{name}", real_dir, data_dir, args.raw_root, transfer_steps, args.override), 1)
+        record("j_probe_transfer_real", lambda: probe(encoder(config, real_dir)))
     if args.synthetic and want("z"):  # zero-shot with text from the text-aligned encoder of the synthetic corpus
         zs_dir = os.path.join(args.workdir, "tsfm_synthetic")
         timed["pretrain_tsfm_synthetic_s"] = round(pretrain_tsfm(zs_dir, data_dir, args.zs_steps), 1)
@@ -518,7 +525,8 @@ def main() -> None:
                         "the same way)")
     parser.add_argument("--synthetic", action="store_true", help="add rows g, h, i: pretraining on the synthetic "
                         "corpus (synthetic_egomotion/motion_realsets) alone, mixed with the set's unlabelled data, "
-                        "and followed by it; and z: zero-shot with text from TSFM Stage 2 trained on it")
+                        "and followed by it; j: as e without the corpus (the other real sets only); and z: zero-shot "
+                        "with text from TSFM Stage 2 trained on it")
     parser.add_argument("--synthetic_steps", type=int, default=None, help="pretraining steps of the synthetic-only "
                         "encoder (rows g, i; batch 128; default: the recipe's own, configs/imu_simclr.py:synthetic)")
     parser.add_argument("--zs_steps", type=int, default=800, help="training steps of row z's TSFM Stage 2 encoder "
@@ -526,9 +534,10 @@ def main() -> None:
     parser.add_argument("--skip", default="", help="comma-separated rows to leave out, e.g. b,e,f (e, f: no transfer "
                         "pretraining) or whole keys, e.g. f_finetune_scratch")
     parser.add_argument("--folds", type=int, default=0, help="score every subject of the set: K leave-subjects-out "
-                        "folds (scikit-learn GroupKFold, as the probe command's kfold protocol), each predicted by a probe fitted on the "
-                        "other folds; only for the rows that never train on the set (a, b, c, e, g, z): less "
-                        "variance than one held-out split. Default 0: the builders' held-out test subjects")
+                        "folds (scikit-learn GroupKFold, as the probe command's kfold protocol), each predicted by a "
+                        "probe fitted on the other folds; only for the rows that never train on the set (a, b, c, e, "
+                        "g, j, z): less variance than one held-out split. Default 0: the builders' held-out test "
+                        "subjects")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                         help="a config setting for every encoder (pretraining runs and the random-init probe), e.g. "
                         "augment.max_stretch=1.0; repeatable")

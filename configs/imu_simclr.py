@@ -7,6 +7,8 @@ encoder. See benchmarks/HISTORY.md "Real data" for what was tried and README "Re
   # (e) transfer: every other real set (all subjects) + the synthetic corpus (SupCon over its own generated labels);
   # the named set is never seen, no real label is used
   python -m imujax.main --config=configs/imu_simclr.py:transfer:hapt --workdir=runs/simclr_transfer_hapt
+  # (j) as (e) without the synthetic corpus: what the corpus adds to real pretraining (issue 26)
+  python -m imujax.main --config=configs/imu_simclr.py:transfer_real:hapt --workdir=runs/simclr_transfer_real_hapt
 
 Fine-tuning (benchmarks/real_data.py row f) follows `finetune_config(name)`: `plain` (encoder and head at one
 learning rate from the first step) or `lpft` (LP-FT: the head starts as the logistic probe on the frozen encoder, then
@@ -68,24 +70,24 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.total_steps = 3000
         config.checkpoint.every_steps = 3000
         return config
-    if target not in REAL_SETS or kind not in ("own", "transfer", "synthetic_own"):
+    if target not in REAL_SETS or kind not in ("own", "transfer", "transfer_real", "synthetic_own"):
         raise ValueError(f"configs/imu_simclr.py: unknown variant {arg!r} (known: own:<set>, transfer:<set>, "
-                         f"synthetic_own:<set> for <set> in {REAL_SETS}, synthetic)")
+                         f"transfer_real:<set>, synthetic_own:<set> for <set> in {REAL_SETS}, synthetic)")
     if kind == "own":  # the training subjects of the set under test
         config.data.name = tfds_name(target)
     elif kind == "synthetic_own":  # the training subjects of the set under test (unlabelled) + the synthetic corpus
         config.data.mixture = (tfds_name(target), SYNTHETIC_MOTION)
         config.data.name = tfds_name(target)
         config.loss.label_weight = 0.5  # SupCon over the synthetic records' primitives, as `synthetic`
-    else:  # never the set under test; every subject of the others, and the synthetic corpus with its labels
+    else:  # never the set under test; every subject of the others, and (transfer) the synthetic corpus with its labels
         others = [tfds_name(s) for s in REAL_SETS if s != target]
-        config.data.mixture = (*others, SYNTHETIC_MOTION)
+        config.data.mixture = (*others, SYNTHETIC_MOTION) if kind == "transfer" else tuple(others)
         config.data.name = others[0]
         config.data.train_split = "train+test"
         # As `synthetic`: the corpus's generated labels are what made it pay off (row g); the real windows get views
         # only. Fine-tuning from this (e) beats fine-tuning from the old one (8-activity corpus, no labels) on three
-        # of four sets, one seed (benchmarks/HISTORY.md, issue 20, session 13).
-        config.loss.label_weight = 0.5
+        # of four sets, one seed (benchmarks/HISTORY.md, issue 20, session 13). `transfer_real` has no label at all.
+        config.loss.label_weight = 0.5 if kind == "transfer" else 0.0
         config.total_steps = 600
     return config
 

@@ -367,6 +367,8 @@ def main() -> None:
     parser.add_argument("--remat", default=None)
     parser.add_argument("--out", default=OUT)
     parser.add_argument("--redo", action="store_true", help="recompile cells already in --out")
+    parser.add_argument("--note", default="", help="a row kept beside the grid's own, e.g. 'per-chip batch 8' for a "
+                        "batch that fits where the grid's does not")
     parser.add_argument("--table", action="store_true", help="only print the table of --out")
     parser.add_argument("--timeout", type=int, default=1800)
     parser.add_argument("--flops_per_chip", type=float, default=0.0, help=argparse.SUPPRESS)
@@ -380,7 +382,7 @@ def main() -> None:
     if not args.table:
         for topology in args.topologies:
             for system in args.systems:
-                cell = f"{system}@{topology}"
+                cell = key({"system": system, "topology": topology, "note": args.note})
                 if cell in results and "error" not in results[cell] and not args.redo:
                     continue
                 batch = args.per_chip_batch or SYSTEMS[system][1]
@@ -400,6 +402,8 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     row = {"system": system, "topology": topology, "error": f"timeout after {args.timeout} s"}
                 row["wall_s"] = time.time() - start
+                if args.note:
+                    row["note"] = args.note
                 results[cell] = row
                 save_results(args.out, results)
                 print(f"{cell}: {row.get('error') or 'ok'} ({row['wall_s']:.0f} s)", flush=True)

@@ -397,7 +397,7 @@ def main() -> None:
                                          timeout=args.timeout)
                     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
                     row = (json.loads(lines[-1][7:]) if lines and out.returncode == 0 else
-                           {"system": system, "topology": topology, "error": out.stderr.strip().splitlines()[-1]
+                           {"system": system, "topology": topology, "error": out.stderr.strip().splitlines()[-1][:500]
                             if out.stderr.strip() else f"exit {out.returncode}"})
                 except subprocess.TimeoutExpired:
                     row = {"system": system, "topology": topology, "error": f"timeout after {args.timeout} s"}

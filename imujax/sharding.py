@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 from flax import nnx
+from jax.experimental import mesh_utils
 from jax.sharding import AbstractMesh, AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from imujax.mesh_axes import BATCH_AXES, FSDP_AXES, MESH_AXES
@@ -123,8 +124,19 @@ def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, devices: Sequence[
 
 
 def _device_mesh(shape: dict[str, int], devices: Sequence[jax.Device]) -> Mesh:
-    return jax.make_mesh(tuple(shape.values()), MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES),
-                         devices=devices)
+    axis_types = (AxisType.Auto,) * len(MESH_AXES)
+    slices = len({getattr(d, "slice_index", 0) for d in devices}) if devices[0].platform == "tpu" else 1
+    if slices == 1:
+        return jax.make_mesh(tuple(shape.values()), MESH_AXES, axis_types=axis_types, devices=devices)
+    # Multi-slice (TPU slices joined over the data-centre network): jax.make_mesh lays out one slice's physical
+    # topology only, so 'data' runs over the slices (DCN: only the gradient all-reduce crosses it) and every other
+    # axis within a slice (ICI).
+    if shape["data"] % slices:
+        raise ValueError(f"mesh: data={shape['data']} over {slices} TPU slices; data parallelism runs over the "
+                         f"slices, so data must be a multiple of {slices}")
+    ici = (shape["data"] // slices, *list(shape.values())[1:])
+    dcn = (slices,) + (1,) * (len(shape) - 1)
+    return Mesh(mesh_utils.create_hybrid_device_mesh(ici, dcn, devices), MESH_AXES, axis_types=axis_types)
 
 
 def mesh_axes(mesh: Mesh | AbstractMesh, axes: Sequence[str]) -> tuple[str, ...]:

@@ -229,3 +229,15 @@ def test_fsdp_split_follows_the_slice_topology():
     assert mesh("v5e:16x16", data=1, fsdp=256) == {"data": 1, "fsdp": 64, "fsdp_inner": 4, "tensor": 1}
     with pytest.raises(NotImplementedError):  # an explicit split is the user's: no silent change
         mesh("v6e:16x16", data=1, fsdp=256, fsdp_inner=4)
+
+
+def test_multislice_mesh_runs_data_over_slices():
+    """Two v5p slices (DCN between them): 'data' runs over the slices, FSDP within each; jax.make_mesh alone lays out
+    one slice's physical topology and refuses devices from two."""
+    devices = list(topologies.get_topology_desc(topology_name="v5p:2x2x1", platform="tpu", num_slices=2).devices)
+    mesh = sharding.make_mesh(data=2, fsdp=4, devices=devices)
+    assert dict(mesh.shape) == {"data": 2, "fsdp": 4, "fsdp_inner": 1, "tensor": 1}
+    slice_of = np.vectorize(lambda d: d.slice_index)(mesh.devices)
+    assert [set(slice_of[i].ravel()) for i in range(2)] == [{0}, {1}]
+    with pytest.raises(ValueError, match="multiple of 2"):
+        sharding.make_mesh(data=1, fsdp=8, devices=devices)

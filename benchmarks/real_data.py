@@ -39,12 +39,13 @@ With --synthetic (issue 26, the articulated corpus `synthetic_egomotion/motion_r
 Every method sees the same input: the acc + gyro channels of every sensor of the set (DSADS: 5 units, no
 magnetometer). The encoder takes one 6-channel sensor; a multi-sensor window's embedding is the concatenation of its
 sensors' embeddings. Pretraining (d, e, g, h, i, j) runs through the project's loop (`python -m imujax.main`); the
-rest is done here. Metrics: accuracy and macro-F1 on the test subjects, per window (HAPT, DSADS, sp_sw_har: their protocols
-classify windows/segments) or one prediction per recording (MotionSense trials: majority vote of the window
-predictions). --folds=K scores every subject instead: K leave-subjects-out folds over all of the set's subjects, each
-predicted by a probe fitted on the other folds, for the rows that never train on the set (a, b, c, e, g, j, z); one
-held-out pair of subjects moves a macro-F1 by several hundredths, which the folds average out. Writes
-<workdir>/real_data.json (with the machine: XLA:CPU's results depend on the CPU's instruction set) and prints the table.
+rest is done here. Metrics: accuracy and macro-F1 on the test subjects, per window (HAPT, DSADS, sp_sw_har: their
+protocols classify windows/segments) or one prediction per recording (MotionSense trials: majority vote of the window
+predictions). --folds=K scores every subject instead: K leave-subjects-out folds over all of the set's subjects
+(`imujax.probe.group_kfold`; K at or above the number of subjects is leave-one-subject-out), each predicted by a
+probe fitted on the other folds, for the rows that never train on the set (a, b, c, e, g, j, z); one held-out pair
+of subjects moves a macro-F1 by several hundredths, which the folds average out. Writes <workdir>/real_data.json
+(with the machine: XLA:CPU's results depend on the CPU's instruction set) and prints the table.
 """
 
 from __future__ import annotations
@@ -376,15 +377,15 @@ def run_set(name: str, args) -> dict:
 
     if args.folds:  # every subject scored once, by a probe fitted on the subjects of the other folds
         scored = {k: np.concatenate([train[k], test[k]]) for k in train}
-        fold = group_kfold(scored["groups"], args.folds)
+        held_out = group_kfold(scored["groups"], args.folds)
     else:
-        scored, fold = test, None
+        scored, held_out = test, None
 
-    record("a_handcrafted", lambda: fitted(handcrafted, logistic, train, scored, fold))
-    record("b_mlp_raw", lambda: fitted(lambda x: x.reshape(len(x), -1), mlp_raw, train, scored, fold))
+    record("a_handcrafted", lambda: fitted(handcrafted, logistic, train, scored, held_out))
+    record("b_mlp_raw", lambda: fitted(lambda x: x.reshape(len(x), -1), mlp_raw, train, scored, held_out))
 
     def probe(model):
-        return fitted(lambda x: embed(model, x), logistic, train, scored, fold)
+        return fitted(lambda x: embed(model, x), logistic, train, scored, held_out)
 
     record("c_probe_random", lambda: probe(encoder(config, None)))
     own_dir = os.path.join(args.workdir, f"own_{name}")
@@ -430,12 +431,12 @@ def run_set(name: str, args) -> dict:
     if args.synthetic and want("z"):  # zero-shot with text from the text-aligned encoder of the synthetic corpus
         zs_dir = os.path.join(args.workdir, "tsfm_synthetic")
         timed["pretrain_tsfm_synthetic_s"] = round(pretrain_tsfm(zs_dir, data_dir, args.zs_steps), 1)
-        setup = zero_shot_setup(name, data_dir, "train+test" if fold is not None else "test")
+        setup = zero_shot_setup(name, data_dir, "train+test" if held_out is not None else "test")
         for key, source in (("z_zero_shot_synthetic", zs_dir), ("z_zero_shot_random", None)):
             record(key, lambda source=source: zero_shot(setup, source, scored, per_rec))
-    protocol = (f"{len(fold)} leave-subjects-out folds (GroupKFold) of subjects "
-                f"{[np.unique(scored['groups'][held]).tolist() for held in fold]}"
-                if fold is not None else f"test subjects {np.unique(test['groups']).tolist()}")
+    protocol = (f"{len(held_out)} leave-subjects-out folds (GroupKFold) of subjects "
+                f"{[np.unique(scored['groups'][held]).tolist() for held in held_out]}"
+                if held_out is not None else f"test subjects {np.unique(test['groups']).tolist()}")
     return dict(rows=rows, pretrain_seconds=timed, train_windows=len(train["y"]), test_windows=len(test["y"]),
                 per_recording=per_rec, protocol=protocol)
 

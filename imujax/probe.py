@@ -105,22 +105,19 @@ def folds(config, train: dict, test: dict | None) -> list[tuple[str, dict, dict]
     protocol = e.get("protocol", "split")
     if protocol == "split":
         return [("split", train, test)]
+    if protocol not in ("loso", "kfold"):
+        raise ValueError(f"config.eval.protocol={protocol!r}; expected split, loso or kfold")
     data, groups = train, train["groups"]
     unique = list(dict.fromkeys(groups.tolist()))
+    if len(unique) < 2:
+        raise ValueError(f"config.eval.protocol={protocol}: only one {e.group_field!r} value ({unique}); nothing to "
+                         "hold out")
     if protocol == "loso":
         assignment = [np.flatnonzero(groups == g) for g in unique]
         names = [g.decode(errors="replace") for g in unique]
-    elif protocol == "kfold":
-        k = min(e.get("folds", 5), len(unique))
-        if k < 2:
-            raise ValueError(f"config.eval.protocol=kfold needs at least 2 groups in {e.group_field!r}; found {unique}")
-        assignment = group_kfold(groups, k)
-        names = [f"fold{i}" for i in range(k)]
     else:
-        raise ValueError(f"config.eval.protocol={protocol!r}; expected split, loso or kfold")
-    if len(assignment) < 2:
-        raise ValueError(f"config.eval.protocol={protocol}: only one {e.group_field!r} value ({unique}); nothing to "
-                         "hold out")
+        assignment = group_kfold(groups, e.get("folds", 5))
+        names = [f"fold{i}" for i in range(len(assignment))]
     out = []
     for name, held in zip(names, assignment):
         mask = np.zeros(len(groups), bool)

@@ -84,6 +84,10 @@ def test_kfold_and_loso_hold_out_whole_subjects_once():
         assert sorted(s for h in held for s in h) == [b"s1", b"s2", b"s3", b"s4", b"s5"]  # each subject once
         for (_, train, test), subjects in zip(parts, held):
             assert not subjects & set(train["groups"].tolist()) and len(train["groups"]) + len(test["groups"]) == 10
-    one = ml_collections.ConfigDict(dict(eval=dict(protocol="kfold", folds=3, group_field="subject")))
-    with pytest.raises(ValueError, match="at least 2 groups"):
-        probe.folds(one, {**data, "groups": np.full(10, b"s1")}, None)
+    for protocol in ("kfold", "loso"):
+        one = ml_collections.ConfigDict(dict(eval=dict(protocol=protocol, folds=3, group_field="subject")))
+        with pytest.raises(ValueError, match="only one 'subject' value"):
+            probe.folds(one, {**data, "groups": np.full(10, b"s1")}, None)
+    with pytest.raises(ValueError, match="at least 2 of each"):  # folds=1 holds nothing out
+        probe.folds(ml_collections.ConfigDict(dict(eval=dict(protocol="kfold", folds=1, group_field="subject"))),
+                    data, None)

@@ -62,6 +62,7 @@ def test_sp_sw_har_is_a_real_set_with_its_own_cross_subject_config():
     real_only = imu_simclr.get_config("transfer_real:hapt")  # row j: the same real sets, no corpus, no label
     assert real_only.data.mixture == tuple(m for m in mixture if m != imu_simclr.SYNTHETIC_MOTION)
     assert real_only.loss.label_weight == 0 and real_only.data.train_split == "train+test"
+    assert real_only.total_steps == imu_simclr.get_config("transfer:hapt").total_steps  # e - j: like with like
     assert {"phone/acc_x", "watch/gyro_z"} <= {c for g in imu_simclr.CHANNEL_GROUPS for c in g}
 
 

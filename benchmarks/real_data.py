@@ -43,8 +43,8 @@ rest is done here. Metrics: accuracy and macro-F1 on the test subjects, per wind
 protocols classify windows/segments) or one prediction per recording (MotionSense trials: majority vote of the window
 predictions). --folds=K scores every subject instead: K leave-subjects-out folds over all of the set's subjects
 (`imujax.probe.group_kfold`; K at or above the number of subjects is leave-one-subject-out), each predicted by a
-probe fitted on the other folds, for the rows that never train on the set (a, b, c, e, g, j, z); one held-out pair
-of subjects moves a macro-F1 by several hundredths, which the folds average out. Writes <workdir>/real_data.json
+probe fitted (f: a model fine-tuned) on the other folds, for the rows that never pretrain on the set (a, b, c, e, f,
+g, j, z); one held-out pair of subjects moves a macro-F1 by several hundredths, which the folds average out. Writes <workdir>/real_data.json
 (with the machine: XLA:CPU's results depend on the CPU's instruction set) and prints the table.
 """
 
@@ -315,6 +315,22 @@ def finetune_selected(make_encoder, train: dict, test_x: np.ndarray, steps: int,
     return finetune(make_encoder(), train, test_x, steps, chosen), info
 
 
+def finetune_scored(make_encoder, train: dict, scored: dict, held_out: list[np.ndarray] | None, steps: int, recipe,
+                    per_recording: bool) -> tuple[np.ndarray, dict]:
+    """Row f as `fitted` does the probes: fine-tuned on `train` (held_out None), or for each fold of `scored` on the
+    other folds (learning rate chosen inside them), so that every subject is predicted by a model that never saw it."""
+    if held_out is None:
+        return finetune_selected(make_encoder, train, scored["x"], steps, recipe, per_recording)
+    pred, folds = np.zeros(len(scored["y"]), int), []
+    for held in held_out:
+        out = np.zeros(len(pred), bool)
+        out[held] = True
+        pred[out], info = finetune_selected(make_encoder, subset(scored, ~out), scored["x"][out], steps, recipe,
+                                            per_recording)
+        folds.append(info)
+    return pred, {"recipe": recipe.name, "folds": folds}
+
+
 def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]) -> ml_collections.ConfigDict:
     """`key.path=value` settings (values as Python literals, else strings), as `--config.key.path=value` sets them
     for the pretraining runs: the probe's random-init encoder (row c) must be built with the same model settings."""
@@ -400,9 +416,9 @@ def run_set(name: str, args) -> dict:
     record("e_probe_transfer", lambda: probe(encoder(config, transfer_dir)))
     for key, source, recipe in (("f_finetune_transfer", transfer_dir, args.ft_recipe),
                                 ("f_finetune_scratch", None, args.ft_scratch_recipe)):
-        record(key, lambda source=source, recipe=recipe: finetune_selected(
-            lambda: encoder(config, source), train, test["x"], args.ft_steps, imu_simclr.finetune_config(recipe),
-            per_rec))
+        record(key, lambda source=source, recipe=recipe: finetune_scored(
+            lambda: encoder(config, source), train, scored, held_out, args.ft_steps,
+            imu_simclr.finetune_config(recipe), per_rec))
     if args.synthetic and want("g"):  # issue 26: the articulated synthetic corpus alone
         synthetic_dir = os.path.join(args.workdir, "synthetic")
         timed["pretrain_synthetic_s"] = round(
@@ -536,19 +552,19 @@ def main() -> None:
                         "pretraining) or whole keys, e.g. f_finetune_scratch")
     parser.add_argument("--folds", type=int, default=0, help="score every subject of the set: K leave-subjects-out "
                         "folds (scikit-learn GroupKFold, as the probe command's kfold protocol), each predicted by a "
-                        "probe fitted on the other folds; only for the rows that never train on the set (a, b, c, e, "
-                        "g, j, z): less variance than one held-out split. Default 0: the builders' held-out test "
-                        "subjects")
+                        "probe fitted (f: a model fine-tuned) on the other folds; only for the rows that never "
+                        "pretrain on the set (a, b, c, e, f, g, j, z): less variance than one held-out split. "
+                        "Default 0: the builders' held-out test subjects")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                         help="a config setting for every encoder (pretraining runs and the random-init probe), e.g. "
                         "augment.max_stretch=1.0; repeatable")
     args = parser.parse_args()
     if args.folds < 0 or args.folds == 1:
         parser.error(f"--folds={args.folds}: 0 (the builders' held-out split) or at least 2 folds")
-    trains_on_the_set = {"d", "f", *(("h", "i") if args.synthetic else ())} - set(args.skip.split(","))
-    if args.folds and trains_on_the_set:
-        parser.error(f"--folds: rows {sorted(trains_on_the_set)} pretrain or fine-tune on the set's training subjects "
-                     f"(one fixed split); add them to --skip")
+    pretrains_on_the_set = {"d", *(("h", "i") if args.synthetic else ())} - set(args.skip.split(","))
+    if args.folds and pretrains_on_the_set:
+        parser.error(f"--folds: rows {sorted(pretrains_on_the_set)} pretrain on the set's training subjects (one "
+                     f"fixed split); add them to --skip")
     args.workdir, args.raw_root = os.path.abspath(args.workdir), os.path.abspath(args.raw_root)
     os.makedirs(args.workdir, exist_ok=True)
     start = time.time()

@@ -95,11 +95,30 @@ def test_folds_predict_every_subject_with_a_probe_that_never_saw_it():
         np.testing.assert_array_equal(pred[mine], alone)
 
 
-def test_folds_refuse_rows_that_train_on_the_set(monkeypatch, capsys):
-    monkeypatch.setattr("sys.argv", ["real_data.py", "--folds=4", "--skip=b,e,f,h,i"])
+def test_finetuning_over_folds_never_trains_on_the_subjects_it_predicts(monkeypatch):
+    data = _data(n=40)
+    data["groups"] = np.arange(40) % 5
+    held_out = group_kfold(data["groups"], 5)
+    calls = []
+
+    def fake(make_encoder, train, test_x, steps, recipe, per_recording):  # predicts the smallest unseen subject
+        calls.append((set(train["groups"].tolist()), len(test_x)))
+        return np.full(len(test_x), min(set(range(5)) - calls[-1][0], default=-1)), {"lr": 1.0}
+
+    monkeypatch.setattr(real_data, "finetune_selected", fake)
+    pred, info = real_data.finetune_scored(None, None, data, held_out, 3, imu_simclr.finetune_config("plain"), False)
+    np.testing.assert_array_equal(pred, data["groups"])  # every window predicted by the fold that held it out
+    assert [len(seen) for seen, _ in calls] == [4] * 5 and sum(n for _, n in calls) == 40
+    assert info["recipe"] == "plain" and len(info["folds"]) == 5
+    fixed = real_data.finetune_scored(None, data, {"x": data["x"][:3]}, None, 3, None, False)
+    assert len(calls) == 6 and calls[-1] == (set(range(5)), 3) and fixed[0].tolist() == [-1] * 3  # the fixed split
+
+
+def test_folds_refuse_rows_that_pretrain_on_the_set(monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["real_data.py", "--folds=4", "--skip=b,e,h,i"])
     with pytest.raises(SystemExit):
         real_data.main()
-    assert "rows ['d'] pretrain or fine-tune" in capsys.readouterr().err
+    assert "rows ['d'] pretrain on the set" in capsys.readouterr().err
     monkeypatch.setattr("sys.argv", ["real_data.py", "--folds=1", "--skip=b,d,e,f"])
     with pytest.raises(SystemExit):
         real_data.main()

@@ -44,8 +44,9 @@ protocols classify windows/segments) or one prediction per recording (MotionSens
 predictions). --folds=K scores every subject instead: K leave-subjects-out folds over all of the set's subjects
 (`imujax.probe.group_kfold`; K at or above the number of subjects is leave-one-subject-out), each predicted by a
 probe fitted (f: a model fine-tuned) on the other folds, for the rows that never pretrain on the set (a, b, c, e, f,
-g, j, z); one held-out pair of subjects moves a macro-F1 by several hundredths, which the folds average out. Writes <workdir>/real_data.json
-(with the machine: XLA:CPU's results depend on the CPU's instruction set) and prints the table.
+g, j, z); one held-out pair of subjects moves a macro-F1 by several hundredths, which the folds average out. Writes
+<workdir>/real_data.json (with the machine: XLA:CPU's results depend on the CPU's instruction set) and prints the
+table.
 """
 
 from __future__ import annotations

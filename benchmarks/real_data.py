@@ -155,6 +155,14 @@ def mlp_raw(train_x, train_y, train_groups, test_x, test_y) -> np.ndarray:
                                        max_iter=100)["predictions"])
 
 
+def held_out_masks(n: int, held_out: list[np.ndarray]):
+    """One boolean mask over the n scored rows per fold, True on the rows that fold holds out."""
+    for held in held_out:
+        out = np.zeros(n, bool)
+        out[held] = True
+        yield out
+
+
 def fitted(features, fit, train: dict, scored: dict, held_out: list[np.ndarray] | None) -> np.ndarray:
     """Predictions on `scored` of `fit(train features, labels, subjects, test features, labels)` (the test labels only
     score the probe's own report): fitted on `train` (held_out None: the builder's split), or for each fold of
@@ -163,9 +171,7 @@ def fitted(features, fit, train: dict, scored: dict, held_out: list[np.ndarray] 
     if held_out is None:
         return fit(features(train["x"]), train["y"], train["groups"], features(scored["x"]), scored["y"])
     feats, pred = features(scored["x"]), np.zeros(len(scored["y"]), int)
-    for held in held_out:
-        out = np.zeros(len(pred), bool)
-        out[held] = True
+    for out in held_out_masks(len(pred), held_out):
         pred[out] = fit(feats[~out], scored["y"][~out], scored["groups"][~out], feats[out], scored["y"][out])
     return pred
 
@@ -323,9 +329,7 @@ def finetune_scored(make_encoder, train: dict, scored: dict, held_out: list[np.n
     if held_out is None:
         return finetune_selected(make_encoder, train, scored["x"], steps, recipe, per_recording)
     pred, folds = np.zeros(len(scored["y"]), int), []
-    for held in held_out:
-        out = np.zeros(len(pred), bool)
-        out[held] = True
+    for out in held_out_masks(len(pred), held_out):
         pred[out], info = finetune_selected(make_encoder, subset(scored, ~out), scored["x"][out], steps, recipe,
                                             per_recording)
         folds.append(info)

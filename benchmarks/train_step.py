@@ -30,6 +30,9 @@ DeepConvLSTM's JAX row takes 2048-d video features through `feature_projector` (
 before `visual_projection` and clips gradients at norm 1 (the config's), where the harness feeds 256-d features
 straight to `visual_projection` (~0.01% of the step's FLOPs); the JAX steps also compute the gradient norm (a logged
 metric) and Audio-MAE's JAX AdamW decays every parameter where upstream exempts biases and norms (same cost).
+`--matmul_precision=bfloat16` times every worker with f32 matmuls computed as one bf16 pass with f32 accumulation
+(JAX: config.matmul_precision, which `layers.Linear` honours on CPU; torch: `set_float32_matmul_precision("medium")`,
+oneDNN's bf16 path): a separate row, never the fp32 result.
 `--reference` adds the test-reference workers (`tests/torch_reference`, below) to such a run; without PERF_SRC they
 are the torch side, as before.
 
@@ -381,6 +384,7 @@ class JaxSession:
         host_batch = bench.make_batch(config, batch_size, np.random.default_rng(0))
         self.context = contextlib.ExitStack()
         self.context.enter_context(jax.set_mesh(mesh))
+        self.context.enter_context(jax.default_matmul_precision(config.get("matmul_precision", "default")))
         self.graphdef, self.state, shardings = train.create_state(self.system, config, self.tx, mesh)
         self.batch = sharding.global_batch(host_batch, mesh)
         step = jax.jit(train.make_train_step(self.system, self.graphdef, self.tx, config.seed), donate_argnums=0,
@@ -562,6 +566,7 @@ class Worker:
         cmd = [python, __file__, f"--worker={impl}", f"--bench={row}", f"--config={config_spec}",
                f"--batch={batch}", f"--warmup={args.warmup}", f"--threads={args.threads}"]
         cmd += [f"--dtype={args.dtype}"] if args.dtype else []
+        cmd += [f"--matmul_precision={args.matmul_precision}"]
         cmd += [f"--upstream_bench={args.upstream_bench}"] if impl.startswith("upstream") else []
         self.row, self.impl = row, impl
         self.stderr = tempfile.TemporaryFile("w+")  # a file, not a pipe: a chatty worker cannot fill it and block
@@ -724,6 +729,9 @@ def main() -> None:
                         help="untimed steps at the start of each block (the first step after idling is slow)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--dtype", default="", help="override config.model.dtype (JAX side)")
+    parser.add_argument("--matmul_precision", default="default", choices=("default", "bfloat16"),
+                        help="f32 matmuls as one bf16 pass with f32 accumulation: JAX config.matmul_precision, "
+                             "torch set_float32_matmul_precision('medium') (a separate row, not the fp32 result)")
     parser.add_argument("--no_compile", action="store_true", help="skip torch.compile")
     parser.add_argument("--jax_only", action="store_true", help="skip every torch worker")
     parser.add_argument("--no_upstream", action="store_true", help="skip the original upstream step even if PERF_SRC is set")
@@ -744,6 +752,9 @@ def main() -> None:
             print(f"{b.name:14s} {b.config:34s} batch {b.batch:3d}  {b.label}")
         return
 
+    if args.worker and args.worker != "jax" and args.matmul_precision == "bfloat16":
+        import torch
+        torch.set_float32_matmul_precision("medium")  # oneDNN: f32 matmuls with bf16 operands, f32 accumulation
     if args.worker.startswith("upstream"):  # under the upstream environment's interpreter: no imujax, no config
         serve(UpstreamSession(args.bench, args.batch or BENCHES[args.bench].batch, args.warmup,
                               compile_model=args.worker == "upstream_compile", threads=args.threads,
@@ -755,6 +766,7 @@ def main() -> None:
             runtime.use_huge_pages()
         bench = BENCHES[args.bench]
         config = bench_config(bench, args.config or bench.config, args.dtype)
+        config.matmul_precision = args.matmul_precision
         batch = args.batch or bench.batch
         if args.worker == "jax":
             session = JaxSession(bench, config, batch, args.warmup)
@@ -778,6 +790,9 @@ def main() -> None:
         todo = [(BY_SYSTEM[system], spec)]
     rows = [run_row(name, spec, args) for name, spec in todo]
     print_table(rows, args.threads)
+    if args.matmul_precision != "default":
+        print(f"matmul precision {args.matmul_precision}: f32 matmuls with bf16 operands and f32 accumulation (JAX "
+              f"config.matmul_precision, torch set_float32_matmul_precision('medium')); not the fp32 result")
 
 
 if __name__ == "__main__":

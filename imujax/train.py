@@ -176,7 +176,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     config_checks.check(config, "train")
     stop = _StopRequest(sync_every=config.log_every_steps)  # from here on SIGTERM stops the run cleanly
     try:
-        return _train(config, workdir, stop)
+        with jax.default_matmul_precision(config.get("matmul_precision", "default")):  # traced under it: every step
+            return _train(config, workdir, stop)
     finally:
         stop.restore()
 

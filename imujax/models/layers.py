@@ -107,14 +107,59 @@ def torch_linear(din: int, dout: int, rngs: nnx.Rngs, names: tuple[str | None, s
                       bias_init=partitioned(torch_uniform(bound), (names[1],)), rngs=rngs)
 
 
+# Values of `jax_default_matmul_precision` that ask for f32 matmuls as one bf16 pass with f32 accumulation.
+BF16_PASS_PRECISIONS = ("bfloat16", "BF16_BF16_F32")
+
+
+def bf16_pass_matmuls() -> bool:
+    """Whether an f32 weight matmul traced now should take bf16 operands: JAX's default matmul precision asks for a
+    single bf16 pass (what TPUs do with f32 matmuls by default) and the program is compiled for CPU, where XLA ignores
+    that request and multiplies in full f32. CPUs with AMX or AVX512-BF16 run bf16 products several times faster."""
+    return jax.config.jax_default_matmul_precision in BF16_PASS_PRECISIONS and compiling_for_cpu()
+
+
+def _bf16_dot(a, b, dims):
+    return jax.lax.dot_general(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16), (dims, ((), ())),
+                               preferred_element_type=jnp.float32)
+
+
+@jax.custom_vjp
+def bf16_pass_matmul(x, kernel):
+    """f32 ``x @ kernel`` with bf16 operands and f32 accumulation, forward and both backward products (autodiff of the
+    forward alone would multiply the f32 cotangent with the bf16 kernel in f32). The residuals stay f32: stacked in a
+    `LayerStack` scan as bf16, XLA:CPU converted the whole [depth, ...] buffer around each layer's update."""
+    return _bf16_dot(x, kernel, ((x.ndim - 1,), (0,)))
+
+
+def _bf16_pass_matmul_fwd(x, kernel):
+    return bf16_pass_matmul(x, kernel), (x, kernel)
+
+
+def _bf16_pass_matmul_bwd(residuals, g):
+    x, kernel = residuals
+    x_grad = _bf16_dot(g, kernel, ((g.ndim - 1,), (1,)))
+    kernel_grad = _bf16_dot(x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1]), ((0,), (0,)))
+    return x_grad.astype(x.dtype), kernel_grad.astype(kernel.dtype)
+
+
+bf16_pass_matmul.defvjp(_bf16_pass_matmul_fwd, _bf16_pass_matmul_bwd)
+
+
 class Linear(nnx.Linear):
-    """nnx.Linear with xavier-uniform kernel, zero bias and logical sharding names for (in, out)."""
+    """nnx.Linear with xavier-uniform kernel, zero bias and logical sharding names for (in, out). In f32 it follows
+    `jax.default_matmul_precision("bfloat16")` on CPU as well (`bf16_pass_matmuls`; config.matmul_precision)."""
 
     def __init__(self, din: int, dout: int, names: tuple[str | None, str | None], *, use_bias: bool = True,
                  dtype: Dtype = jnp.float32, rngs: nnx.Rngs, kernel_init=xavier):
         super().__init__(din, dout, use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32,
                          kernel_init=partitioned(kernel_init, names), bias_init=partitioned(zeros, (names[1],)),
                          rngs=rngs)
+
+    def __call__(self, inputs, out_sharding=None):
+        if jnp.dtype(self.dtype or inputs.dtype) != jnp.float32 or not bf16_pass_matmuls():
+            return super().__call__(inputs, out_sharding)
+        out = bf16_pass_matmul(inputs.astype(jnp.float32), self.kernel[...])
+        return out if self.bias is None else out + self.bias[...]
 
 
 @jax.custom_vjp

@@ -75,3 +75,39 @@ def test_config_rejects_an_unknown_matmul_precision():
         config_checks.check(config, "eval")
     config.matmul_precision = "bfloat16"
     config_checks.check(config, "eval")
+
+
+def test_the_train_step_traced_under_bfloat16_has_bf16_products_and_the_default_has_none():
+    from configs import evi_mae as evi_mae_config
+    from imujax import sharding, systems, train
+    config = evi_mae_config.get_config("demo")
+    config.model.update(dict(imu_dim=32, imu_heads=2, imu_depth=1, video_dim=16, video_heads=2, video_depth=1,
+                             decoder_dim=16, decoder_heads=2, decoder_depth=1, graph_hidden=16))
+    config.batch_size = 2
+    m = config.model
+    batch = {"imu": np.zeros((2, m.imu_channels, m.imu_time, m.imu_freq), np.float32),
+             "video": np.zeros((2, 3, m.num_frames, m.img_size, m.img_size), np.float32),
+             "label": np.zeros(2, np.int32)}
+    system = systems.make_system(config)
+    tx = train.make_optimizer(config.optimizer, train.make_schedule(config.optimizer, 10, 100))
+    mesh = sharding.make_mesh(devices=jax.devices()[:1])
+    with jax.set_mesh(mesh):
+        graphdef, state, _ = train.create_state(system, config, tx, mesh)
+
+        def program(precision):
+            with jax.default_matmul_precision(precision):
+                step = train.make_train_step(system, graphdef, tx, config.seed)
+                return jax.jit(step).lower(state, sharding.global_batch(batch, mesh)).as_text()
+
+        assert "bf16" not in program("default")
+        assert program("bfloat16").count("bf16") > 10
+
+
+def test_a_training_run_traces_under_its_configured_matmul_precision(monkeypatch):
+    from imujax import train
+    seen = []
+    monkeypatch.setattr(train, "_train", lambda config, workdir, stop: seen.append(
+        jax.config.jax_default_matmul_precision) or {})
+    config = ml_collections.ConfigDict(dict(matmul_precision="bfloat16", total_steps=1, log_every_steps=1))
+    train.train_and_evaluate(config, "unused")
+    assert seen == ["bfloat16"] and jax.config.jax_default_matmul_precision in (None, "default")

@@ -20,10 +20,10 @@ def _get(config, dotted: str):
     return node
 
 
-# key -> (test, what it must be); keys absent from a config are not checked.
 # jax.default_matmul_precision values a run may ask for (config.matmul_precision)
 MATMUL_PRECISIONS = ("default", "high", "highest", "bfloat16", "tensorfloat32", "float32")
 
+# key -> (test, what it must be); keys absent from a config are not checked.
 RULES = {
     "batch_size": (lambda v: v > 0, "> 0"),
     "matmul_precision": (lambda v: v in MATMUL_PRECISIONS, f"one of {', '.join(MATMUL_PRECISIONS)}"),

@@ -111,3 +111,28 @@ def test_a_training_run_traces_under_its_configured_matmul_precision(monkeypatch
     config = ml_collections.ConfigDict(dict(matmul_precision="bfloat16", total_steps=1, log_every_steps=1))
     train.train_and_evaluate(config, "unused")
     assert seen == ["bfloat16"] and jax.config.jax_default_matmul_precision in (None, "default")
+
+
+def test_the_gru_takes_bf16_passes_only_when_asked_and_stays_close_to_exact():
+    """PRIMUS's GRU (hand-written backward pass): the bf16-pass recurrence and gradients stay within bf16 rounding of
+    the exact ones, and its program multiplies in bf16 only under the setting."""
+    from imujax.models import rnn_imu
+    gru = rnn_imu.TorchGRU(6, 16, rngs=nnx.Rngs(0))
+    x = jnp.asarray(np.random.default_rng(1).standard_normal((4, 12, 6)), jnp.float32)
+
+    def loss(gru, x):
+        return jnp.sum(jnp.sin(gru(x)))
+
+    def run(precision):
+        with jax.default_matmul_precision(precision):
+            fn = jax.jit(jax.value_and_grad(loss))
+            text = fn.lower(gru, x).as_text()
+            value, grads = fn(gru, x)
+        return text, float(value), np.asarray(grads.weight_hh_l0[...]), np.asarray(grads.weight_ih_l0[...])
+
+    exact_text, exact, exact_hh, exact_ih = run("default")
+    text, value, hh, ih = run("bfloat16")
+    assert "bf16" not in exact_text and "bf16" in text
+    assert value != exact and abs(value - exact) < 2e-2 * abs(exact)
+    for got, want in ((hh, exact_hh), (ih, exact_ih)):
+        assert np.abs(got - want).max() < 3e-2 * np.abs(want).max()

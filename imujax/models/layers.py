@@ -145,6 +145,15 @@ def _bf16_pass_matmul_bwd(residuals, g):
 bf16_pass_matmul.defvjp(_bf16_pass_matmul_fwd, _bf16_pass_matmul_bwd)
 
 
+def exact_matmul(x, kernel):
+    """``x @ kernel`` for models that match PyTorch's f32 products exactly on every backend (HIGHEST precision: TPUs
+    otherwise multiply f32 in one bf16 pass), unless JAX's default precision asks for one bf16 pass (`Linear`)."""
+    if bf16_pass_matmuls():
+        return bf16_pass_matmul(x, kernel)
+    bf16_pass = jax.config.jax_default_matmul_precision in BF16_PASS_PRECISIONS
+    return jnp.dot(x, kernel, precision=None if bf16_pass else jax.lax.Precision.HIGHEST)
+
+
 class Linear(nnx.Linear):
     """nnx.Linear with xavier-uniform kernel, zero bias and logical sharding names for (in, out). In f32 it follows
     `jax.default_matmul_precision("bfloat16")` on CPU as well (`bf16_pass_matmuls`; config.matmul_precision)."""

@@ -43,7 +43,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from imujax.models.layers import compiling_for_cpu, constrain_batch, gather_weight, torch_linear, torch_uniform
+from imujax.models.layers import (bf16_pass_matmuls, compiling_for_cpu, constrain_batch, exact_matmul, gather_weight,
+                                  torch_linear, torch_uniform)
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -60,6 +61,9 @@ def weight_gradient(x: jax.Array, d_out: jax.Array) -> jax.Array:
     transposed-operand matmul, much slower on this CPU. Used by the GRU; the LSTM's einsums measured no slower
     (benchmarks/HISTORY.md, issue 25).
     """
+    if bf16_pass_matmuls():  # config.matmul_precision="bfloat16" on CPU (layers.bf16_pass_matmul)
+        x, d_out = x.astype(jnp.bfloat16), d_out.astype(jnp.bfloat16)
+        return jax.lax.dot_general(x, d_out, (((0, 1), (0, 1)), ((), ())), preferred_element_type=jnp.float32)
     return jax.lax.dot_general(x, d_out, (((0, 1), (0, 1)), ((), ())), precision=HIGHEST)
 
 
@@ -87,7 +91,7 @@ class TorchGRU(nnx.Module):
         # projected from [N, S, I], XLA:CPU transposed the projection and its gradient (3 x 12 MB at PRIMUS's sizes).
         n, s, i = x.shape
         rows = jnp.swapaxes(x, 0, 1).reshape(s * n, i)
-        x_proj = jnp.dot(rows, self.weight_ih_l0[...], precision=HIGHEST).reshape(s, n, -1) + self.bias_ih_l0[...]
+        x_proj = exact_matmul(rows, self.weight_ih_l0[...]).reshape(s, n, -1) + self.bias_ih_l0[...]
         return gru_last_state(x_proj, gather_weight(self.weight_hh_l0[...]), self.bias_hh_l0[...])
 
 
@@ -101,11 +105,17 @@ def gru_last_state(x_proj: jax.Array, w_hh: jax.Array, b_hh: jax.Array) -> jax.A
     return _gru_forward(x_proj, w_hh, b_hh)[0]
 
 
+def _recurrent_weight(w_hh):
+    """The recurrent weight as the scan multiplies it: cast to bf16 once, outside the loop, for bf16 passes on CPU."""
+    return w_hh.astype(jnp.bfloat16) if bf16_pass_matmuls() else w_hh
+
+
 def _gru_forward(x_proj, w_hh, b_hh):
     hidden = w_hh.shape[0]
+    w = _recurrent_weight(w_hh)
 
     def step(h, xg):
-        hg = jnp.dot(h, w_hh, precision=HIGHEST) + b_hh
+        hg = exact_matmul(h, w) + b_hh
         r = jax.nn.sigmoid(xg[:, :hidden] + hg[:, :hidden])
         z = jax.nn.sigmoid(xg[:, hidden : 2 * hidden] + hg[:, hidden : 2 * hidden])
         hn = hg[:, 2 * hidden :]
@@ -119,6 +129,7 @@ def _gru_forward(x_proj, w_hh, b_hh):
 
 def _gru_backward(residuals, d_last):
     w_hh, saved = residuals
+    w_t = _recurrent_weight(w_hh).T
 
     def step(dh, xs):
         h, r, z, n, hn = xs
@@ -126,7 +137,7 @@ def _gru_backward(residuals, d_last):
         d_r = d_n * hn * r * (1.0 - r)               # through r = sigmoid(x_r + h_r)
         d_z = dh * (h - n) * z * (1.0 - z)           # through z = sigmoid(x_z + h_z)
         d_hg = jnp.concatenate([d_r, d_z, d_n * r], axis=-1)
-        d_prev = dh * z + jnp.dot(d_hg, w_hh.T, precision=HIGHEST)
+        d_prev = dh * z + exact_matmul(d_hg, w_t)
         return d_prev, (d_hg, jnp.concatenate([d_r, d_z, d_n], axis=-1))
 
     _, (d_hg, d_x) = jax.lax.scan(step, d_last, saved, reverse=True)

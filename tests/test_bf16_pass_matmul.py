@@ -113,11 +113,13 @@ def test_a_training_run_traces_under_its_configured_matmul_precision(monkeypatch
     assert seen == ["bfloat16"] and jax.config.jax_default_matmul_precision in (None, "default")
 
 
-def test_the_gru_takes_bf16_passes_only_when_asked_and_stays_close_to_exact():
-    """PRIMUS's GRU (hand-written backward pass): the bf16-pass recurrence and gradients stay within bf16 rounding of
-    the exact ones, and its program multiplies in bf16 only under the setting."""
+@pytest.mark.parametrize("cell", ["TorchGRU", "TorchLSTM"])
+def test_the_recurrent_cells_take_bf16_passes_only_when_asked_and_stay_close_to_exact(cell):
+    """PRIMUS's GRU and DeepConvLSTM's LSTM (hand-written backward passes, HIGHEST-precision products): the bf16-pass
+    recurrence and gradients stay within bf16 rounding of the exact ones, and the program multiplies in bf16 only
+    under the setting."""
     from imujax.models import rnn_imu
-    gru = rnn_imu.TorchGRU(6, 16, rngs=nnx.Rngs(0))
+    gru = getattr(rnn_imu, cell)(6, 16, rngs=nnx.Rngs(0))
     x = jnp.asarray(np.random.default_rng(1).standard_normal((4, 12, 6)), jnp.float32)
 
     def loss(gru, x):

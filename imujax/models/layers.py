@@ -154,6 +154,14 @@ def exact_matmul(x, kernel):
     return jnp.dot(x, kernel, precision=None if bf16_pass else jax.lax.Precision.HIGHEST)
 
 
+def exact_einsum(spec: str, a, b):
+    """`exact_matmul`'s choice for an einsum inside a hand-written forward or backward pass (not differentiated)."""
+    if bf16_pass_matmuls():
+        return jnp.einsum(spec, a.astype(jnp.bfloat16), b.astype(jnp.bfloat16), preferred_element_type=jnp.float32)
+    bf16_pass = jax.config.jax_default_matmul_precision in BF16_PASS_PRECISIONS
+    return jnp.einsum(spec, a, b, precision=None if bf16_pass else jax.lax.Precision.HIGHEST)
+
+
 class Linear(nnx.Linear):
     """nnx.Linear with xavier-uniform kernel, zero bias and logical sharding names for (in, out). In f32 it follows
     `jax.default_matmul_precision("bfloat16")` on CPU as well (`bf16_pass_matmuls`; config.matmul_precision)."""

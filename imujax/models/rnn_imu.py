@@ -43,8 +43,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from imujax.models.layers import (bf16_pass_matmuls, compiling_for_cpu, constrain_batch, exact_matmul, gather_weight,
-                                  torch_linear, torch_uniform)
+from imujax.models.layers import (BF16_PASS_PRECISIONS, bf16_pass_matmuls, compiling_for_cpu, constrain_batch,
+                                  exact_einsum, exact_matmul, gather_weight, torch_linear, torch_uniform)
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -64,7 +64,8 @@ def weight_gradient(x: jax.Array, d_out: jax.Array) -> jax.Array:
     if bf16_pass_matmuls():  # config.matmul_precision="bfloat16" on CPU (layers.bf16_pass_matmul)
         x, d_out = x.astype(jnp.bfloat16), d_out.astype(jnp.bfloat16)
         return jax.lax.dot_general(x, d_out, (((0, 1), (0, 1)), ((), ())), preferred_element_type=jnp.float32)
-    return jax.lax.dot_general(x, d_out, (((0, 1), (0, 1)), ((), ())), precision=HIGHEST)
+    bf16_pass = jax.config.jax_default_matmul_precision in BF16_PASS_PRECISIONS  # one pass on an accelerator
+    return jax.lax.dot_general(x, d_out, (((0, 1), (0, 1)), ((), ())), precision=None if bf16_pass else HIGHEST)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -202,7 +203,7 @@ def _project_in_pieces(x: jax.Array, w: jax.Array) -> jax.Array:
     # Unrolled slices and one concatenate: a `lax.map` over the pieces cost more (a zero-filled output buffer and a
     # re-laid copy of x) than the pieces saved.
     pieces = cpu_pieces(x.shape[0], x.shape[1], PROJECTION_MIN_ROWS)
-    return jnp.concatenate([jnp.einsum("tni,ig->tng", piece, w, precision=HIGHEST) for piece in jnp.split(x, pieces)])
+    return jnp.concatenate([exact_einsum("tni,ig->tng", piece, w) for piece in jnp.split(x, pieces)])
 
 
 @jax.custom_vjp
@@ -218,7 +219,7 @@ def _input_projection_fwd(x, w):
 
 def _input_projection_bwd(residuals, d_out):
     x, w = residuals
-    return _project_in_pieces(d_out, w.T), jnp.einsum("tni,tng->ig", x, d_out, precision=HIGHEST)
+    return _project_in_pieces(d_out, w.T), exact_einsum("tni,tng->ig", x, d_out)
 
 
 input_projection.defvjp(_input_projection_fwd, _input_projection_bwd)
@@ -237,10 +238,11 @@ def lstm_outputs(x_proj: jax.Array, w_hh: jax.Array, b_hh: jax.Array) -> jax.Arr
 
 def _lstm_forward(x_proj, w_hh, b_hh):
     hidden = w_hh.shape[0]
+    w = _recurrent_weight(w_hh)
 
     def step(carry, xg):
         h, c = carry
-        gates = xg + (jnp.dot(h, w_hh, precision=HIGHEST) + b_hh)
+        gates = xg + (exact_matmul(h, w) + b_hh)
         i, f, o = (jax.nn.sigmoid(gates[:, k * hidden:(k + 1) * hidden]) for k in (0, 1, 3))
         g = jnp.tanh(gates[:, 2 * hidden:3 * hidden])
         c = f * c + i * g
@@ -255,6 +257,7 @@ def _lstm_forward(x_proj, w_hh, b_hh):
 def _lstm_backward(residuals, d_hs):
     w_hh, hs, cs, acts = residuals
     hidden = w_hh.shape[0]
+    w_t = _recurrent_weight(w_hh).T
     c_prev = jnp.concatenate([jnp.zeros_like(cs[:1]), cs[:-1]])
 
     def step(carry, xs):
@@ -267,12 +270,12 @@ def _lstm_backward(residuals, d_hs):
         # Through c = f * c_before + i * g and h = o * tanh(c), times each gate's sigmoid / tanh slope.
         d_gates = jnp.concatenate([dc * g * i * (1.0 - i), dc * c_before * f * (1.0 - f), dc * i * (1.0 - g * g),
                                    dh * tanh_c * o * (1.0 - o)], axis=-1)
-        return (jnp.dot(d_gates, w_hh.T, precision=HIGHEST), dc * f), d_gates
+        return (exact_matmul(d_gates, w_t), dc * f), d_gates
 
     zeros = jnp.zeros_like(hs[0])
     _, d_gates = jax.lax.scan(step, (zeros, zeros), (d_hs, cs, c_prev, acts), reverse=True)
     h_prev = jnp.concatenate([jnp.zeros_like(hs[:1]), hs[:-1]])
-    d_w = jnp.einsum("tnh,tng->hg", h_prev, d_gates, precision=HIGHEST)
+    d_w = exact_einsum("tnh,tng->hg", h_prev, d_gates)
     return d_gates, d_w, d_gates.sum(axis=(0, 1))
 
 

@@ -145,21 +145,22 @@ def _bf16_pass_matmul_bwd(residuals, g):
 bf16_pass_matmul.defvjp(_bf16_pass_matmul_fwd, _bf16_pass_matmul_bwd)
 
 
+def exact_precision():
+    """The precision of products that match PyTorch's f32 exactly on every backend: HIGHEST (TPUs otherwise multiply
+    f32 in one bf16 pass), unless JAX's default precision asks for one bf16 pass (None: the backend's default)."""
+    return None if jax.config.jax_default_matmul_precision in BF16_PASS_PRECISIONS else jax.lax.Precision.HIGHEST
+
+
 def exact_matmul(x, kernel):
-    """``x @ kernel`` for models that match PyTorch's f32 products exactly on every backend (HIGHEST precision: TPUs
-    otherwise multiply f32 in one bf16 pass), unless JAX's default precision asks for one bf16 pass (`Linear`)."""
-    if bf16_pass_matmuls():
-        return bf16_pass_matmul(x, kernel)
-    bf16_pass = jax.config.jax_default_matmul_precision in BF16_PASS_PRECISIONS
-    return jnp.dot(x, kernel, precision=None if bf16_pass else jax.lax.Precision.HIGHEST)
+    """``x @ kernel`` at `exact_precision`; bf16 passes on CPU when asked for (as `Linear`)."""
+    return bf16_pass_matmul(x, kernel) if bf16_pass_matmuls() else jnp.dot(x, kernel, precision=exact_precision())
 
 
 def exact_einsum(spec: str, a, b):
     """`exact_matmul`'s choice for an einsum inside a hand-written forward or backward pass (not differentiated)."""
     if bf16_pass_matmuls():
         return jnp.einsum(spec, a.astype(jnp.bfloat16), b.astype(jnp.bfloat16), preferred_element_type=jnp.float32)
-    bf16_pass = jax.config.jax_default_matmul_precision in BF16_PASS_PRECISIONS
-    return jnp.einsum(spec, a, b, precision=None if bf16_pass else jax.lax.Precision.HIGHEST)
+    return jnp.einsum(spec, a, b, precision=exact_precision())
 
 
 class Linear(nnx.Linear):

@@ -384,7 +384,7 @@ class JaxSession:
         host_batch = bench.make_batch(config, batch_size, np.random.default_rng(0))
         self.context = contextlib.ExitStack()
         self.context.enter_context(jax.set_mesh(mesh))
-        self.context.enter_context(jax.default_matmul_precision(config.get("matmul_precision", "default")))
+        self.context.enter_context(train.matmul_precision(config))
         self.graphdef, self.state, shardings = train.create_state(self.system, config, self.tx, mesh)
         self.batch = sharding.global_batch(host_batch, mesh)
         step = jax.jit(train.make_train_step(self.system, self.graphdef, self.tx, config.seed), donate_argnums=0,

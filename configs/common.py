@@ -46,9 +46,9 @@ def base_config() -> ml_collections.ConfigDict:
         mixture=(), mixture_temperature=0.5,
         per_dataset=ml_collections.ConfigDict(), manual_dirs=ml_collections.ConfigDict()))
 
-    # JAX's default precision of f32 matmuls for the whole run (jax.default_matmul_precision): "default" (exact f32 on
-    # CPU), or "bfloat16": one bf16 pass with f32 accumulation, what TPUs do by default; the weight matmuls of
-    # layers.Linear then take bf16 operands on CPU too (several times faster on CPUs with AMX or AVX512-BF16).
+    # JAX's default precision of f32 matmuls in training and --mode=eval (jax.default_matmul_precision): "default"
+    # (exact f32 on CPU), or "bfloat16": one bf16 pass with f32 accumulation, what TPUs do by default; layers.Linear
+    # and the recurrent encoders then take bf16 operands on CPU too (several times faster with AMX or AVX512-BF16).
     config.matmul_precision = "default"
     config.batch_size = 16           # global batch over all hosts and devices
     config.num_epochs = 1            # used when total_steps is 0

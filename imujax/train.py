@@ -171,12 +171,17 @@ def total_steps_for(config, steps_per_epoch: int) -> int:
     return config.total_steps or config.num_epochs * steps_per_epoch
 
 
+def matmul_precision(config: ml_collections.ConfigDict):
+    """config.matmul_precision as JAX's default matmul precision; every step traced inside it follows it."""
+    return jax.default_matmul_precision(config.get("matmul_precision", "default"))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Train (resuming from workdir if it holds a checkpoint) and return the final metrics."""
     config_checks.check(config, "train")
     stop = _StopRequest(sync_every=config.log_every_steps)  # from here on SIGTERM stops the run cleanly
     try:
-        with jax.default_matmul_precision(config.get("matmul_precision", "default")):  # traced under it: every step
+        with matmul_precision(config):
             return _train(config, workdir, stop)
     finally:
         stop.restore()
@@ -399,7 +404,7 @@ def evaluate_only(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
     which = config.eval.get("checkpoint", "auto")
     if which not in ("auto", "best", "latest"):
         raise ValueError(f"config.eval.checkpoint must be 'auto', 'best' or 'latest', got {which!r}")
-    with jax.set_mesh(mesh):
+    with jax.set_mesh(mesh), matmul_precision(config):
         if not checkpointing.candidates(workdir, which) and (which == "best" or not init_source(config)[0]):
             raise FileNotFoundError(
                 f"--config.eval.checkpoint=best: no best checkpoint in {workdir} (model selection keeps one when the "

@@ -78,16 +78,11 @@ def test_config_rejects_an_unknown_matmul_precision():
 
 
 def test_the_train_step_traced_under_bfloat16_has_bf16_products_and_the_default_has_none():
-    from configs import evi_mae as evi_mae_config
     from imujax import sharding, systems, train
-    config = evi_mae_config.get_config("demo")
-    config.model.update(dict(imu_dim=32, imu_heads=2, imu_depth=1, video_dim=16, video_heads=2, video_depth=1,
-                             decoder_dim=16, decoder_heads=2, decoder_depth=1, graph_hidden=16))
+    from tests.test_train_step import random_batch, tiny_config
+    config = tiny_config()
     config.batch_size = 2
-    m = config.model
-    batch = {"imu": np.zeros((2, m.imu_channels, m.imu_time, m.imu_freq), np.float32),
-             "video": np.zeros((2, 3, m.num_frames, m.img_size, m.img_size), np.float32),
-             "label": np.zeros(2, np.int32)}
+    batch = random_batch(config)
     system = systems.make_system(config)
     tx = train.make_optimizer(config.optimizer, train.make_schedule(config.optimizer, 10, 100))
     mesh = sharding.make_mesh(devices=jax.devices()[:1])

@@ -111,11 +111,15 @@ def torch_linear(din: int, dout: int, rngs: nnx.Rngs, names: tuple[str | None, s
 BF16_PASS_PRECISIONS = ("bfloat16", "BF16_BF16_F32")
 
 
+def _bf16_pass_requested() -> bool:
+    return jax.config.jax_default_matmul_precision in BF16_PASS_PRECISIONS
+
+
 def bf16_pass_matmuls() -> bool:
     """Whether an f32 weight matmul traced now should take bf16 operands: JAX's default matmul precision asks for a
     single bf16 pass (what TPUs do with f32 matmuls by default) and the program is compiled for CPU, where XLA ignores
     that request and multiplies in full f32. CPUs with AMX or AVX512-BF16 run bf16 products several times faster."""
-    return jax.config.jax_default_matmul_precision in BF16_PASS_PRECISIONS and compiling_for_cpu()
+    return _bf16_pass_requested() and compiling_for_cpu()
 
 
 def _bf16_dot(a, b, dims):
@@ -148,12 +152,20 @@ bf16_pass_matmul.defvjp(_bf16_pass_matmul_fwd, _bf16_pass_matmul_bwd)
 def exact_precision():
     """The precision of products that match PyTorch's f32 exactly on every backend: HIGHEST (TPUs otherwise multiply
     f32 in one bf16 pass), unless JAX's default precision asks for one bf16 pass (None: the backend's default)."""
-    return None if jax.config.jax_default_matmul_precision in BF16_PASS_PRECISIONS else jax.lax.Precision.HIGHEST
+    return None if _bf16_pass_requested() else jax.lax.Precision.HIGHEST
 
 
 def exact_matmul(x, kernel):
     """``x @ kernel`` at `exact_precision`; bf16 passes on CPU when asked for (as `Linear`)."""
     return bf16_pass_matmul(x, kernel) if bf16_pass_matmuls() else jnp.dot(x, kernel, precision=exact_precision())
+
+
+def exact_dot_general(a, b, contracting):
+    """`exact_matmul`'s choice for a `lax.dot_general` without batch dimensions inside a hand-written forward or
+    backward pass (not differentiated); ``contracting`` = (a's dimensions, b's dimensions)."""
+    if bf16_pass_matmuls():
+        return _bf16_dot(a, b, contracting)
+    return jax.lax.dot_general(a, b, (contracting, ((), ())), precision=exact_precision())
 
 
 def exact_einsum(spec: str, a, b):

@@ -43,8 +43,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from imujax.models.layers import (bf16_pass_matmuls, compiling_for_cpu, constrain_batch, exact_einsum, exact_matmul,
-                                  exact_precision, gather_weight, torch_linear, torch_uniform)
+from imujax.models.layers import (bf16_pass_matmuls, compiling_for_cpu, constrain_batch, exact_dot_general,
+                                  exact_einsum, exact_matmul, gather_weight, torch_linear, torch_uniform)
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -61,10 +61,7 @@ def weight_gradient(x: jax.Array, d_out: jax.Array) -> jax.Array:
     transposed-operand matmul, much slower on this CPU. Used by the GRU; the LSTM's einsums measured no slower
     (benchmarks/HISTORY.md, issue 25).
     """
-    if bf16_pass_matmuls():  # config.matmul_precision="bfloat16" on CPU (layers.bf16_pass_matmul)
-        x, d_out = x.astype(jnp.bfloat16), d_out.astype(jnp.bfloat16)
-        return jax.lax.dot_general(x, d_out, (((0, 1), (0, 1)), ((), ())), preferred_element_type=jnp.float32)
-    return jax.lax.dot_general(x, d_out, (((0, 1), (0, 1)), ((), ())), precision=exact_precision())
+    return exact_dot_general(x, d_out, ((0, 1), (0, 1)))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
